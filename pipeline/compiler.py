@@ -1,0 +1,230 @@
+"""Compiles cluster state into the C tables of docs/pipeline.md.
+
+Kubernetes semantics are decided here, at compile time (style P9); the C tables only
+answer "is this key present". Pods with the same namespace, labels and named ports
+share one identity (Cilium's security identity, plus named ports so a named port
+resolves the same way for every pod of an identity). A build that does not fit its
+limits fails whole; the running tables are never touched by a failed build (X3, P7).
+
+Rule keys are (local identity, direction, peer identity, block id), 0 meaning "any":
+  - a selector peer gives one key per matching peer identity, block 0;
+  - an ipBlock peer gives peer 0 and its block id;
+  - a rule with no peers gives peer 0, block 0;
+  - an egress named port towards "any" or an ipBlock is expanded per destination
+    identity that declares the name (peer = that identity), since the port depends on
+    the destination pod.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .addresses import addr16, prefix16
+from .cluster import Cluster
+from .objects import IPBlock, Pod
+from .policy import EGRESS, INGRESS, peer_matches, policy_selects, rule_ids
+
+PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+DIR_NUMBERS = {INGRESS: 0, EGRESS: 1}
+ISOLATED_BITS = {INGRESS: 1, EGRESS: 2}
+V4_SPACE = ipaddress.ip_network("0.0.0.0/0")
+
+
+class CompileError(Exception):
+    """The cluster does not fit the table limits; nothing was installed."""
+
+
+@dataclass
+class Identity:
+    id: int
+    namespace: str
+    labels: dict
+    named_ports: frozenset           # {(name, protocol, port)}
+    pods: list = field(default_factory=list)
+
+    @property
+    def representative(self) -> Pod:
+        return self.pods[0]
+
+
+@dataclass
+class Compiled:
+    """The compiled form of one cluster generation. `tables` is a sealed
+    `struct ns_tables *`, freed with this object unless a FastPath took it."""
+
+    cluster: Cluster
+    port_of: dict                    # pod key -> switch port
+    pods_by_port: dict               # port -> Pod
+    identities: list                 # Identity, index id-1
+    identity_of: dict                # pod key -> identity id
+    blocks: dict                     # IPBlock -> block id
+    classes: list                    # [(prefix network, [block ids])], class id = index + 1
+    rule_keys: int
+    rule_entries: int
+    rules: dict                      # (policy key, direction, index) -> rule id
+    tables: object = None
+
+    def rule_ref(self, rule_id: int) -> Optional[tuple[str, str, int]]:
+        for k, v in self.rules.items():
+            if v == rule_id:
+                return k
+        return None
+
+    def stats(self) -> dict:
+        return {"pods": len(self.port_of), "identities": len(self.identities),
+                "blocks": len(self.blocks), "prefixes": len(self.classes),
+                "rule_keys": self.rule_keys, "rule_entries": self.rule_entries}
+
+
+def _identity_key(pod: Pod):
+    return (pod.namespace, frozenset(pod.labels.items()),
+            frozenset((p.name, p.protocol, p.port) for p in pod.ports if p.name))
+
+
+def _block_classes(blocks: dict) -> list:
+    """Every cidr and except is a prefix; an address's longest matching prefix P fixes
+    which blocks match it: those of P's family whose cidr contains P and none of whose
+    excepts contains P. The IPv4 space is always a prefix, so IPv4 addresses never
+    fall into an IPv6 prefix such as ::/0."""
+    prefixes = {V4_SPACE}
+    for b in blocks:
+        prefixes.add(b.cidr)
+        prefixes.update(b.excepts)
+    classes = []
+    for p in sorted(prefixes, key=lambda n: (n.version, n.network_address, n.prefixlen)):
+        members = sorted(bid for b, bid in blocks.items()
+                         if b.cidr.version == p.version and p.subnet_of(b.cidr)
+                         and not any(p.subnet_of(e) for e in b.excepts))
+        classes.append((p, members))
+    return classes
+
+
+def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
+    from ._native import ffi, lib
+
+    pods = [p for p in cluster.pod_list() if not p.host_network and p.ips]
+    port_of = {p.key: i + 1 for i, p in enumerate(pods)}
+    if len(pods) >= 0xFFFF:
+        raise CompileError(f"{len(pods)} pods: at most 65534 switch ports")
+
+    identities: dict = {}
+    identity_of: dict = {}
+    for p in pods:
+        key = _identity_key(p)
+        ident = identities.get(key)
+        if ident is None:
+            ident = identities[key] = Identity(len(identities) + 1, p.namespace, dict(p.labels), key[2])
+        ident.pods.append(p)
+        identity_of[p.key] = ident.id
+    idents = sorted(identities.values(), key=lambda i: i.id)
+
+    ids = rule_ids(cluster)
+    policies = cluster.policy_list()
+    blocks: dict[IPBlock, int] = {}
+    for pol in policies:
+        for rule in pol.ingress + pol.egress:
+            for peer in rule.peers or ():
+                if peer.ip_block is not None and peer.ip_block not in blocks:
+                    blocks[peer.ip_block] = len(blocks) + 1
+    classes = _block_classes(blocks)
+
+    # (local, dir, peer, block) -> [(proto, lo, hi, rule id)]
+    entries: dict[tuple, list] = {}
+    isolation: dict[int, int] = {}
+
+    def named_ports_of(ident: Identity, name: str, proto: str) -> list[int]:
+        return [port for (n, pr, port) in ident.named_ports if n == name and pr == proto]
+
+    for pol in policies:
+        for direction in (INGRESS, EGRESS):
+            selected = [i for i in idents if policy_selects(cluster, pol, i.representative, direction)]
+            if not selected:
+                continue
+            for i in selected:
+                isolation[i.id] = isolation.get(i.id, 0) | ISOLATED_BITS[direction]
+            rules = pol.ingress if direction == INGRESS else pol.egress
+            for index, rule in enumerate(rules):
+                rid = ids[(pol.key, direction, index)]
+                # Peers as (peer identity or 0, block id or 0).
+                if rule.peers is None:
+                    peer_keys = [(0, 0)]
+                else:
+                    peer_keys = []
+                    for peer in rule.peers:
+                        if peer.ip_block is not None:
+                            peer_keys.append((0, blocks[peer.ip_block]))
+                        else:
+                            peer_keys.extend((j.id, 0) for j in idents
+                                             if peer_matches(cluster, pol, peer, j.representative, None))
+                    peer_keys = sorted(set(peer_keys))
+                for local in selected:
+                    dir_no = DIR_NUMBERS[direction]
+                    for peer_id, block_id in peer_keys:
+                        for key, entry in _port_entries(rule, direction, local, peer_id, block_id,
+                                                        idents, named_ports_of):
+                            entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
+
+    n_entries = sum(len(v) for v in entries.values())
+    limits = ffi.new("struct ns_table_limits *")
+    limits.endpoints = max(16, int(sum(len(p.ips) for p in pods) * limits_slack))
+    limits.identities = len(idents) + 2
+    limits.rule_keys = max(16, int(len(entries) * limits_slack))
+    limits.rule_entries = max(16, int(n_entries * limits_slack))
+    limits.prefixes = max(16, int(len(classes) * limits_slack))
+    limits.class_blocks = max(16, int(sum(len(m) for _, m in classes) * limits_slack))
+    t = lib.ns_tables_new(limits)
+    if t == ffi.NULL:
+        raise CompileError("cannot allocate tables")
+    t = ffi.gc(t, lib.ns_tables_free)
+
+    def check(rc, what):
+        if rc != 0:
+            raise CompileError(f"table full or invalid: {what}")
+
+    for p in pods:
+        for ip in p.ips:
+            check(lib.ns_tables_add_endpoint(t, addr16(ip), port_of[p.key], identity_of[p.key]),
+                  f"endpoint {ip}")
+    for ident_id, mask in sorted(isolation.items()):
+        check(lib.ns_tables_set_isolation(t, ident_id, mask), f"identity {ident_id}")
+    for class_id, (net, members) in enumerate(classes, start=1):
+        a, plen = prefix16(net)
+        check(lib.ns_tables_add_prefix(t, a, plen, class_id), f"prefix {net}")
+        for b in members:
+            check(lib.ns_tables_add_class_block(t, class_id, b), f"class {class_id}")
+    for (local, dir_no, peer, block), lst in sorted(entries.items()):
+        for proto, lo, hi, rid in lst:
+            check(lib.ns_tables_add_rule(t, local, dir_no, peer, block, proto, lo, hi, rid),
+                  f"rule {rid}")
+    check(lib.ns_tables_seal(t), "seal")
+    return Compiled(cluster, port_of, {v: cluster.pods[k] for k, v in port_of.items()}, idents,
+                    identity_of, blocks, classes, len(entries), n_entries, ids, t)
+
+
+def _port_entries(rule, direction, local, peer_id, block_id, idents, named_ports_of):
+    """Yields ((peer, block), (proto, lo, hi)) for one peer key of one rule."""
+    if rule.ports is None:
+        yield (peer_id, block_id), (0, 0, 65535)
+        return
+    for p in rule.ports:
+        proto = PROTO_NUMBERS[p.protocol]
+        if p.port is None:
+            yield (peer_id, block_id), (proto, 0, 65535)
+        elif isinstance(p.port, int):
+            yield (peer_id, block_id), (proto, p.port, p.end_port if p.end_port is not None else p.port)
+        elif direction == INGRESS:
+            for port in named_ports_of(local, p.port, p.protocol):
+                yield (peer_id, block_id), (proto, port, port)
+        elif peer_id:
+            # Egress towards a selected identity: resolve against it.
+            j = idents[peer_id - 1]
+            for port in named_ports_of(j, p.port, p.protocol):
+                yield (peer_id, block_id), (proto, port, port)
+        else:
+            # Egress towards any address or an ipBlock: only pods can have named
+            # ports, so expand per destination identity.
+            for j in idents:
+                for port in named_ports_of(j, p.port, p.protocol):
+                    yield (j.id, block_id), (proto, port, port)

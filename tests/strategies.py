@@ -1,0 +1,108 @@
+"""Random clusters for property tests: namespaces, pods with random labels and ports,
+and policies using every feature of NetworkPolicy v1."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import strategies as st
+
+from pipeline.cluster import Cluster
+from pipeline.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod,
+                              PolicyPort, Rule)
+from pipeline.selectors import LabelSelector, Requirement
+
+NAMESPACES = ["ns-a", "ns-b", "ns-c"]
+KEYS = ["app", "tier"]
+VALUES = ["x", "y", "z"]
+PORTS = [ContainerPort(80, "TCP", "http"), ContainerPort(81, "TCP", "web"),
+         ContainerPort(53, "UDP", "dns"), ContainerPort(90, "SCTP", "sig"),
+         ContainerPort(8080, "TCP", "web2")]
+# Blocks over the pod ranges (198.18.0.0/24 v4 and 2001:db8::/120 v6) and outside.
+CIDRS = ["198.18.0.0/24", "198.18.0.0/28", "198.18.0.16/28", "198.18.0.8/29", "198.18.0.0/16",
+         "198.19.0.0/24", "2001:db8::/120", "2001:db8::/124", "0.0.0.0/0", "::/0"]
+
+labels_st = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=2)
+
+
+@st.composite
+def selectors(draw):
+    reqs = []
+    for key in draw(st.lists(st.sampled_from(KEYS), max_size=2, unique=True)):
+        op = draw(st.sampled_from(["In", "In", "NotIn", "Exists", "DoesNotExist"]))
+        values = tuple(sorted(draw(st.sets(st.sampled_from(VALUES), min_size=1, max_size=2)))) \
+            if op in ("In", "NotIn") else ()
+        reqs.append(Requirement(key, op, values))
+    return LabelSelector(tuple(reqs))
+
+
+@st.composite
+def ip_blocks(draw):
+    cidr = ipaddress.ip_network(draw(st.sampled_from(CIDRS)))
+    excepts = []
+    for e in draw(st.lists(st.sampled_from(CIDRS), max_size=2)):
+        net = ipaddress.ip_network(e)
+        if net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen:
+            excepts.append(net)
+    if draw(st.booleans()) and cidr.prefixlen < (32 if cidr.version == 4 else 128) - 2:
+        # A random single-address except, often a pod's address.
+        host = cidr.network_address + draw(st.integers(1, 20))
+        excepts.append(ipaddress.ip_network(f"{host}/{cidr.max_prefixlen}"))
+    return IPBlock(cidr, tuple(sorted(set(excepts), key=str)))
+
+
+@st.composite
+def peers(draw):
+    kind = draw(st.sampled_from(["pod", "ns", "both", "ip"]))
+    if kind == "ip":
+        return Peer(ip_block=draw(ip_blocks()))
+    return Peer(pod_selector=draw(selectors()) if kind in ("pod", "both") else None,
+                namespace_selector=draw(selectors()) if kind in ("ns", "both") else None)
+
+
+@st.composite
+def policy_ports(draw):
+    proto = draw(st.sampled_from(["TCP", "TCP", "UDP", "SCTP"]))
+    kind = draw(st.sampled_from(["num", "named", "range", "none"]))
+    if kind == "num":
+        return PolicyPort(proto, draw(st.sampled_from([53, 80, 81, 90, 8080])))
+    if kind == "named":
+        return PolicyPort(proto, draw(st.sampled_from(["http", "web", "dns", "sig", "web2"])))
+    if kind == "range":
+        lo = draw(st.sampled_from([50, 80, 81]))
+        return PolicyPort(proto, lo, lo + draw(st.integers(0, 40)))
+    return PolicyPort(proto)
+
+
+@st.composite
+def rules(draw):
+    ps = draw(st.one_of(st.none(), st.lists(peers(), min_size=1, max_size=2)))
+    pts = draw(st.one_of(st.none(), st.lists(policy_ports(), min_size=1, max_size=2)))
+    return Rule(None if ps is None else tuple(ps), None if pts is None else tuple(pts))
+
+
+@st.composite
+def policies(draw, name):
+    types = draw(st.sampled_from([("Ingress",), ("Egress",), ("Ingress", "Egress")]))
+    return NetworkPolicy(draw(st.sampled_from(NAMESPACES)), name, draw(selectors()), types,
+                         tuple(draw(st.lists(rules(), max_size=2))),
+                         tuple(draw(st.lists(rules(), max_size=2))))
+
+
+@st.composite
+def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
+    c = Cluster()
+    for ns in NAMESPACES:
+        c.add_namespace(Namespace(ns, draw(st.dictionaries(st.just("team"), st.sampled_from(VALUES), max_size=1))))
+    n = draw(st.integers(1, max_pods))
+    for i in range(n):
+        ips = [ipaddress.ip_address(f"198.18.0.{i + 1}")]
+        if dual_stack and draw(st.booleans()):
+            ips.append(ipaddress.ip_address(f"2001:db8::{i + 1:x}"))
+        ports = tuple(sorted(draw(st.sets(st.sampled_from(range(len(PORTS))), max_size=3))))
+        c.add_pod(Pod(draw(st.sampled_from(NAMESPACES)), f"pod-{i}", draw(labels_st),
+                      tuple(PORTS[p] for p in ports),
+                      host_network=draw(st.integers(0, 9)) == 0, ips=tuple(ips)))
+    for j in range(draw(st.integers(0, max_policies))):
+        c.add_network_policy(draw(policies(f"pol-{j}")))
+    return c
