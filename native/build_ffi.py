@@ -20,12 +20,13 @@ def _rel(path):
 
 
 ffibuilder = cffi.FFI()
-with open(os.path.join(HERE, "netsem.h")) as f:
-    ffibuilder.cdef(f.read())
+for header in ["netsem.h", "switch.h"]:
+    with open(os.path.join(HERE, header)) as f:
+        ffibuilder.cdef(f.read())
 
 ffibuilder.set_source(
     "pipeline._native",
-    '#include "netsem.h"',
+    '#include "netsem.h"\n#include "switch.h"',
     sources=sorted(_rel(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
     include_dirs=[_rel(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Werror", "-std=gnu11"],

@@ -165,7 +165,8 @@ static int parse_l4(const uint8_t *l4, uint32_t l4len, int family, struct ns_pkt
         if (l4len < 8)
             return NS_R_TRUNCATED_L4;
         uint32_t ulen = rd16(l4 + 4);
-        if (ulen < 8 || ulen > l4len)
+        /* A first fragment carries only part of the datagram its length counts. */
+        if (ulen < 8 || (ulen > l4len && pkt->frag != NS_FRAG_FIRST))
             return NS_R_BAD_L4_HEADER;
         pkt->sport = rd16(l4);
         pkt->dport = rd16(l4 + 2);

@@ -51,7 +51,8 @@ struct ns_pkt {
 /* Fills *pkt (zeroed first) and returns NS_R_CONTINUE or a reason
  * (a drop, NS_R_ARP or NS_R_NEIGHBOR_DISCOVERY). Fields are filled as far
  * as parsing got: family/src/dst/proto once the fixed IP header is present
- * with the right version, ports once the L4 header is parsed. */
+ * with the right version, ports once the L4 header is parsed. The result
+ * reports them as they are (the oracle does the same). */
 int sanity_parse(const uint8_t *frame, uint32_t len, struct ns_pkt *pkt);
 
 #endif

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .replay_cli import add_replay_parser   # the packet-level commands
     add_replay_parser(sub, _common)
+    from .switch_cli import add_switch_parsers  # the soft switch: up, down, exec, probe
+    add_switch_parsers(sub, _common)
     return parser
 
 

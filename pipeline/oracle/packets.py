@@ -66,7 +66,8 @@ def _map(ip) -> tuple:
 
 # ---- parsing (the sanity filter) ---------------------------------------------------
 
-def parse(frame: bytes) -> Packet:
+def parse(frame: bytes, pkt: Packet) -> None:
+    """Fills `pkt` as far as parsing gets; raises Drop with the reason."""
     if len(frame) < 14:
         raise Drop("truncated_ethernet")
     ethertype = struct.unpack_from("!H", frame, 12)[0]
@@ -79,22 +80,23 @@ def parse(frame: bytes) -> Packet:
     if ethertype == 0x0806:
         raise Drop("arp")
     if ethertype == 0x0800:
-        pkt, l4, l4len = parse_ipv4(frame[l3:])
+        l4, l4len = parse_ipv4(frame[l3:], pkt)
     elif ethertype == 0x86DD:
-        pkt, l4, l4len = parse_ipv6(frame[l3:])
+        l4, l4len = parse_ipv6(frame[l3:], pkt)
     else:
         raise Drop("unsupported_ethertype")
     if pkt.fragment != "later":
         parse_l4(pkt, l4[:l4len])
     check_addresses(pkt)
-    return pkt
 
 
-def parse_ipv4(ip: bytes):
+def parse_ipv4(ip: bytes, pkt: Packet):
     if len(ip) < 20:
         raise Drop("truncated_ip")
     if ip[0] >> 4 != 4:
         raise Drop("bad_ip_version")
+    pkt.family, pkt.proto = 4, ip[9]
+    pkt.src, pkt.dst = ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20])
     hlen = (ip[0] & 0x0F) * 4
     if hlen < 20 or hlen > len(ip):
         raise Drop("bad_ip_header_length")
@@ -106,7 +108,6 @@ def parse_ipv4(ip: bytes):
         s = (s & 0xFFFF) + (s >> 16)
     if s != 0xFFFF:
         raise Drop("bad_ip_checksum")
-    pkt = Packet(4, ip[9], ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20]))
     ident, frag = struct.unpack_from("!HH", ip, 4)
     if frag & 0x1FFF:
         pkt.fragment = "later"
@@ -114,18 +115,19 @@ def parse_ipv4(ip: bytes):
         pkt.fragment = "first"
     if pkt.fragment:
         pkt.frag_key = (4, pkt.src, pkt.dst, ident, pkt.proto)
-    return pkt, ip[hlen:], total - hlen
+    return ip[hlen:], total - hlen
 
 
-def parse_ipv6(ip: bytes):
+def parse_ipv6(ip: bytes, pkt: Packet):
     if len(ip) < 40:
         raise Drop("truncated_ip")
     if ip[0] >> 4 != 6:
         raise Drop("bad_ip_version")
+    pkt.family, pkt.proto = 6, ip[6]
+    pkt.src, pkt.dst = ipaddress.IPv6Address(ip[8:24]), ipaddress.IPv6Address(ip[24:40])
     end = 40 + struct.unpack_from("!H", ip, 4)[0]
     if end > len(ip):
         raise Drop("bad_ip_total_length")
-    pkt = Packet(6, ip[6], ipaddress.IPv6Address(ip[8:24]), ipaddress.IPv6Address(ip[24:40]))
     nh, off, count = ip[6], 40, 0
     while nh in (0, 43, 60, 44):
         count += 1
@@ -152,7 +154,7 @@ def parse_ipv6(ip: bytes):
             nh = ip[off]
             off += hl
     pkt.proto = nh
-    return pkt, ip[off:end], end - off
+    return ip[off:end], end - off
 
 
 def parse_l4(pkt: Packet, l4: bytes) -> None:
@@ -168,7 +170,8 @@ def parse_l4(pkt: Packet, l4: bytes) -> None:
         if len(l4) < 8:
             raise Drop("truncated_l4")
         ulen = struct.unpack_from("!H", l4, 4)[0]
-        if ulen < 8 or ulen > len(l4):
+        # A first fragment carries only part of the datagram its length counts.
+        if ulen < 8 or (ulen > len(l4) and pkt.fragment != "first"):
             raise Drop("bad_l4_header")
         pkt.sport, pkt.dport = struct.unpack_from("!HH", l4)
     elif pkt.proto == SCTP:
@@ -266,6 +269,7 @@ class OraclePipeline:
 
     def __post_init__(self):
         self.ports = switch_ports(self.cluster)
+        self.last_now = 0
 
     def install(self, cluster: Cluster, recheck: bool = False) -> int:
         """A policy change: established connections survive unless `recheck`."""
@@ -273,7 +277,7 @@ class OraclePipeline:
         self.ports = switch_ports(cluster)
         deleted = 0
         if recheck:
-            for conn in list(self._live_connections(None)):
+            for conn in list(self._live_connections(self.last_now)):
                 src, dst, sport, dport, proto = conn.key
                 if self._policy(src, dst, proto, dport)[0] is not None:
                     self._delete(conn)
@@ -288,7 +292,7 @@ class OraclePipeline:
     def _live_connections(self, now):
         seen = set()
         for c in self.connections.values():
-            if id(c) not in seen and (now is None or c.expiry > now):
+            if id(c) not in seen and c.expiry > now:
                 seen.add(id(c))
                 yield c
 
@@ -319,11 +323,12 @@ class OraclePipeline:
         return None, (e.rule.rule_id if e.rule else None), (i.rule.rule_id if i.rule else None)
 
     def process(self, frame: bytes, in_port: int, now: int) -> Result:
+        self.last_now = now
         pkt = Packet()
         rules = [None, None]
         out = 0
         try:
-            pkt = parse(frame)
+            parse(frame, pkt)
             out, reason = self._forwarding(pkt, in_port, now, rules)
         except Drop as d:
             reason = d.reason

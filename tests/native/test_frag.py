@@ -79,9 +79,12 @@ def test_ipv6_fragments(pipe):
 
 
 def test_first_fragment_udp_length_beyond_payload(pipe):
-    # docs/pipeline.md: UDP length must be <= the IP payload, also in a first
-    # fragment (so a first fragment must carry the whole UDP length it claims)
-    assert pipe.one(first(proto_l4=UDP(sport=1, dport=53, len=100)), 1).reason == "bad_l4_header"
+    # docs/pipeline.md: a first fragment may claim a UDP length beyond its payload
+    r = pipe.one(first(proto_l4=UDP(sport=1, dport=53, len=100)), 1)
+    assert (r.reason, r.sport, r.dport) == ("new", 1, 53)
+    assert pipe.one(later(), 1).reason == "fragment"
+    # a whole datagram may not
+    assert pipe.one(E / IP(src=A, dst=B) / UDP(sport=1, dport=53, len=100), 1).reason == "bad_l4_header"
 
 
 def test_ipv6_later_fragment_is_not_walked(pipe):

@@ -1,0 +1,74 @@
+/* netsem soft switch: packet I/O around the pipeline (native/switch.c).
+ * Public API in the cdef() subset (plain structs, enums, prototypes, integer
+ * #defines; no #include or #ifdef): build_ffi.py feeds it to cdef() after
+ * netsem.h. One wake-up = poll every port, drain every ring into one batch,
+ * one ns_pipeline_run, then rewrite and transmit (or answer ARP/ND locally).
+ * The switch never prints; everything it does is counted. */
+
+#define NS_SW_RING_V2 2      /* TPACKET_V2: one wake-up per frame at low load */
+#define NS_SW_RING_V3 3      /* TPACKET_V3: block ring, woken per retired block */
+#define NS_SW_FRAME_MAX 2048 /* largest frame the switch carries (MTU 1500 + headers) */
+
+/* Per-port counters. rx_* counts frames taken from the port; drops = frames that
+ * arrived on the port and were dropped (pipeline reason or switch counter);
+ * tx_errors = frames the kernel refused to send on this port. */
+struct ns_switch_port_stats {
+    uint64_t rx_packets;
+    uint64_t rx_bytes;
+    uint64_t tx_packets;
+    uint64_t tx_bytes;
+    uint64_t tx_errors;
+    uint64_t drops;
+    uint64_t local;          /* ARP / neighbour discovery taken by the switch */
+    uint64_t ring_drops;     /* frames the kernel dropped because the RX ring was full */
+};
+
+/* Switch-level counters (reasons of the switch itself, after the pipeline). */
+enum ns_switch_counter {
+    NS_SW_C_TTL_EXCEEDED = 0,   /* forwarded IPv4 TTL / IPv6 hop limit would reach 0 */
+    NS_SW_C_NO_PORT,            /* pipeline chose a port the switch has no device for */
+    NS_SW_C_NO_NEIGHBOR,        /* out port's pod MAC not known yet */
+    NS_SW_C_OVERSIZE,           /* frame larger than NS_SW_FRAME_MAX (truncated in ring) */
+    NS_SW_C_ARP_REPLIES,        /* proxy ARP answers sent */
+    NS_SW_C_ND_REPLIES,         /* neighbour advertisements sent */
+    NS_SW_C_LOCAL_IGNORED,      /* ARP/ND the switch does not answer (replies, DAD, RS...) */
+    NS_SW_C_WAKEUPS,            /* poll() returns with work */
+    NS_SW_C_BATCHES,            /* ns_pipeline_run calls */
+    NS_SW_C_COUNT
+};
+
+struct ns_switch;
+
+/* p: the pipeline (not owned). max_ports: number of ports that can be added.
+ * batch: frames per pipeline call (1..4096). NULL on bad arguments or no memory. */
+struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint32_t batch);
+void ns_switch_free(struct ns_switch *sw);
+/* Ring layout for ports added afterwards: version NS_SW_RING_V2 or _V3,
+ * ring_bytes per port (rounded to blocks), retire_ms for V3 blocks.
+ * Default: V2, 4 MiB. 0 or -EINVAL. */
+int ns_switch_set_ring(struct ns_switch *sw, uint32_t version, uint32_t ring_bytes,
+                       uint32_t retire_ms);
+/* Adds an AF_PACKET port bound to ifname, in the network namespace of the
+ * calling thread (the caller enters the switch namespace first). gw_mac: the MAC
+ * the switch answers with on this port (the device's own); pod_mac: the pod's MAC
+ * (NULL: learned from its ARP / neighbour solicitations). 0 or -errno. */
+int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
+                       const uint8_t *gw_mac, const uint8_t *pod_mac);
+/* Adds a TAP port: fd is an open TAP device (IFF_TAP | IFF_NO_PI); the switch
+ * does not close it. 0 or -errno. */
+int ns_switch_add_tap(struct ns_switch *sw, uint16_t port, int fd,
+                      const uint8_t *gw_mac, const uint8_t *pod_mac);
+/* One wake-up: drain what is ready (waiting up to timeout_ms for the first frame),
+ * run it through the pipeline, act on the results. now_ns = 0 reads
+ * CLOCK_MONOTONIC once per wake-up. Returns frames processed, or -errno. */
+int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns);
+/* Wake-ups until duration_ms has passed or ns_switch_stop() was called.
+ * Returns frames processed, or -errno. Call from one thread only. */
+int64_t ns_switch_run(struct ns_switch *sw, uint32_t duration_ms);
+void ns_switch_stop(struct ns_switch *sw);
+/* Counters: 0, or -1 for an unknown port. */
+int ns_switch_port_stats(struct ns_switch *sw, uint16_t port, struct ns_switch_port_stats *out);
+uint64_t ns_switch_counter(const struct ns_switch *sw, int counter);
+const char *ns_switch_counter_name(int counter);
+/* Pod MAC of a port as last learned (6 bytes); 1 if known, 0 if not, -1 no port. */
+int ns_switch_pod_mac(const struct ns_switch *sw, uint16_t port, uint8_t *mac_out);
