@@ -47,7 +47,7 @@
 
 static const char *const counter_name[NS_SW_C_COUNT] = {
     "ttl_exceeded", "no_port", "no_neighbor", "oversize", "arp_replies",
-    "nd_replies", "local_ignored", "wakeups", "batches",
+    "nd_replies", "local_ignored", "wakeups", "batches", "captured", "capture_dropped",
 };
 
 struct sw_port {
@@ -75,6 +75,15 @@ struct tx_ent {
     uint8_t *data;
 };
 
+/* Capture ring: single producer (the hot path), single consumer (the owner, same
+ * thread, between slices), so plain head/tail counters suffice. */
+struct sw_capture {
+    uint32_t slots;
+    uint64_t head, tail;             /* head: next to write; tail: next to read */
+    struct ns_switch_capture *rec;
+    uint8_t *data;                   /* slots * NS_SW_FRAME_MAX */
+};
+
 struct ns_switch {
     struct ns_pipeline *p;
     uint32_t max_ports, nports, batch;
@@ -96,6 +105,7 @@ struct ns_switch {
     struct mmsghdr *msg;
     struct iovec *iov;
     uint64_t counter[NS_SW_C_COUNT];
+    struct sw_capture cap;           /* slots == 0: capture off */
 };
 
 static uint64_t mono_ns(void)
@@ -103,6 +113,80 @@ static uint64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- capture ---- */
+
+static void cap_free(struct sw_capture *c)
+{
+    free(c->rec);
+    free(c->data);
+    memset(c, 0, sizeof(*c));
+}
+
+int ns_switch_set_capture(struct ns_switch *sw, uint32_t frames)
+{
+    if (frames > (1u << 20))
+        return -EINVAL;
+    cap_free(&sw->cap);
+    if (!frames)
+        return 0;
+    sw->cap.rec = calloc(frames, sizeof(*sw->cap.rec));
+    sw->cap.data = malloc((size_t)frames * NS_SW_FRAME_MAX);
+    if (!sw->cap.rec || !sw->cap.data) {
+        cap_free(&sw->cap);
+        return -ENOMEM;
+    }
+    sw->cap.slots = frames;
+    return 0;
+}
+
+/* Copies one frame into the ring, or counts it as capture_dropped. */
+static void cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
+                     const uint8_t *data, uint32_t len, uint32_t wire_len)
+{
+    struct sw_capture *c = &sw->cap;
+    if (c->head - c->tail >= c->slots) {
+        sw->counter[NS_SW_C_CAPTURE_DROPPED]++;
+        return;
+    }
+    uint32_t i = (uint32_t)(c->head % c->slots);
+    if (len > NS_SW_FRAME_MAX)
+        len = NS_SW_FRAME_MAX;
+    memcpy(c->data + (size_t)i * NS_SW_FRAME_MAX, data, len);
+    c->rec[i].ts_ns = ts_ns;
+    c->rec[i].len = (uint16_t)len;
+    c->rec[i].wire_len = (uint16_t)(wire_len > 65535 ? 65535 : wire_len);
+    c->rec[i].port = port;
+    c->rec[i].dir = dir;
+    c->head++;
+    sw->counter[NS_SW_C_CAPTURED]++;
+}
+
+uint32_t ns_switch_capture_read(struct ns_switch *sw, struct ns_switch_capture *recs, uint32_t max,
+                                uint8_t *buf, uint32_t buf_len)
+{
+    struct sw_capture *c = &sw->cap;
+    uint32_t n = 0, off = 0;
+    while (n < max && c->tail < c->head) {
+        uint32_t i = (uint32_t)(c->tail % c->slots);
+        if (off + c->rec[i].len > buf_len)
+            break;
+        memcpy(buf + off, c->data + (size_t)i * NS_SW_FRAME_MAX, c->rec[i].len);
+        recs[n] = c->rec[i];
+        recs[n].off = off;
+        off += c->rec[i].len;
+        c->tail++;
+        n++;
+    }
+    return n;
 }
 
 struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint32_t batch)
@@ -170,6 +254,7 @@ void ns_switch_free(struct ns_switch *sw)
     free(sw->tx_count);
     free(sw->msg);
     free(sw->iov);
+    cap_free(&sw->cap);
     free(sw);
 }
 
@@ -310,10 +395,12 @@ int ns_switch_add_tap(struct ns_switch *sw, uint16_t port, int fd, const uint8_t
 
 /* Copies one frame into batch slot n; returns 1 if taken. */
 static inline int take(struct ns_switch *sw, struct sw_port *pt, uint32_t n,
-                       const uint8_t *data, uint32_t snaplen, uint32_t wirelen)
+                       const uint8_t *data, uint32_t snaplen, uint32_t wirelen, uint64_t ts_ns)
 {
     pt->st.rx_packets++;
     pt->st.rx_bytes += wirelen;
+    if (NS_UNLIKELY(sw->cap.slots))
+        cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen);
     if (NS_UNLIKELY(wirelen > NS_SW_FRAME_MAX || snaplen < wirelen)) {
         sw->counter[NS_SW_C_OVERSIZE]++;
         pt->st.drops++;
@@ -332,7 +419,8 @@ static uint32_t drain_v2(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
         uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
         if (!(status & TP_STATUS_USER))
             break;
-        n += take(sw, pt, n, (uint8_t *)h + h->tp_mac, h->tp_snaplen, h->tp_len);
+        n += take(sw, pt, n, (uint8_t *)h + h->tp_mac, h->tp_snaplen, h->tp_len,
+                  (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
         __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
     }
@@ -353,7 +441,8 @@ static uint32_t drain_v3(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
         }
         while (pt->v3_left && n < sw->batch) {
             struct tpacket3_hdr *h = (struct tpacket3_hdr *)pt->v3_pkt;
-            n += take(sw, pt, n, pt->v3_pkt + h->tp_mac, h->tp_snaplen, h->tp_len);
+            n += take(sw, pt, n, pt->v3_pkt + h->tp_mac, h->tp_snaplen, h->tp_len,
+                      (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
             pt->v3_pkt += h->tp_next_offset;
             pt->v3_left--;
         }
@@ -374,6 +463,9 @@ static uint32_t drain_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
             break;
         pt->st.rx_packets++;
         pt->st.rx_bytes += (uint64_t)r;
+        if (NS_UNLIKELY(sw->cap.slots))
+            cap_push(sw, pt->port, NS_SW_CAP_IN, real_ns(), sw->buf + sw->off[n], (uint32_t)r,
+                     (uint32_t)r);
         sw->len[n] = (uint16_t)r;
         sw->in_port[n] = pt->port;
         n++;
@@ -550,6 +642,7 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
     for (uint32_t i = 0; i < ntx; i++)
         sw->tx_sorted[sw->tx_count[sw->tx[i].slot]++] = sw->tx[i];
     uint32_t start = 0;
+    uint64_t cap_ts = sw->cap.slots ? real_ns() : 0;
     while (start < ntx) {
         uint16_t slot = sw->tx_sorted[start].slot;
         uint32_t end = start;
@@ -561,6 +654,9 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
         if (pt->is_tap) {
             for (uint32_t i = start; i < end; i++) {
                 if (write(pt->fd, sw->tx_sorted[i].data, sw->tx_sorted[i].len) > 0) {
+                    if (NS_UNLIKELY(sw->cap.slots))
+                        cap_push(sw, pt->port, NS_SW_CAP_OUT, cap_ts, sw->tx_sorted[i].data,
+                                 sw->tx_sorted[i].len, sw->tx_sorted[i].len);
                     sent++;
                     bytes += sw->tx_sorted[i].len;
                 }
@@ -581,6 +677,12 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
             }
             for (uint32_t i = 0; i < sent; i++)
                 bytes += sw->tx_sorted[start + i].len;
+        }
+        if (NS_UNLIKELY(sw->cap.slots) && !pt->is_tap) {
+            /* sendmmsg sends a prefix of the batch: capture what went out */
+            for (uint32_t i = start; i < start + sent; i++)
+                cap_push(sw, pt->port, NS_SW_CAP_OUT, cap_ts, sw->tx_sorted[i].data,
+                         sw->tx_sorted[i].len, sw->tx_sorted[i].len);
         }
         pt->st.tx_packets += sent;
         pt->st.tx_bytes += bytes;

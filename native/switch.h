@@ -34,6 +34,8 @@ enum ns_switch_counter {
     NS_SW_C_LOCAL_IGNORED,      /* ARP/ND the switch does not answer (replies, DAD, RS...) */
     NS_SW_C_WAKEUPS,            /* poll() returns with work */
     NS_SW_C_BATCHES,            /* ns_pipeline_run calls */
+    NS_SW_C_CAPTURED,           /* frames copied into the capture ring (in + out) */
+    NS_SW_C_CAPTURE_DROPPED,    /* frames not captured because the capture ring was full */
     NS_SW_C_COUNT
 };
 
@@ -66,6 +68,34 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns);
  * Returns frames processed, or -errno. Call from one thread only. */
 int64_t ns_switch_run(struct ns_switch *sw, uint32_t duration_ms);
 void ns_switch_stop(struct ns_switch *sw);
+/* Capture (netsem up --pcap): when enabled, every frame taken from a port
+ * (NS_SW_CAP_IN, as received, before the pipeline) and every frame sent on a port
+ * (NS_SW_CAP_OUT, as sent, including proxy ARP/ND answers) is copied into a bounded
+ * ring of `frames` slots of NS_SW_FRAME_MAX bytes. The hot path never waits for
+ * it: a frame that finds the ring full is counted as NS_SW_C_CAPTURE_DROPPED.
+ * The owner drains the ring between ns_switch_run slices, from the same thread. */
+#define NS_SW_CAP_IN 1       /* entered the switch on `port` (pcapng epb_flags inbound) */
+#define NS_SW_CAP_OUT 2      /* left the switch on `port` (pcapng epb_flags outbound) */
+
+struct ns_switch_capture {
+    uint64_t ts_ns;          /* CLOCK_REALTIME: RX ring timestamp for IN, send time for OUT */
+    uint32_t off;            /* where the frame starts in the caller's buffer */
+    uint16_t len;            /* bytes captured */
+    uint16_t wire_len;       /* bytes on the wire (> len only for oversize frames) */
+    uint16_t port;
+    uint8_t dir;             /* NS_SW_CAP_IN or NS_SW_CAP_OUT */
+    uint8_t pad;
+};
+
+/* frames = 0 disables capture and frees the ring; otherwise (re)allocates it
+ * empty. 0 or -ENOMEM / -EINVAL (frames > 1 << 20). */
+int ns_switch_set_capture(struct ns_switch *sw, uint32_t frames);
+/* Moves up to max records (oldest first) out of the ring: frame bytes are copied
+ * to buf (at recs[i].off), stopping early when buf_len is reached. Returns the
+ * number of records written. */
+uint32_t ns_switch_capture_read(struct ns_switch *sw, struct ns_switch_capture *recs, uint32_t max,
+                                uint8_t *buf, uint32_t buf_len);
+
 /* Counters: 0, or -1 for an unknown port. */
 int ns_switch_port_stats(struct ns_switch *sw, uint16_t port, struct ns_switch_port_stats *out);
 uint64_t ns_switch_counter(const struct ns_switch *sw, int counter);
