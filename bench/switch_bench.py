@@ -1,17 +1,32 @@
-"""Soft-switch forwarding benchmark (bench/README.md, shared bench-anchors).
+"""Soft-switch forwarding benchmark (bench/README.md, shared/bench-anchors.md).
 
-Topology as in the anchors: pods pA, pB (one namespace each, /32 addresses, default
-via 169.254.1.1 with a static neighbour entry) and a switch namespace, veths with
-TX offloads off. Forwarding by
-  kernel  IP forwarding in the switch namespace, no rules (static routes/neighbours)
-  switch  this switch (native pipeline, conntrack, no policy), in a child process
-          pinned to the last CPU
-measured in one run. The generator is a one-thread Python AF_PACKET sender
-(PACKET_QDISC_BYPASS) in pA pinned to CPU 0; it, not the forwarder, is often the
-bottleneck, so CPU per forwarded packet (switch core busy time / packets received
-at pB) is the number to compare, not pps alone.
+One topology for every row, as in the anchors: pods pA (198.18.1.10) and pB
+(198.18.2.10), each a namespace with a /32 and `default via 169.254.1.1` (static
+neighbour entry), wired by veths (TX offloads off) to a switch namespace. Rows:
 
-    sudo python bench/switch_bench.py [--seconds 3] [--reps 1] [--json out.json]
+  kernel          IP forwarding in the switch namespace, no rules
+  iptables N      the same plus iptables-legacy rules of the kind policy agents
+                  generate: conntrack ESTABLISHED,RELATED accept, then N rules
+                  `-s X -d pB -p tcp --dport P -j ACCEPT` that the test traffic walks
+                  past, then the rule that allows it (N = 10, 1,000, 10,000)
+  switch N        netsem's switch with N NetworkPolicies (each: pB ingress from one
+                  /32 ipBlock on one TCP port) plus one allowing pA -> pB, in a child
+                  process pinned to the last CPU
+
+Tests: udp1 / udp10k (64-byte UDP, 1 or 10,000 flows), new (every packet a new
+flow), and with --tcp, TCP throughput (iperf3, 1 stream) and TCP connections per
+second (bench/gen/tcpconn.c: connect, server closes, client closes). The generator is
+bench/gen/udpgen.c (one-thread AF_PACKET sendmmsg, batch 64, PACKET_QDISC_BYPASS),
+compiled with gcc at run time, in pA pinned to CPU 0. Received = pB eth0's
+rx_packets; an nftables netdev ingress rule in pB drops the UDP test traffic before
+pB's stack (no ICMP back).
+
+CPU per forwarded packet: switch rows, busy time of the switch's core (/proc/stat)
+÷ packets received at pB; kernel rows (forwarding runs inline in the generator's
+softirq on CPU 0), (CPU 0 busy − the generator's own cost, measured with forwarding
+dropped at the switch namespace's ingress) ÷ packets received.
+
+    sudo python bench/switch_bench.py [--seconds 3] [--reps 3] [--policies 10,1000,10000] [--tcp]
 """
 
 from __future__ import annotations
@@ -19,45 +34,87 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import struct
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pyroute2 import IPRoute  # noqa: E402
+from pyroute2 import IPRoute, netns as pr_netns  # noqa: E402
 
-from pipeline.topology import Topology, in_netns, _sysctl  # noqa: E402
+from pipeline.topology import NETNS_DIR, Topology, _sysctl, in_netns  # noqa: E402
 
 A, B = "198.18.1.10", "198.18.2.10"
-MANIFEST = f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: a, namespace: bench, labels: {{app: a}}}}
-spec: {{containers: [{{name: c, image: x}}]}}
-status: {{podIPs: [{{ip: {A}}}]}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: b, namespace: bench, labels: {{app: b}}}}
-spec: {{containers: [{{name: c, image: x}}]}}
-status: {{podIPs: [{{ip: {B}}}]}}
-"""
+TESTS = {"udp1": 1, "udp10k": 10000, "new": 0}
+SWITCH_CONNECTIONS = 1 << 22       # room for every flow of the "new" test
 
 
-def udp_frame(dst_mac: bytes, src_mac: bytes, sport: int) -> bytes:
-    """64-byte frame (60 + FCS): Ethernet + IPv4 + UDP + 18 bytes payload."""
-    payload = b"\0" * 18
-    udp = struct.pack("!HHHH", sport, 9, 8 + len(payload), 0) + payload
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                      socket.inet_aton(A), socket.inet_aton(B))
-    s = sum(struct.unpack("!10H", hdr))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    hdr = hdr[:10] + struct.pack("!H", ~s & 0xFFFF) + hdr[12:]
-    return dst_mac + src_mac + b"\x08\x00" + hdr + udp
+def pods_manifest(n_policies: int) -> list[dict]:
+    docs = [{"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": name, "namespace": "bench", "labels": {"app": name}},
+             "spec": {"containers": [{"name": "c", "image": "x"}]},
+             "status": {"podIPs": [{"ip": ip}]}} for name, ip in (("a", A), ("b", B))]
+    for i in range(n_policies):
+        docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": f"p{i}", "namespace": "bench"},
+                     "spec": {"podSelector": {"matchLabels": {"app": "b"}},
+                              "ingress": [{"from": [{"ipBlock": {"cidr": f"198.19.{i // 250}.{i % 250 + 1}/32"}}],
+                                           "ports": [{"protocol": "TCP", "port": 1000 + i % 60000}]}]}})
+    if n_policies:
+        docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "allow-test", "namespace": "bench"},
+                     "spec": {"podSelector": {"matchLabels": {"app": "b"}},
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}})
+    return docs
+
+
+def iptables_rules(n: int) -> str:
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
+             "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
+    for i in range(n):
+        lines.append(f"-A FORWARD -s 198.19.{i // 250}.{i % 250 + 1}/32 -d {B}/32 -p tcp -m tcp "
+                     f"--dport {1000 + i % 60000} -j ACCEPT")
+    lines += [f"-A FORWARD -s {A}/32 -d {B}/32 -p udp -j ACCEPT",
+              f"-A FORWARD -s {A}/32 -d {B}/32 -p tcp -j ACCEPT", "COMMIT", ""]
+    return "\n".join(lines)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def _enter(netns: str, cpu: int | None = None):
+    def pre():
+        fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
+        pr_netns.setns(fd, flags=0)
+        os.close(fd)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return pre
+
+
+def run_in(netns: str, argv: list[str], cpu: int | None = None, stdin: str | None = None,
+           timeout: float = 120) -> str:
+    r = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
+                       preexec_fn=_enter(netns, cpu))
+    if r.returncode:
+        raise RuntimeError(f"{argv[0]} in {netns}: {r.stderr.strip() or r.returncode}")
+    return r.stdout
+
+
+def cpu_busy() -> dict:
+    """cpu index -> busy seconds (all but idle and iowait) from /proc/stat."""
+    out = {}
+    hz = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *v = line.split()
+                v = [int(x) for x in v]
+                out[int(name[3:])] = (sum(v[:8]) - v[3] - v[4]) / hz
+    return out
 
 
 def rx_packets(netns: str) -> int:
@@ -66,26 +123,170 @@ def rx_packets(netns: str) -> int:
         return link.get_attr("IFLA_STATS64")["rx_packets"]
 
 
-def generate(topo: Topology, flows: int, seconds: float) -> int:
-    pa = topo.ports[1]
-    with in_netns(pa.netns):
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.setsockopt(263, 20, 1)            # SOL_PACKET, PACKET_QDISC_BYPASS
-    s.bind(("eth0", 0))
-    frames = [udp_frame(pa.gw_mac, pa.pod_mac, 10000 + i % 50000) for i in range(flows)]
-    frames = frames * max(1, 2000 // len(frames))
-    send = s.send
-    sent = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for f in frames:
-            try:
-                send(f)
-                sent += 1
-            except OSError:
-                pass
-    s.close()
-    return sent
+def build_tools(directory: str) -> dict:
+    """Compiles bench/gen/*.c into `directory`; name -> path."""
+    out = {}
+    for name in ("udpgen", "tcpconn"):
+        out[name] = os.path.join(directory, name)
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", out[name],
+                        os.path.join(ROOT, "bench", "gen", name + ".c")], check=True)
+    return out
+
+
+def mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+class Bench:
+    def __init__(self, tools: dict, seconds: float, reps: int, tcp: bool):
+        self.tools, self.seconds, self.reps, self.tcp = tools, seconds, reps, tcp
+        self.gen = tools["udpgen"]
+        cpus = sorted(os.sched_getaffinity(0))
+        self.gen_cpu, self.sw_cpu = cpus[0], cpus[-1]
+        self.gen_cost: dict[str, float] = {}       # test -> generator CPU s per sent packet
+
+    def generate(self, topo: Topology, flows: int, seconds: float) -> int:
+        pa = topo.ports[1]
+        out = run_in(pa.netns, [self.gen, "eth0", mac(pa.pod_mac), mac(pa.gw_mac), A, B, str(flows),
+                                str(seconds)], cpu=self.gen_cpu)
+        return int(out.split()[1])
+
+    def measure(self, topo: Topology, flows: int, busy_cpu: int, count_at: str | None = "pB") -> dict:
+        pb = topo.ports[2].netns
+        self.generate(topo, flows, 0.3)                      # warm up: caches, conntrack, neighbours
+        time.sleep(0.05)
+        rx0, c0, t0 = rx_packets(pb) if count_at else 0, cpu_busy(), time.monotonic()
+        sent = self.generate(topo, flows, self.seconds)
+        time.sleep(0.05)
+        rx1, c1, t1 = rx_packets(pb) if count_at else 0, cpu_busy(), time.monotonic()
+        got = rx1 - rx0
+        return {"sent": sent, "received": got, "sent_pps": sent / (t1 - t0), "rx_pps": got / (t1 - t0),
+                "busy_s": c1[busy_cpu] - c0[busy_cpu], "elapsed_s": t1 - t0}
+
+    def iperf(self, topo: Topology) -> float:
+        pa, pb = topo.ports[1], topo.ports[2]
+        srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", B], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
+        try:
+            time.sleep(0.3)
+            out = run_in(pa.netns, ["iperf3", "-c", B, "-t", str(self.seconds), "-J"], cpu=self.gen_cpu,
+                         timeout=self.seconds + 30)
+            return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+        finally:
+            srv.kill()
+            srv.wait()
+
+    def conn_rate(self, topo: Topology) -> float:
+        pa, pb = topo.ports[1], topo.ports[2]
+        with in_netns(pa.netns):
+            _sysctl("net.ipv4.ip_local_port_range", "1024 65535")
+        srv = subprocess.Popen([self.tools["tcpconn"], "server", B, "5001"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
+        try:
+            time.sleep(0.2)
+            out = run_in(pa.netns, [self.tools["tcpconn"], "client", B, "5001", str(self.seconds)],
+                         cpu=self.gen_cpu, timeout=self.seconds + 30)
+            return int(out.split()[1]) / self.seconds
+        finally:
+            srv.kill()
+            srv.wait()
+
+    # -- one configuration ---------------------------------------------------------
+    def config(self, kind: str, n: int) -> list[dict]:
+        from pipeline.cluster import load_cluster
+        from pipeline.compiler import compile_cluster
+        from pipeline.probe import start_switch, stop_switch
+        from pipeline.switch import topology_pods
+        import yaml
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            yaml.safe_dump_all(pods_manifest(n if kind == "switch" else 0), f)
+            f.flush()
+            cluster, _ = load_cluster([f.name])
+        t = time.monotonic()
+        compiled = compile_cluster(cluster)
+        compile_s = time.monotonic() - t
+        topo = Topology.build(topology_pods(compiled), static_neighbors=True)
+        rows = []
+        pid = None
+        try:
+            pb = topo.ports[2].netns
+            run_in(pb, ["nft", "-f", "-"], stdin='table netdev bench {\n chain in {\n  type filter hook ingress '
+                   'device "eth0" priority 0;\n  ip protocol udp counter drop\n }\n}\n')
+            if kind != "switch":
+                kernel_forwarding(topo)
+            if kind == "iptables":
+                run_in(topo.switch_netns, ["iptables-legacy-restore"], stdin=iptables_rules(n), timeout=300)
+            if kind == "kernel":
+                self.calibrate(topo)
+            for test, flows in TESTS.items():
+                reps = []
+                for _ in range(self.reps):
+                    if kind == "switch":
+                        # a fresh switch per repetition: every rep starts with empty conntrack
+                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS)
+                    try:
+                        m = self.measure(topo, flows, self.sw_cpu if kind == "switch" else self.gen_cpu)
+                    finally:
+                        if pid:
+                            stop_switch(pid)
+                            pid = None
+                    if m["received"]:
+                        if kind == "switch":
+                            m["cpu_us_per_packet"] = m["busy_s"] / m["received"] * 1e6
+                        else:
+                            fwd = m["busy_s"] - self.gen_cost.get(test, 0.0) * m["sent"]
+                            m["cpu_us_per_packet"] = max(0.0, fwd) / m["received"] * 1e6
+                    reps.append(m)
+                rows.append(summarize(kind, n, test, reps, compile_s))
+            if self.tcp:
+                gbps, cps = [], []
+                for _ in range(self.reps):
+                    if kind == "switch":
+                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS)
+                    try:
+                        gbps.append(self.iperf(topo))
+                        cps.append(self.conn_rate(topo))
+                    finally:
+                        if pid:
+                            stop_switch(pid)
+                            pid = None
+                rows.append({"forwarder": kind, "policies": n, "test": "tcp", "gbps": statistics.median(gbps),
+                             "reps": gbps})
+                rows.append({"forwarder": kind, "policies": n, "test": "conn/s", "cps": statistics.median(cps),
+                             "reps": cps})
+        finally:
+            if pid:
+                stop_switch(pid)
+            topo.teardown()
+        return rows
+
+    def calibrate(self, topo: Topology) -> None:
+        """The generator's own CPU 0 cost per packet sent: the same frames, dropped by
+        an nftables netdev ingress rule on the switch side of pA's veth, i.e. as early
+        as the switch namespace can drop them (sender, veth transmit and receive
+        only). What the kernel rows add to it is the forwarding."""
+        sw_if = topo.ports[1].sw_ifname
+        run_in(topo.switch_netns, ["nft", "-f", "-"],
+               stdin=f'table netdev calib {{\n chain in {{\n  type filter hook ingress device "{sw_if}" '
+                     'priority 0;\n  ip protocol udp counter drop\n }\n}\n')
+        try:
+            for test, flows in TESTS.items():
+                costs = []
+                for _ in range(self.reps):
+                    m = self.measure(topo, flows, self.gen_cpu, count_at=None)
+                    costs.append(m["busy_s"] / m["sent"] if m["sent"] else 0.0)
+                self.gen_cost[test] = statistics.median(costs)
+        finally:
+            run_in(topo.switch_netns, ["nft", "delete", "table", "netdev", "calib"])
+
+
+def summarize(kind: str, n: int, test: str, reps: list[dict], compile_s: float) -> dict:
+    med = sorted(reps, key=lambda r: r["rx_pps"])[len(reps) // 2]
+    cpu = [r["cpu_us_per_packet"] for r in reps if "cpu_us_per_packet" in r]
+    return {"forwarder": kind, "policies": n, "test": test, "sent_pps": med["sent_pps"],
+            "rx_pps": med["rx_pps"], "loss": 1 - med["received"] / med["sent"] if med["sent"] else 0.0,
+            "cpu_us_per_packet": statistics.median(cpu) if cpu else None,
+            "compile_s": compile_s if kind == "switch" else None, "reps": reps}
 
 
 def kernel_forwarding(topo: Topology) -> None:
@@ -96,84 +297,74 @@ def kernel_forwarding(topo: Topology) -> None:
             idx = ipr.link_lookup(ifname=pp.sw_ifname)[0]
             ip = str(pp.ips[0])
             ipr.route("add", dst=ip + "/32", oif=idx)
-            ipr.neigh("add", dst=ip, lladdr=":".join(f"{b:02x}" for b in pp.pod_mac),
-                      ifindex=idx, state=0x80)
+            ipr.neigh("add", dst=ip, lladdr=mac(pp.pod_mac), ifindex=idx, state=0x80)
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def label(r: dict) -> str:
+    return "kernel" if r["forwarder"] == "kernel" else f"{r['forwarder']} N={r['policies']}"
 
 
-def one_run(kind: str, flows: int, seconds: float) -> dict:
-    from pipeline.cluster import load_cluster
-    from pipeline.compiler import compile_cluster
-    from pipeline.probe import start_switch, stop_switch
-    from pipeline.switch import topology_pods
-    import tempfile
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-        f.write(MANIFEST)
-        f.flush()
-        cluster, _ = load_cluster([f.name])
-    compiled = compile_cluster(cluster)
-    topo = Topology.build(topology_pods(compiled), static_neighbors=True)
-    pid = None
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if kind == "kernel":
-            kernel_forwarding(topo)
-        else:
-            pid = start_switch(compiled, topo, cpu=cpus[-1])
-        os.sched_setaffinity(0, {cpus[0]})
-        pb = topo.ports[2].netns
-        generate(topo, flows, 0.3)                       # warm up (conntrack entries, caches)
-        rx0, cpu0, t0 = rx_packets(pb), cpu_seconds(pid) if pid else 0.0, time.monotonic()
-        sent = generate(topo, flows, seconds)
-        time.sleep(0.05)
-        rx1, cpu1, t1 = rx_packets(pb), cpu_seconds(pid) if pid else 0.0, time.monotonic()
-        got = rx1 - rx0
-        out = {"forwarder": kind, "flows": flows, "sent_pps": sent / (t1 - t0), "rx_pps": got / (t1 - t0),
-               "loss": 1 - got / sent if sent else 0.0}
-        if pid:
-            out["cpu_us_per_packet"] = (cpu1 - cpu0) / got * 1e6 if got else None
-            out["switch_core_busy"] = (cpu1 - cpu0) / (t1 - t0)
-        return out
-    finally:
-        os.sched_setaffinity(0, set(cpus))
-        if pid:
-            stop_switch(pid)
-        topo.teardown()
+def print_table(rows: list[dict], out=sys.stdout) -> None:
+    base = {r["test"]: r for r in rows if r["forwarder"] == "kernel"}
+    print(f"{'configuration':<20} {'test':<7} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
+          f"{'µs/pkt':>7}", file=out)
+    for r in rows:
+        b = base.get(r["test"])
+        if r["test"] == "conn/s":
+            r["ratio_to_kernel"] = r["cps"] / b["cps"] if b and b["cps"] else None
+            print(f"{label(r):<20} {'conn/s':<7} {'':>10} {r['cps']:>10.0f} "
+                  f"{r['ratio_to_kernel'] or 0:>6.2f}", file=out)
+            continue
+        if r["test"] == "tcp":
+            r["ratio_to_kernel"] = r["gbps"] / b["gbps"] if b and b["gbps"] else None
+            print(f"{label(r):<20} {'tcp':<7} {'':>10} {r['gbps']:>8.2f}Gb "
+                  f"{r['ratio_to_kernel'] or 0:>6.2f}", file=out)
+            continue
+        r["ratio_to_kernel"] = r["rx_pps"] / b["rx_pps"] if b and b["rx_pps"] else None
+        cpu = r.get("cpu_us_per_packet")
+        print(f"{label(r):<20} {r['test']:<7} {r['sent_pps']:>10.0f} {r['rx_pps']:>10.0f} "
+              f"{r['ratio_to_kernel'] or 0:>6.2f} {r['loss']:>6.1%} {'' if cpu is None else f'{cpu:.2f}':>7}",
+              file=out)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--policies", default="10,1000,10000", help="comma-separated N for iptables and switch rows")
+    ap.add_argument("--only", default="kernel,iptables,switch", help="forwarders to run")
+    ap.add_argument("--tcp", action="store_true", help="also TCP throughput with iperf3")
+    ap.add_argument("--json", metavar="FILE", help="default: bench/results/switch-<time>.json")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("switch_bench: run as root (it creates namespaces)", file=sys.stderr)
         return 2
-    rows = []
-    for flows, name in ((1, "udp1"), (10000, "udp10k")):
-        for kind in ("kernel", "switch"):
-            runs = sorted((one_run(kind, flows, args.seconds) for _ in range(args.reps)),
-                          key=lambda r: r["rx_pps"])
-            r = runs[len(runs) // 2]
-            r["test"] = name
-            rows.append(r)
-    base = {r["test"]: r["rx_pps"] for r in rows if r["forwarder"] == "kernel"}
-    print(f"{'test':<8} {'forwarder':<8} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
-          f"{'µs/pkt (switch core)':>21}")
-    for r in rows:
-        r["ratio_to_kernel"] = r["rx_pps"] / base[r["test"]] if base.get(r["test"]) else None
-        cpu = r.get("cpu_us_per_packet")
-        print(f"{r['test']:<8} {r['forwarder']:<8} {r['sent_pps']:>10.0f} {r['rx_pps']:>10.0f} "
-              f"{r['ratio_to_kernel']:>6.2f} {r['loss']:>6.1%} {'' if cpu is None else f'{cpu:.2f}':>21}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    only = args.only.split(",")
+    ns = [int(x) for x in args.policies.split(",") if x]
+    need = ["gcc", "nft"] + (["iptables-legacy-restore"] if "iptables" in only else []) + \
+        (["iperf3"] if args.tcp else [])
+    missing = [t for t in need if not shutil.which(t)]
+    if missing:
+        print(f"switch_bench: missing {', '.join(missing)} (scripts/install.sh installs them)", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="netsem-bench-")
+    bench = Bench(build_tools(tmp), args.seconds, args.reps, args.tcp)
+    rows: list[dict] = []
+    try:
+        configs = [("kernel", 0)] + [(k, n) for k in ("iptables", "switch") if k in only for n in ns]
+        for kind, n in configs:
+            t = time.monotonic()
+            rows += bench.config(kind, n)
+            print(f"  {kind} N={n}: {time.monotonic() - t:.0f} s", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_table(rows)
+    path = args.json or os.path.join(ROOT, "bench", "results", time.strftime("switch-%Y%m%d-%H%M%S.json"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"seconds": args.seconds, "reps": args.reps, "cpus": os.cpu_count(),
+                   "kernel": os.uname().release, "rows": rows}, f, indent=1)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -56,6 +56,7 @@ int ct_init(struct ct_table *ct, uint32_t cap)
         ct_fini(ct);
         return -1;
     }
+    ns_prefault(ct->e, (uint64_t)cap * sizeof(*ct->e));
     return 0;
 }
 
@@ -137,12 +138,17 @@ uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t n
 }
 
 /* ---- insert / delete ---- */
+static uint32_t ms_stamp(uint64_t ns)
+{
+    return (uint32_t)(ns / 1000000u);
+}
+
 void ct_delete(struct ct_table *ct, uint32_t i)
 {
     struct ct_entry *e = &ct->e[i];
     struct ct_key rkey;
     key_reverse(&rkey, &e->key);
-    uint32_t s = hidx_find(&ct->idx, e->hash, (i << 1) + 1);
+    uint32_t s = hidx_find(&ct->idx, key_hash(&e->key), (i << 1) + 1);
     if (s != NS_NONE32)
         hidx_remove_at(&ct->idx, s);
     s = hidx_find(&ct->idx, key_hash(&rkey), (i << 1 | 1) + 1);
@@ -153,6 +159,17 @@ void ct_delete(struct ct_table *ct, uint32_t i)
     e->next = ct->free_head;
     ct->free_head = i;
     ct->n_used--;
+}
+
+/* FIFO order is by qexp_ms (the expiry when queued). A refresh requeues only when
+ * the expiry moved at least CT_REQUEUE_MS past it, so a busy connection is moved at
+ * most once a second, not once a packet; an entry's real expiry is then in
+ * [qexp, qexp + CT_REQUEUE_MS). Reclaim can be up to that late, never early. */
+#define CT_REQUEUE_MS 1000u
+
+static int stamp_passed(uint32_t stamp, uint32_t now_ms)
+{
+    return (int32_t)(stamp - now_ms) <= 0;
 }
 
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
@@ -173,11 +190,28 @@ uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
     return done;
 }
 
+/* Frees one expired entry if there is any: only entries whose queued stamp has
+ * passed can have expired, and they are at the FIFO heads. */
+static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
+{
+    uint32_t now_ms = ms_stamp(now);
+    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
+        for (uint32_t i = ct->fifo[c].head; i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms);
+             i = ct->e[i].next) {
+            if (ct->e[i].expiry <= now) {
+                ct_delete(ct, i);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state, uint64_t now)
 {
     uint32_t i;
     if (ct->free_head == NS_NONE32 && ct->bump == ct->cap)
-        ct_reclaim(ct, now, 1);
+        ct_reclaim_one(ct, now);   /* "full" means every entry is live (docs/pipeline.md) */
     if (ct->free_head != NS_NONE32) {
         i = ct->free_head;
         ct->free_head = ct->e[i].next;
@@ -190,14 +224,15 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state,
     struct ct_key rkey;
     e->key = *key;
     e->key.pad = 0;
-    e->hash = key_hash(&e->key);
+    uint32_t hash = key_hash(&e->key);
     key_reverse(&rkey, &e->key);
     e->state = state;
     e->fin_dir = 0;
     e->pad = 0;
     e->tclass = state_tclass[state];
     e->expiry = now + tclass_ns[e->tclass];
-    hidx_insert(&ct->idx, e->hash, (i << 1) + 1);
+    e->qexp_ms = ms_stamp(e->expiry);
+    hidx_insert(&ct->idx, hash, (i << 1) + 1);
     hidx_insert(&ct->idx, key_hash(&rkey), (i << 1 | 1) + 1);
     fifo_append(ct, i);
     ct->n_used++;
@@ -210,10 +245,11 @@ void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now)
     uint8_t tc = state_tclass[state];
     e->state = state;
     e->expiry = now + tclass_ns[tc];
-    if (tc == e->tclass && ct->fifo[tc].tail == i)
-        return;   /* already last in its FIFO */
+    if (tc == e->tclass && ms_stamp(e->expiry) - e->qexp_ms < CT_REQUEUE_MS)
+        return;   /* no other entry touched: the common case of an established packet */
     fifo_unlink(ct, i);
     e->tclass = tc;
+    e->qexp_ms = ms_stamp(e->expiry);
     fifo_append(ct, i);
 }
 

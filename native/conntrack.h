@@ -52,7 +52,8 @@ struct ct_entry {
     struct ct_key key;       /* original direction */
     uint64_t expiry;         /* ns; expired when <= now */
     uint32_t prev, next;     /* FIFO links (next: free list link when free) */
-    uint32_t hash;           /* hash of key (the reversed key's is recomputed) */
+    uint32_t qexp_ms;        /* expiry (ms, mod 2^32) when last queued: the FIFO's
+                              * order (see CT_REQUEUE_MS in conntrack.c) */
     uint8_t state;           /* enum ct_state_num, CT_FREE when unused */
     uint8_t tclass;          /* enum ct_tclass */
     uint8_t fin_dir;         /* TCP FIN_WAIT: direction (0 orig, 1 reply) of the first FIN */
@@ -89,7 +90,9 @@ uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t n
 /* New entry in `state`, or NS_NONE32 when full after reclaiming. */
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state, uint64_t now);
 void ct_delete(struct ct_table *ct, uint32_t i);
-/* Sets the state and refreshes: expiry = now + timeout(state), FIFO tail. */
+/* Sets the state and refreshes: expiry = now + timeout(state). Within one timeout
+ * class the entry moves to its FIFO's tail at most once a second, so most
+ * established packets touch no other entry. */
 void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
 /* Reclaims up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);

@@ -76,13 +76,25 @@ struct hidx {
     struct hslot *slots;
 };
 
+/* Touches every page of a fresh allocation, so that no page fault (the kernel
+ * allocating memory) happens later on the packet path. */
+static inline void ns_prefault(void *p, uint64_t bytes)
+{
+    volatile uint8_t *b = p;
+    for (uint64_t i = 0; i < bytes; i += 4096)
+        b[i] = 0;
+}
+
 static inline int hidx_init(struct hidx *h, uint64_t max_entries)
 {
     uint32_t size = ns_pow2_at_least(max_entries * 2);
     h->mask = size - 1;
     h->pad = 0;
     h->slots = calloc(size, sizeof(struct hslot));
-    return h->slots ? 0 : -1;
+    if (!h->slots)
+        return -1;
+    ns_prefault(h->slots, (uint64_t)size * sizeof(struct hslot));
+    return 0;
 }
 
 static inline void hidx_fini(struct hidx *h)

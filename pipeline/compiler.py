@@ -6,9 +6,11 @@ share one identity (Cilium's security identity, plus named ports so a named port
 resolves the same way for every pod of an identity). A build that does not fit its
 limits fails whole; the running tables are never touched by a failed build (X3, P7).
 
-Rule keys are (local identity, direction, peer identity, block id), 0 meaning "any":
-  - a selector peer gives one key per matching peer identity, block 0;
-  - an ipBlock peer gives peer 0 and its block id;
+Rule keys are (local identity, direction, peer identity, address class), 0 meaning
+"any" (the C API calls the last field a block id; each class lists only itself, so
+the fast path probes at most 4 keys per direction):
+  - a selector peer gives one key per matching peer identity, class 0;
+  - an ipBlock peer gives peer 0 and every address class the block matches;
   - a rule with no peers gives peer 0, block 0;
   - an egress named port towards "any" or an ipBlock is expanded per destination
     identity that declares the name (peer = that identity), since the port depends on
@@ -87,18 +89,39 @@ def _block_classes(blocks: dict) -> list:
     """Every cidr and except is a prefix; an address's longest matching prefix P fixes
     which blocks match it: those of P's family whose cidr contains P and none of whose
     excepts contains P. The IPv4 space is always a prefix, so IPv4 addresses never
-    fall into an IPv6 prefix such as ::/0."""
+    fall into an IPv6 prefix such as ::/0.
+
+    Containment is found by walking P's supernets over the prefix lengths in use
+    (integer keys), so the cost is O(prefixes x lengths), not O(prefixes x blocks)."""
+    cidrs: dict[tuple, list] = {}
+    excepts: dict[tuple, list] = {}
     prefixes = {V4_SPACE}
-    for b in blocks:
+    for b, bid in blocks.items():
+        cidrs.setdefault(_net_key(b.cidr), []).append(bid)
         prefixes.add(b.cidr)
-        prefixes.update(b.excepts)
+        for e in b.excepts:
+            excepts.setdefault(_net_key(e), []).append(bid)
+            prefixes.add(e)
+    lengths = {4: sorted({k[1] for k in list(cidrs) + list(excepts) if k[0] == 4}),
+               6: sorted({k[1] for k in list(cidrs) + list(excepts) if k[0] == 6})}
     classes = []
     for p in sorted(prefixes, key=lambda n: (n.version, n.network_address, n.prefixlen)):
-        members = sorted(bid for b, bid in blocks.items()
-                         if b.cidr.version == p.version and p.subnet_of(b.cidr)
-                         and not any(p.subnet_of(e) for e in b.excepts))
-        classes.append((p, members))
+        addr, bits = int(p.network_address), p.max_prefixlen
+        inside, carved = set(), set()
+        for ln in lengths[p.version]:
+            if ln > p.prefixlen:
+                break
+            key = (p.version, ln, addr >> (bits - ln) if ln else 0)
+            inside.update(cidrs.get(key, ()))
+            carved.update(excepts.get(key, ()))
+        classes.append((p, sorted(inside - carved)))
     return classes
+
+
+def _net_key(net) -> tuple:
+    bits = net.max_prefixlen
+    ln = net.prefixlen
+    return (net.version, ln, int(net.network_address) >> (bits - ln) if ln else 0)
 
 
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
@@ -129,6 +152,10 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
                 if peer.ip_block is not None and peer.ip_block not in blocks:
                     blocks[peer.ip_block] = len(blocks) + 1
     classes = _block_classes(blocks)
+    classes_of_block: dict[int, list] = {bid: [] for bid in blocks.values()}
+    for class_id, (_, members) in enumerate(classes, start=1):
+        for b in members:
+            classes_of_block[b].append(class_id)
 
     # (local, dir, peer, block) -> [(proto, lo, hi, rule id)]
     entries: dict[tuple, list] = {}
@@ -154,7 +181,9 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
                     peer_keys = []
                     for peer in rule.peers:
                         if peer.ip_block is not None:
-                            peer_keys.append((0, blocks[peer.ip_block]))
+                            # Keyed by address class: an address has one class, so a
+                            # verdict probes at most 4 keys however blocks overlap.
+                            peer_keys.extend((0, c) for c in classes_of_block[blocks[peer.ip_block]])
                         else:
                             peer_keys.extend((j.id, 0) for j in idents
                                              if peer_matches(cluster, pol, peer, j.representative, None))
@@ -173,7 +202,7 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     limits.rule_keys = max(16, int(len(entries) * limits_slack))
     limits.rule_entries = max(16, int(n_entries * limits_slack))
     limits.prefixes = max(16, int(len(classes) * limits_slack))
-    limits.class_blocks = max(16, int(sum(len(m) for _, m in classes) * limits_slack))
+    limits.class_blocks = max(16, int(len(classes) * limits_slack))
     t = lib.ns_tables_new(limits)
     if t == ffi.NULL:
         raise CompileError("cannot allocate tables")
@@ -192,8 +221,9 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     for class_id, (net, members) in enumerate(classes, start=1):
         a, plen = prefix16(net)
         check(lib.ns_tables_add_prefix(t, a, plen, class_id), f"prefix {net}")
-        for b in members:
-            check(lib.ns_tables_add_class_block(t, class_id, b), f"class {class_id}")
+        if members:
+            # The C "block" dimension carries the class itself (see above).
+            check(lib.ns_tables_add_class_block(t, class_id, class_id), f"class {class_id}")
     for (local, dir_no, peer, block), lst in sorted(entries.items()):
         for proto, lo, hi, rid in lst:
             check(lib.ns_tables_add_rule(t, local, dir_no, peer, block, proto, lo, hi, rid),

@@ -14,6 +14,15 @@ one selector loop drives every listener and every client of every pod.
   SCTP  kernel SCTP sockets are missing on many hosts, so a crafted INIT (raw IP
         socket in the source) and a raw socket in the destination watching for it.
         INIT seen = allowed.
+
+With --mode packets, TCP and UDP are probed with crafted frames too (scapy, sent on
+an AF_PACKET socket on the source pod's eth0, so the source kernel's own stack is
+bypassed) and the answer is watched for on the same port: a SYN must come back as
+a SYN-ACK or RST from the destination's kernel listener, a UDP datagram as the echo
+listener's answer. Either reply is a packet of the opposite direction that the
+switch only forwards because its connection tracker recorded the first one, so an
+allowed verdict also proves the reply path. A pod probing itself still uses a
+socket (that traffic never leaves its namespace).
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ from .topology import Topology, in_netns
 
 RESEND = 0.25
 MAX_IN_FLIGHT = 400
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
 
 
 # -- SCTP INIT, with its CRC32c (RFC 3309) ---------------------------------------------
@@ -83,6 +94,8 @@ class Probe:
     sock: Optional[socket.socket] = None
     next_send: float = 0.0
     tag: int = 0
+    frame: bytes = b""          # --mode packets: the crafted frame (re)sent
+    sport: int = 0
 
 
 @dataclass
@@ -114,8 +127,10 @@ def _sock(netns: str, family: int, stype: int, proto: int = 0) -> socket.socket:
         return socket.socket(family, stype, proto)
 
 
-def start_switch(compiled, topo: Topology, cpu: Optional[int] = None) -> int:
-    """Forks the switch; returns its pid once its ports are open."""
+def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Optional[str] = None,
+                 connections: int = 0) -> int:
+    """Forks the switch; returns its pid once its ports are open. connections: the
+    conntrack capacity (0: the pipeline's default)."""
     from .switch import Switch
     r, w = os.pipe()
     pid = os.fork()
@@ -131,11 +146,19 @@ def start_switch(compiled, topo: Topology, cpu: Optional[int] = None) -> int:
                     os.sched_setaffinity(0, {cpu})
                 except OSError:
                     pass
-            sw = Switch(compiled, topo)
+            sw = Switch(compiled, topo, connections=connections)
+            rec = None
+            if pcap:
+                from .switch_pcap import Recorder
+                rec = Recorder(sw, pcap)
             os.write(w, b"ok")
             os.close(w)
             while not stop:
-                sw.run_for(0.1)
+                sw.run_for(0.05 if rec else 0.1)
+                if rec is not None:
+                    rec.drain()
+            if rec is not None:
+                rec.close()
         except BaseException as e:    # report, never raise into the parent's code
             try:
                 os.write(w, f"error {e}".encode())
@@ -166,11 +189,54 @@ def stop_switch(pid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout: float) -> list[Probe]:
+def craft(pp, p: "Probe") -> bytes:
+    """The first packet of probe `p` as an Ethernet frame from pod port `pp` to the
+    gateway: a TCP SYN (sequence number = tag) or a UDP datagram (payload = tag)."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    mac = lambda b: ":".join(f"{x:02x}" for x in b)     # noqa: E731
+    l3 = (IP(src=str(p.src_ip), dst=str(p.dst_ip), ttl=64) if p.dst_ip.version == 4
+          else IPv6(src=str(p.src_ip), dst=str(p.dst_ip), hlim=64))
+    l4 = (TCP(sport=p.sport, dport=p.port, flags="S", seq=p.tag, window=65535) if p.protocol == "TCP"
+          else UDP(sport=p.sport, dport=p.port) / struct.pack("!I", p.tag))
+    return bytes(Ether(src=mac(pp.pod_mac), dst=mac(pp.gw_mac)) / l3 / l4)
+
+
+def parse_reply(frame: bytes):
+    """-> (proto, src, dst, sport, dport, tcp_flags, payload) of an IPv4/IPv6 TCP/UDP
+    frame, or None."""
+    if len(frame) < 14:
+        return None
+    et = struct.unpack("!H", frame[12:14])[0]
+    if et == 0x0800 and len(frame) >= 34:
+        ihl = (frame[14] & 0xF) * 4
+        proto, src, dst = frame[23], frame[26:30], frame[30:34]
+        l4 = frame[14 + ihl:]
+        fam = socket.AF_INET
+    elif et == 0x86DD and len(frame) >= 54:
+        proto, src, dst = frame[20], frame[22:38], frame[38:54]
+        l4 = frame[54:]
+        fam = socket.AF_INET6
+    else:
+        return None
+    if proto not in (6, 17) or len(l4) < 8:
+        return None
+    sport, dport = struct.unpack("!HH", l4[:4])
+    if proto == 6:
+        if len(l4) < 20:
+            return None
+        return (6, socket.inet_ntop(fam, src), socket.inet_ntop(fam, dst), sport, dport, l4[13], b"")
+    return (17, socket.inet_ntop(fam, src), socket.inet_ntop(fam, dst), sport, dport, 0, l4[8:])
+
+
+def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout: float,
+               mode: str = "sockets") -> list[Probe]:
     """Runs every probe; `expected[(proto, port)]` is the model's Matrix.allowed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ns_of = {pp.key: pp.netns for pp in topo.ports.values()}
+    port_of = {pp.key: pp for pp in topo.ports.values()}
     loop = _Loop()
     probes: list[Probe] = []
     by_tag: dict[int, Probe] = {}
@@ -212,6 +278,8 @@ def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout
                     by_tag[tag] = p
                     probes.append(p)
         sctp_tx: dict = {}
+        pkt_sock: dict = {}       # --mode packets: source pod key -> AF_PACKET socket on its eth0
+        pkt_probe: dict = {}      # (proto, reply src, reply dst, reply sport, reply dport) -> Probe
         pending = [p for p in probes if p.tag]
         active: list[Probe] = []
         deadline_of: dict[int, float] = {}
@@ -232,7 +300,18 @@ def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout
             fam = _family(p.dst_ip)
             ns = ns_of[p.src.key]
             deadline_of[p.tag] = now + timeout
-            if p.protocol == "TCP":
+            if mode == "packets" and p.protocol in ("TCP", "UDP") and p.src.key != p.dst.key:
+                if p.src.key not in pkt_sock:
+                    s = _sock(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                    s.bind(("eth0", ETH_P_ALL))
+                    loop.add(s, selectors.EVENT_READ, ("pkt-rx", None))
+                    pkt_sock[p.src.key] = s
+                p.sport = 20000 + (p.tag & 0x7FFF) % 40000
+                p.frame = craft(port_of[p.src.key], p)
+                pkt_probe[(6 if p.protocol == "TCP" else 17, str(p.dst_ip), str(p.src_ip),
+                           p.port, p.sport)] = p
+                p.next_send = now
+            elif p.protocol == "TCP":
                 s = _sock(ns, fam, socket.SOCK_STREAM)
                 s.setblocking(False)
                 s.bind((str(p.src_ip), 0))
@@ -268,7 +347,9 @@ def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout
                 if p.allowed is None and p.next_send and now >= p.next_send:
                     p.next_send = now + RESEND
                     try:
-                        if p.protocol == "UDP":
+                        if p.frame:
+                            pkt_sock[p.src.key].send(p.frame)
+                        elif p.protocol == "UDP":
                             p.sock.send(struct.pack("!I", p.tag))
                         elif p.protocol == "SCTP":
                             pkt = sctp_init(40000 + (p.tag & 0x3FFF), p.port, p.tag)
@@ -277,8 +358,12 @@ def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout
                         if e.errno == errno.ECONNREFUSED:
                             finish(p, True, "refused")
                 if p.allowed is None and now >= deadline_of[p.tag]:
-                    finish(p, False, {"TCP": "timed out", "UDP": "reply missing",
-                                      "SCTP": "INIT not seen"}[p.protocol])
+                    if p.frame:
+                        finish(p, False, "no SYN-ACK or RST" if p.protocol == "TCP"
+                               else "echo missing")
+                    else:
+                        finish(p, False, {"TCP": "timed out", "UDP": "reply missing",
+                                          "SCTP": "INIT not seen"}[p.protocol])
             active = [p for p in active if p.allowed is None]
             if not active and not pending:
                 break
@@ -308,6 +393,24 @@ def run_probes(topo: Topology, pods: list, combos: list, expected: dict, timeout
                             continue
                         if data == struct.pack("!I", p.tag):
                             finish(p, True, "connected")
+                    elif kind == "pkt-rx":
+                        while True:
+                            try:
+                                frame, addr = s.recvfrom(4096)
+                            except (BlockingIOError, InterruptedError):
+                                break
+                            if addr[2] == PACKET_OUTGOING:
+                                continue
+                            r = parse_reply(frame)
+                            q = pkt_probe.get(r[:5]) if r else None
+                            if q is None or q.allowed is not None:
+                                continue
+                            if r[0] == 6 and r[5] & 0x12 == 0x12:
+                                finish(q, True, "SYN-ACK received")
+                            elif r[0] == 6 and r[5] & 0x04:
+                                finish(q, True, "RST received")
+                            elif r[0] == 17 and r[6][:4] == struct.pack("!I", q.tag):
+                                finish(q, True, "echo received")
                     elif kind == "sctp-watch":
                         data = s.recv(4096)
                         if p == 4:
@@ -354,16 +457,13 @@ def render_table(pods: list, combos: list, results: dict, out) -> None:
 
 
 def run_probe(cluster, ports=None, protocols=None, output="table", timeout=1.0, mode="sockets",
-              prefix=None, port_type="veth", out=sys.stdout) -> int:
+              prefix=None, port_type="veth", out=sys.stdout, pcap=None) -> int:
     from .compiler import compile_cluster
     from .switch import topology_pods
     if ports:
         combos = [(proto, port) for proto in (protocols or ["TCP", "UDP", "SCTP"]) for port in ports]
     else:
         combos = declared_ports(cluster, protocols)
-    if mode == "packets":
-        print("note: --mode packets is implemented for SCTP only; TCP and UDP use sockets",
-              file=sys.stderr)
     all_pods = cluster.pod_list()
     pods = [p for p in all_pods if not p.host_network and p.ips]
     skipped = [p.key for p in all_pods if p not in pods]
@@ -376,8 +476,8 @@ def run_probe(cluster, ports=None, protocols=None, output="table", timeout=1.0, 
     pid = None
     try:
         cpus = sorted(os.sched_getaffinity(0))
-        pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None)
-        probes = run_probes(topo, pods, combos, expected, timeout)
+        pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None, pcap=pcap)
+        probes = run_probes(topo, pods, combos, expected, timeout, mode=mode)
     finally:
         if pid is not None:
             stop_switch(pid)

@@ -110,10 +110,13 @@ class Switch:
             self._pending.append((compiled, recheck, done))
         return done
 
-    def serve(self, stop: threading.Event, slice_s: float = 0.05) -> None:
-        """The driver loop for a thread: forward, then apply pending swaps."""
+    def serve(self, stop: threading.Event, slice_s: float = 0.05, on_slice=None) -> None:
+        """The driver loop for a thread: forward, then apply pending swaps; `on_slice`
+        (e.g. a capture Recorder's drain) runs in this thread after every slice."""
         while not stop.is_set():
             self.run_for(slice_s)
+            if on_slice is not None:
+                on_slice()
             with self._lock:
                 pending, self._pending = self._pending, []
             for compiled, recheck, done in pending:
@@ -154,7 +157,7 @@ def status_line(prev: Optional[Stats], cur: Stats, topo: Topology) -> str:
     fwd = {"established", "reply", "new", "related", "fragment", "arp", "neighbor_discovery"}
     drops = {k: v for k, v in cur.reasons.items() if v and k not in fwd}
     drops.update({k: v for k, v in cur.switch.items()
-                  if v and k in ("ttl_exceeded", "no_port", "no_neighbor", "oversize")})
+                  if v and k in ("ttl_exceeded", "no_port", "no_neighbor", "oversize", "capture_dropped")})
     d = " ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"
     return f"conns {cur.connections} | drops {d} | " + " | ".join(parts)
 
@@ -174,7 +177,7 @@ def _same_pods(a, b) -> bool:
 
 def run_up(files: list[str], config=None, port_type: str = "veth", stats_interval: float = 1.0,
            prefix: Optional[str] = None, ring: str = "v2", out=sys.stderr,
-           duration: Optional[float] = None) -> int:
+           duration: Optional[float] = None, pcap: Optional[str] = None) -> int:
     from .cluster import load_cluster
     from .compiler import compile_cluster
     from .errors import ManifestErrors
@@ -198,9 +201,15 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     topo = None
     sw = None
+    rec = None
     try:
         topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
         sw = Switch(compiled, topo, ring=ring)
+        if pcap:
+            from .switch_pcap import Recorder
+            rec = Recorder(sw, pcap)
+            print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "
+                  f"and out.pcapng", file=out)
         print(f"netsem up: prefix {topo.prefix}, {len(topo.ports)} pods "
               f"(netsem exec --prefix {topo.prefix} NS/POD -- CMD); Ctrl-C stops", file=out)
         for pp in sorted(topo.ports.values(), key=lambda p: p.port):
@@ -213,7 +222,10 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             now = time.monotonic()
             if t_end and now >= t_end:
                 break
-            sw.run_for(max(0.01, min(0.2, next_stats - now)))
+            # with a recording, shorter slices keep the bounded capture ring drained
+            sw.run_for(max(0.01, min(0.05 if rec else 0.2, next_stats - now)))
+            if rec is not None:
+                rec.drain()
             if flags.reload:
                 flags.reload = False
                 try:
@@ -245,6 +257,11 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             out.write("\n")
         return 0
     finally:
+        if rec is not None:
+            rec.close()
+            st = sw.stats().switch
+            print(f"netsem up: {rec.frames} frames recorded in {rec.path}/{{in,out}}.pcapng "
+                  f"({st['capture_dropped']} not recorded: capture ring full)", file=out)
         if sw is not None:
             sw.close()
         if topo is not None:

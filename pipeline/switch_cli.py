@@ -19,10 +19,8 @@ def cmd_up(args) -> int:
     from .switch import run_up
     _need_root("up")
     config = ClusterConfig(pod_cidrs=tuple(args.pod_cidr)) if args.pod_cidr else ClusterConfig()
-    if args.pcap:
-        print("netsem up: --pcap is not implemented yet; continuing without capture", file=sys.stderr)
     return run_up(args.files, config, port_type=args.port_type, stats_interval=args.stats_interval,
-                  prefix=args.prefix, ring=args.ring, duration=args.duration)
+                  prefix=args.prefix, ring=args.ring, duration=args.duration, pcap=args.pcap)
 
 
 def cmd_down(args) -> int:
@@ -60,7 +58,7 @@ def cmd_probe(args) -> int:
     ports = _parse_ports(args.ports) if args.ports else None
     return run_probe(cluster, ports=ports, protocols=protocols, output=args.output,
                      timeout=args.timeout, mode=args.mode, prefix=args.prefix,
-                     port_type=args.port_type, out=sys.stdout)
+                     port_type=args.port_type, out=sys.stdout, pcap=args.pcap)
 
 
 def add_switch_parsers(sub, common) -> None:
@@ -76,7 +74,11 @@ def add_switch_parsers(sub, common) -> None:
     up.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                     help="seconds between status lines (default 1)")
     up.add_argument("--prefix", help="run name prefix (nsm + up to 5 characters; default random)")
-    up.add_argument("--pcap", metavar="DIR", help="(not implemented yet) write per-port pcapng")
+    up.add_argument("--pcap", metavar="DIR",
+                    help="record every frame that enters the switch to DIR/in.pcapng and every "
+                         "frame it sends to DIR/out.pcapng (pcapng, one interface per port named "
+                         "ns/pod); `netsem replay -f MANIFESTS --pcap DIR/in.pcapng --check` "
+                         "re-checks the run offline")
     up.add_argument("--ring", choices=("v2", "v3"), default="v2",
                     help="AF_PACKET RX ring: v2 wakes per frame (low latency, default), v3 per block")
     up.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -111,4 +113,6 @@ def add_switch_parsers(sub, common) -> None:
                     help="sockets: kernel TCP/UDP sockets (SCTP always uses crafted packets)")
     pr.add_argument("--prefix", help="run name prefix (default random)")
     pr.add_argument("--port-type", choices=("veth", "tap"), default="veth")
+    pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
+                                                  "DIR/out.pcapng (as netsem up --pcap)")
     pr.set_defaults(func=cmd_probe)

@@ -42,7 +42,7 @@ TWO_PODS = """
 class Run:
     """A running switch over a topology built from manifests."""
 
-    def __init__(self, text: str, port_type: str = "veth"):
+    def __init__(self, text: str, port_type: str = "veth", pcap: str = None):
         self.cluster = cluster_from(text)
         self.compiled = compile_cluster(self.cluster)
         self.prefix = "nsm" + secrets.token_hex(3)
@@ -50,9 +50,15 @@ class Run:
         self.stop = threading.Event()
         self.thread = None
         self.sw = None
+        self.rec = None
         try:
             self.sw = Switch(self.compiled, self.topo)
-            self.thread = threading.Thread(target=self.sw.serve, args=(self.stop,), daemon=True)
+            if pcap:
+                from pipeline.switch_pcap import Recorder
+                self.rec = Recorder(self.sw, pcap)
+            self.thread = threading.Thread(target=self.sw.serve, args=(self.stop,),
+                                           kwargs={"on_slice": self.rec.drain if self.rec else None},
+                                           daemon=True)
             self.thread.start()
         except BaseException:
             self.close()
@@ -104,6 +110,8 @@ class Run:
             self.stop.set()
             if self.thread is not None:
                 self.thread.join(5)
+            if self.rec is not None:
+                self.rec.close()
             if self.sw is not None:
                 self.sw.close()
         finally:
@@ -114,8 +122,8 @@ class Run:
 def switch_run():
     runs = []
 
-    def make(text: str = TWO_PODS, port_type: str = "veth") -> Run:
-        r = Run(text, port_type)
+    def make(text: str = TWO_PODS, port_type: str = "veth", pcap: str = None) -> Run:
+        r = Run(text, port_type, pcap)
         runs.append(r)
         return r
     try:
