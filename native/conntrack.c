@@ -117,11 +117,21 @@ static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key,
     return NS_NONE32;
 }
 
+uint32_t ct_key_hash(const struct ct_key *k)
+{
+    return key_hash(k);
+}
+
 uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir)
+{
+    return ct_lookup_hashed(ct, key, key_hash(key), now, dir);
+}
+
+uint32_t ct_lookup_hashed(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
+                          int *dir)
 {
     struct ct_key rkey;
     key_reverse(&rkey, key);
-    uint32_t h = key_hash(key);
     for (;;) {
         uint32_t i = find_match(ct, key, &rkey, h, now, 0, dir);
         if (i == NS_NONE32 || ct->e[i].expiry > now)

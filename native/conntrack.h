@@ -85,6 +85,21 @@ uint64_t ct_bytes(const struct ct_table *ct);
 /* Live entry matching key in either direction (*dir set), else NS_NONE32.
  * Expired matches met on the way are deleted. */
 uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
+/* The same with the key's hash computed beforehand (ct_key_hash). */
+uint32_t ct_lookup_hashed(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
+                          int *dir);
+uint32_t ct_key_hash(const struct ct_key *k);
+/* Prefetch hints for a batch: the index slot of a hash, then the entry it names. */
+static inline void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
+{
+    __builtin_prefetch(&ct->idx.slots[h & ct->idx.mask]);
+}
+static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
+{
+    const struct hslot *s = &ct->idx.slots[h & ct->idx.mask];
+    if (s->ref)
+        __builtin_prefetch(&ct->e[(s->ref - 1) >> 1]);
+}
 /* Same, read-only: expired matches are skipped. */
 uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
 /* New entry in `state`, or NS_NONE32 when full after reclaiming. */

@@ -152,10 +152,11 @@ static uint8_t open_state(uint8_t proto)
 }
 
 /* One packet: returns its reason; fills res->out_port and rule ids. */
-static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, const uint8_t *frame,
-                   uint32_t len, uint16_t in_port, uint64_t now, struct ns_result *res)
+/* One parsed packet (parse result r, conntrack key hash h): returns its reason;
+ * fills res->out_port and rule ids. */
+static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, uint32_t hash,
+                   uint16_t in_port, uint64_t now, struct ns_result *res)
 {
-    int r = sanity_parse(frame, len, pkt);
     if (r != NS_R_CONTINUE)
         return r;
     const struct ns_tables *t = p->tables;
@@ -213,7 +214,7 @@ static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, const uint8_t *fra
     }
     make_key(&key, pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
     int opener = can_open(pkt);
-    uint32_t ci = ct_lookup(&p->ct, &key, now, &dir);
+    uint32_t ci = ct_lookup_hashed(&p->ct, &key, hash, now, &dir);
     if (ci != NS_NONE32 && opener && ct_state_reopenable(p->ct.e[ci].state)) {
         ct_delete(&p->ct, ci);
         ci = NS_NONE32;
@@ -257,6 +258,23 @@ static uint8_t reason_ct_state(int r)
     }
 }
 
+static void result_of(struct ns_pipeline *p, const struct ns_pkt *pkt, int r, struct ns_result *o)
+{
+    o->verdict = reason_verdict[r];
+    if (o->verdict != NS_FORWARD)
+        o->out_port = 0;
+    o->reason = (uint8_t)r;
+    o->ct_state = reason_ct_state(r);
+    o->proto = pkt->proto;
+    o->family = pkt->family;
+    o->pad = 0;
+    o->sport = pkt->sport;
+    o->dport = pkt->dport;
+    memcpy(o->src, pkt->src, 16);
+    memcpy(o->dst, pkt->dst, 16);
+    p->counter[r]++;
+}
+
 uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
                          const uint16_t *len, const uint16_t *in_port, uint32_t n,
                          uint64_t now_ns, struct ns_result *res)
@@ -264,25 +282,31 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
     p->last_now = now_ns;
     ct_reclaim(&p->ct, now_ns, p->lim.reclaim_per_batch);
     frag_reclaim(&p->frag, now_ns, p->lim.reclaim_per_batch);
-    struct ns_pkt pkt;
-    for (uint32_t i = 0; i < n; i++) {
-        struct ns_result *o = &res[i];
-        o->egress_rule = o->ingress_rule = NS_RULE_NONE;
-        o->out_port = 0;
-        int r = run_one(p, &pkt, buf + off[i], len[i], in_port[i], now_ns, o);
-        o->verdict = reason_verdict[r];
-        if (o->verdict != NS_FORWARD)
+    for (uint32_t base = 0; base < n; base += NS_CHUNK) {
+        uint32_t m = n - base < NS_CHUNK ? n - base : NS_CHUNK;
+        /* 1. parse, hash the conntrack key, prefetch its index slot */
+        for (uint32_t j = 0; j < m; j++) {
+            struct ns_pkt *pkt = &p->pkt[j];
+            p->parsed[j] = sanity_parse(buf + off[base + j], len[base + j], pkt);
+            if (p->parsed[j] == NS_R_CONTINUE) {
+                struct ct_key key;
+                make_key(&key, pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
+                p->hash[j] = ct_key_hash(&key);
+                ct_prefetch_slot(&p->ct, p->hash[j]);
+            }
+        }
+        /* 2. prefetch the entries the slots name */
+        for (uint32_t j = 0; j < m; j++)
+            if (p->parsed[j] == NS_R_CONTINUE)
+                ct_prefetch_entry(&p->ct, p->hash[j]);
+        /* 3. run each packet, in order */
+        for (uint32_t j = 0; j < m; j++) {
+            struct ns_result *o = &res[base + j];
+            o->egress_rule = o->ingress_rule = NS_RULE_NONE;
             o->out_port = 0;
-        o->reason = (uint8_t)r;
-        o->ct_state = reason_ct_state(r);
-        o->proto = pkt.proto;
-        o->family = pkt.family;
-        o->pad = 0;
-        o->sport = pkt.sport;
-        o->dport = pkt.dport;
-        memcpy(o->src, pkt.src, 16);
-        memcpy(o->dst, pkt.dst, 16);
-        p->counter[r]++;
+            int r = run_one(p, &p->pkt[j], p->parsed[j], p->hash[j], in_port[base + j], now_ns, o);
+            result_of(p, &p->pkt[j], r, o);
+        }
     }
     return n;
 }

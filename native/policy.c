@@ -66,36 +66,131 @@ int rules_add(struct rules *r, const struct rule_key *k, uint8_t proto, uint16_t
     return 0;
 }
 
-static int cmp_entry(const void *a, const void *b)
+static int cmp_proto_lo(const void *a, const void *b)
 {
     const struct rule_entry *x = a, *y = b;
-    return (x->rule_id > y->rule_id) - (x->rule_id < y->rule_id);
+    if (x->proto != y->proto)
+        return (x->proto > y->proto) - (x->proto < y->proto);
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Min-heap of entries by rule id (the sweep's active set). */
+static void heap_push(const struct rule_entry **h, uint32_t *n, const struct rule_entry *e)
+{
+    uint32_t i = (*n)++;
+    while (i && h[(i - 1) / 2]->rule_id > e->rule_id) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = e;
+}
+
+static void heap_pop(const struct rule_entry **h, uint32_t *n)
+{
+    const struct rule_entry *last = h[--(*n)];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && h[c + 1]->rule_id < h[c]->rule_id)
+            c++;
+        if (h[c]->rule_id >= last->rule_id)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n)
+        h[i] = last;
+}
+
+/* Turns one protocol's entries (sorted by lo) into disjoint port segments, each
+ * carrying the smallest rule id that covers it: a sweep over the range ends with
+ * a min-heap of the covering entries. Writes at most 2m segments; returns how many. */
+static uint32_t segments_of(const struct rule_entry *in, uint32_t m, struct rule_entry *out,
+                            uint32_t *bounds, const struct rule_entry **heap)
+{
+    uint32_t nb = 0, nh = 0, ns = 0, next = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        bounds[nb++] = in[i].lo;
+        bounds[nb++] = (uint32_t)in[i].hi + 1;
+    }
+    qsort(bounds, nb, sizeof(*bounds), cmp_u32);
+    for (uint32_t b = 0; b + 1 < nb; b++) {
+        uint32_t lo = bounds[b], hi = bounds[b + 1] - 1;
+        if (bounds[b + 1] == lo)
+            continue;
+        while (next < m && in[next].lo <= lo)
+            heap_push(heap, &nh, &in[next++]);
+        while (nh && heap[0]->hi < lo)
+            heap_pop(heap, &nh);
+        if (!nh)
+            continue;
+        uint32_t id = heap[0]->rule_id;
+        if (ns && out[ns - 1].rule_id == id && (uint32_t)out[ns - 1].hi + 1 == lo) {
+            out[ns - 1].hi = (uint16_t)hi;
+            continue;
+        }
+        out[ns].rule_id = id;
+        out[ns].lo = (uint16_t)lo;
+        out[ns].hi = (uint16_t)hi;
+        out[ns].proto = in[0].proto;
+        memset(out[ns].pad, 0, sizeof(out[ns].pad));
+        ns++;
+    }
+    return ns;
 }
 
 int rules_seal(struct rules *r)
 {
-    /* counting sort by key index, then sort each span by rule id */
-    uint32_t off = 0;
+    /* Group the entries by key (counting sort), then replace each key's entries by
+     * disjoint (protocol, port range) segments carrying the smallest rule id that
+     * covers them, sorted by (protocol, lo): a lookup is two binary searches,
+     * however many rules share a key. */
+    uint32_t n = r->n_entries, off = 0;
     for (uint32_t k = 0; k < r->n_keys; k++) {
         r->keys[k].off = off;
         off += r->keys[k].cnt;
     }
-    struct rule_entry *sorted = calloc(r->n_entries ? r->n_entries : 1, sizeof(*sorted));
+    struct rule_entry *grouped = calloc(n ? n : 1, sizeof(*grouped));
+    struct rule_entry *segs = calloc(2 * (size_t)n + 1, sizeof(*segs));
     uint32_t *fill = calloc(r->n_keys ? r->n_keys : 1, sizeof(uint32_t));
-    if (!sorted || !fill) {
-        free(sorted);
-        free(fill);
+    uint32_t *bounds = calloc(2 * (size_t)n + 1, sizeof(uint32_t));
+    const struct rule_entry **heap = calloc(n ? n : 1, sizeof(*heap));
+    if (!grouped || !segs || !fill || !bounds || !heap) {
+        free(grouped); free(segs); free(fill); free(bounds); free(heap);
         return -1;
     }
-    for (uint32_t i = 0; i < r->n_entries; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         uint32_t k = r->entry_key[i];
-        sorted[r->keys[k].off + fill[k]++] = r->entry[i];
+        grouped[r->keys[k].off + fill[k]++] = r->entry[i];
     }
-    for (uint32_t k = 0; k < r->n_keys; k++)
-        qsort(sorted + r->keys[k].off, r->keys[k].cnt, sizeof(*sorted), cmp_entry);
-    memcpy(r->entry, sorted, (size_t)r->n_entries * sizeof(*sorted));
-    free(sorted);
-    free(fill);
+    uint32_t ns = 0;
+    for (uint32_t k = 0; k < r->n_keys; k++) {
+        struct rule_entry *span = grouped + r->keys[k].off;
+        uint32_t cnt = r->keys[k].cnt, first = ns;
+        qsort(span, cnt, sizeof(*span), cmp_proto_lo);
+        for (uint32_t i = 0; i < cnt;) {
+            uint32_t j = i;
+            while (j < cnt && span[j].proto == span[i].proto)
+                j++;
+            ns += segments_of(span + i, j - i, segs + ns, bounds, heap);
+            i = j;
+        }
+        r->keys[k].off = first;
+        r->keys[k].cnt = ns - first;
+    }
+    free(r->entry);
+    r->entry = segs;          /* now the segments; at most 2n + 1 */
+    r->n_entries = ns;
+    r->max_entries = 2 * n + 1;   /* the segment array's capacity (no add after seal) */
+    free(grouped); free(fill); free(bounds); free(heap);
     free(r->entry_key);
     r->entry_key = NULL;
     return 0;
@@ -108,6 +203,24 @@ uint64_t rules_bytes(const struct rules *r)
            hidx_bytes(&r->idx);
 }
 
+/* Smallest rule id of the segment of `proto` covering dport in span, or NS_NONE32. */
+static uint32_t span_match(const struct rule_entry *e, uint32_t n, uint8_t proto, uint16_t dport)
+{
+    /* last segment with (proto, lo) <= (proto, dport) */
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (e[mid].proto < proto || (e[mid].proto == proto && e[mid].lo <= dport))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NS_NONE32;
+    const struct rule_entry *s = &e[lo - 1];
+    return (s->proto == proto && s->lo <= dport && dport <= s->hi) ? s->rule_id : NS_NONE32;
+}
+
 uint32_t rules_match(const struct rules *r, const struct rule_key *k, uint8_t proto,
                      uint16_t dport, int any_proto_only)
 {
@@ -115,11 +228,12 @@ uint32_t rules_match(const struct rules *r, const struct rule_key *k, uint8_t pr
     if (ki == NS_NONE32)
         return NS_NONE32;
     const struct rule_entry *e = r->entry + r->keys[ki].off;
-    for (uint32_t i = 0, n = r->keys[ki].cnt; i < n; i++) {
-        if (e[i].proto != 0 && (any_proto_only || e[i].proto != proto))
-            continue;
-        if (e[i].lo <= dport && dport <= e[i].hi)
-            return e[i].rule_id;   /* span is sorted: first match is smallest */
+    uint32_t n = r->keys[ki].cnt;
+    uint32_t best = span_match(e, n, 0, dport);        /* entries for any protocol */
+    if (!any_proto_only && proto != 0) {
+        uint32_t id = span_match(e, n, proto, dport);
+        if (id < best)
+            best = id;
     }
-    return NS_NONE32;
+    return best;
 }

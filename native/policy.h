@@ -1,8 +1,10 @@
 /* Policy table: rule key (local identity, dir, peer identity, block id) ->
- * span of entries (proto, port_lo, port_hi, rule_id) in one flat array,
- * sorted by rule id inside each span (built at seal). A verdict probes at
- * most 2 x (1 + blocks of the peer's class) keys, whatever the number of
- * policies. Semantics: docs/pipeline.md "Policy table". */
+ * span of segments (proto, port_lo, port_hi, rule_id) in one flat array. While
+ * adding, a span holds the entries as given; seal turns each span into disjoint
+ * port segments per protocol carrying the smallest covering rule id, sorted by
+ * (proto, lo), so a key is answered by two binary searches. A verdict probes at
+ * most 2 x (1 + blocks of the peer's class) keys; neither probe count nor probe
+ * cost grows with the number of policies. Semantics: docs/pipeline.md. */
 #ifndef NS_POLICY_H
 #define NS_POLICY_H
 
