@@ -12,6 +12,12 @@ from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach,
                        SCTPChunkShutdown, raw)
 
 SECOND = 1_000_000_000
+
+
+def ether():
+    """Explicit MACs: a bare Ether() makes scapy resolve the destination by sending
+    ARP requests on the host's network (and waiting for them)."""
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 OUTSIDE4 = ["198.19.0.7", "198.19.200.5", "198.18.0.250"]
 OUTSIDE6 = ["2001:db8::ff", "2001:db8:f::1"]
 DPORTS = [53, 80, 81, 90, 8080, 100]
@@ -89,14 +95,14 @@ def sequences(draw, pods, ports, max_len=30):
                 pkt = l3(a, b) / icmp_echo(fam, sport, reply=reverse)
             else:
                 pkt = l3(a, b) / l4(proto, sport, dport, what)
-            out.append((raw(Ether() / pkt), pa, now))
+            out.append((raw(ether() / pkt), pa, now))
         elif op == "outside" and addrs:
             k, b = draw(st.sampled_from(addrs))
             fam = ipaddress.ip_address(b).version
             a = draw(st.sampled_from(OUTSIDE4 if fam == 4 else OUTSIDE6))
             proto = draw(st.sampled_from(["TCP", "UDP", "SCTP"]))
             dport = draw(st.sampled_from(DPORTS))
-            out.append((raw(Ether() / l3(a, b) / l4(proto, 3333, dport)), draw(st.sampled_from([0, 0xFFFF])), now))
+            out.append((raw(ether() / l3(a, b) / l4(proto, 3333, dport)), draw(st.sampled_from([0, 0xFFFF])), now))
             flows.append((a, b, 3333, dport, proto, 0, ports[k]))
         elif op == "icmperr" and flows:
             a, b, sport, dport, proto, pa, pb = draw(st.sampled_from(flows))
@@ -105,7 +111,7 @@ def sequences(draw, pods, ports, max_len=30):
             fam = ipaddress.ip_address(a).version
             quoted = raw(l3(a, b) / l4(proto, sport, dport))[:(20 if fam == 4 else 40) + 8]
             err = ICMP(type=3, code=3) if fam == 4 else ICMPv6DestUnreach(code=4)
-            out.append((raw(Ether() / l3(b, a) / err / Raw(quoted)), pb, now))
+            out.append((raw(ether() / l3(b, a) / err / Raw(quoted)), pb, now))
         elif op == "frag" and addrs:
             k1, a = draw(st.sampled_from(addrs))
             fam = ipaddress.ip_address(a).version
@@ -128,7 +134,7 @@ def sequences(draw, pods, ports, max_len=30):
                 fh = IPv6ExtHdrFragment(id=ident, m=1 if first else 0, offset=0 if first else 3, nh=17)
                 body = UDP(sport=7, dport=dport) / Raw(b"y" * 32) if first else Raw(b"z" * 24)
                 pkt = IPv6(src=a, dst=b) / fh / body
-            frame = raw(Ether() / pkt)
+            frame = raw(ether() / pkt)
             out.append((frame, ports[k1], now))
             while pending_later:
                 k1, a, b, dport, ident, fam = pending_later.pop()
@@ -136,7 +142,7 @@ def sequences(draw, pods, ports, max_len=30):
                     later = IP(src=a, dst=b, id=ident, frag=3, proto=17) / Raw(b"z" * 24)
                 else:
                     later = IPv6(src=a, dst=b) / IPv6ExtHdrFragment(id=ident, m=0, offset=3, nh=17) / Raw(b"z" * 24)
-                out.append((raw(Ether() / later), ports[k1], now))
+                out.append((raw(ether() / later), ports[k1], now))
         elif op == "bad":
             out.append((draw(malformed(addrs, ports)), draw(st.sampled_from(list(ports.values()) + [0, 0xFFFF])), now))
     return out
@@ -147,7 +153,7 @@ def malformed(draw, addrs, ports):
     k, a = draw(st.sampled_from(addrs)) if addrs else (None, "198.18.0.1")
     fam = ipaddress.ip_address(a).version
     b = "198.18.0.2" if fam == 4 else "2001:db8::2"
-    good = raw(Ether() / l3(a, b) / TCP(sport=1, dport=80, flags="S"))
+    good = raw(ether() / l3(a, b) / TCP(sport=1, dport=80, flags="S"))
     kind = draw(st.sampled_from(["trunc", "csum", "version", "ihl", "arp", "nd", "ethertype", "hbh",
                                  "mcast", "short_udp", "tcp_doff", "icmp_other", "totlen",
                                  "trunc_l4", "gre", "bad_src"]))
@@ -158,13 +164,13 @@ def malformed(draw, addrs, ports):
         if fam == 4:
             p.len = 30
             del p.chksum
-            return raw(Ether() / IP(raw(p)[:30]))
+            return raw(ether() / IP(raw(p)[:30]))
         p.plen = 10
-        return raw(Ether() / p)[:14 + 50]
+        return raw(ether() / p)[:14 + 50]
     if kind == "gre":
-        return raw(Ether() / l3(a, b) / Raw(b"\x00" * 8)) if fam == 6 else raw(Ether() / IP(src=a, dst=b, proto=47) / Raw(b"\x00" * 8))
+        return raw(ether() / l3(a, b) / Raw(b"\x00" * 8)) if fam == 6 else raw(ether() / IP(src=a, dst=b, proto=47) / Raw(b"\x00" * 8))
     if kind == "bad_src":
-        return raw(Ether() / l3("0.0.0.0" if fam == 4 else "::1", b) / UDP(sport=1, dport=2))
+        return raw(ether() / l3("0.0.0.0" if fam == 4 else "::1", b) / UDP(sport=1, dport=2))
     if kind == "trunc":
         return good[:draw(st.integers(0, len(good) - 1))]
     if kind == "csum" and fam == 4:
@@ -189,18 +195,18 @@ def malformed(draw, addrs, ports):
     if kind == "arp":
         return raw(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=a if fam == 4 else "198.18.0.1", pdst="169.254.1.1"))
     if kind == "nd":
-        return raw(Ether() / IPv6(src="fe80::1:2", dst="ff02::1:ff00:1") / ICMPv6ND_NS(tgt="fe80::1"))
+        return raw(ether() / IPv6(src="fe80::1:2", dst="ff02::1:ff00:1") / ICMPv6ND_NS(tgt="fe80::1"))
     if kind == "ethertype":
         return raw(Ether(type=0x88CC) / Raw(b"\x00" * 40))
     if kind == "hbh" and fam == 6:
-        return raw(Ether() / IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop() / TCP(sport=1, dport=80, flags="S"))
+        return raw(ether() / IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop() / TCP(sport=1, dport=80, flags="S"))
     if kind == "mcast":
-        return raw(Ether() / l3(a, "224.0.0.5" if fam == 4 else "ff02::5") / UDP(sport=1, dport=2))
+        return raw(ether() / l3(a, "224.0.0.5" if fam == 4 else "ff02::5") / UDP(sport=1, dport=2))
     if kind == "short_udp":
         p = l3(a, b) / UDP(sport=1, dport=2, len=4)
-        return raw(Ether() / p)
+        return raw(ether() / p)
     if kind == "tcp_doff":
-        return raw(Ether() / l3(a, b) / TCP(sport=1, dport=80, flags="S", dataofs=15))
+        return raw(ether() / l3(a, b) / TCP(sport=1, dport=80, flags="S", dataofs=15))
     if kind == "icmp_other":
-        return raw(Ether() / IP(src=a if fam == 4 else "198.18.0.1", dst="198.18.0.2") / ICMP(type=13))
+        return raw(ether() / IP(src=a if fam == 4 else "198.18.0.1", dst="198.18.0.2") / ICMP(type=13))
     return good

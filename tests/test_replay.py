@@ -92,7 +92,7 @@ def test_check_exits_1_on_disagreement(captures, capsys, monkeypatch):
 def test_unknown_interface_and_bad_files_exit_2(tmp_path, capsys):
     f = tmp_path / "x.pcapng"
     with PcapngWriter(str(f)) as w:
-        w.write(w.add_interface("shop/nosuchpod"), 1, raw(Ether() / IP(src="198.18.0.4", dst="198.18.0.3") / TCP()))
+        w.write(w.add_interface("shop/nosuchpod"), 1, raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="198.18.0.4", dst="198.18.0.3") / TCP()))
     rc, out, err = run(["replay", "-f", SHOP, "--pcap", str(f)], capsys)
     assert rc == 2 and "'shop/nosuchpod' is neither 'uplink' nor a pod" in err
     junk = tmp_path / "junk.pcap"
