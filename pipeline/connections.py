@@ -87,6 +87,15 @@ def _same_family(pod: Pod, other: Optional[IPAddress]) -> Optional[IPAddress]:
     return pod.ips[0] if pod.ips else None
 
 
+def _police_pod_to_pod(cluster: Cluster, v: Verdict, source: Pod, destination: Pod, protocol: str,
+                       port: int, src_ip, dst_ip) -> None:
+    """allowNewConnectionToPod and allowNewConnectionFromPod; both are evaluated so
+    the explanation is complete, and both must allow."""
+    v.egress = allow_new_connection_to_pod(cluster, source, destination, protocol, port, dst_ip)
+    v.ingress = allow_new_connection_from_pod(cluster, destination, source, protocol, port, src_ip)
+    v.allowed = v.egress.allowed and v.ingress.allowed
+
+
 def open_pod_connection(cluster: Cluster, connections: Connections, source: Pod, destination: Pod,
                         protocol: str, port: int, family: Optional[int] = None) -> Verdict:
     """openPodConnection: egress of the source and ingress of the destination must both
@@ -98,10 +107,7 @@ def open_pod_connection(cluster: Cluster, connections: Connections, source: Pod,
         v.notes.append("a pod's traffic to its own address is not policed")
         v.allowed = True
     else:
-        # Both directions are evaluated so the explanation is complete.
-        v.egress = allow_new_connection_to_pod(cluster, source, destination, protocol, port, dst_ip)
-        v.ingress = allow_new_connection_from_pod(cluster, destination, source, protocol, port, src_ip)
-        v.allowed = v.egress.allowed and v.ingress.allowed
+        _police_pod_to_pod(cluster, v, source, destination, protocol, port, src_ip, dst_ip)
     if v.allowed:
         v.connection = connections.new_connection(source.key, destination.key, protocol, port)
     return v
@@ -141,10 +147,7 @@ def open_service_connection(cluster: Cluster, connections: Connections, source: 
             return v
     v.notes.append(f"service {service} maps to backend {backend.key} port {target}")
     dst_ip = _same_family(backend, None)
-    v.egress = allow_new_connection_to_pod(cluster, source, backend, protocol, target, dst_ip)
-    v.ingress = allow_new_connection_from_pod(cluster, backend, source, protocol, target,
-                                              _same_family(source, dst_ip))
-    v.allowed = v.egress.allowed and v.ingress.allowed
+    _police_pod_to_pod(cluster, v, source, backend, protocol, target, _same_family(source, dst_ip), dst_ip)
     if v.allowed:
         v.connection = connections.new_connection(source.key, backend.key, protocol, target)
     return v
@@ -175,9 +178,7 @@ def open_connection_with_ip_addresses(cluster: Cluster, connections: Connections
             v.notes.append("a pod's traffic to its own address is not policed")
             v.allowed = True
         else:
-            v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip)
-            v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip)
-            v.allowed = v.egress.allowed and v.ingress.allowed
+            _police_pod_to_pod(cluster, v, src_pod, dst_pod, protocol, port, src_ip, dst_ip)
     elif dst_pod is None:
         v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port)
         v.allowed = v.egress.allowed
