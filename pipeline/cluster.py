@@ -216,6 +216,12 @@ class Cluster:
         return sorted((p for p in self.pods.values() if namespace in (None, p.namespace)),
                       key=lambda p: (p.namespace, p.name))
 
+    def switch_ports(self) -> dict[str, int]:
+        """Pod key -> switch port: pods that have an address and are not hostNetwork,
+        in namespace/name order, from 1 (port 0 is the uplink)."""
+        pods = [p for p in self.pod_list() if not p.host_network and p.ips]
+        return {p.key: i + 1 for i, p in enumerate(pods)}
+
     def policy_list(self) -> list[NetworkPolicy]:
         """Policies sorted by namespace/name: the order that numbers rules."""
         return sorted(self.policies.values(), key=lambda p: (p.namespace, p.name))

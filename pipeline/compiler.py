@@ -127,8 +127,8 @@ def _net_key(net) -> tuple:
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     from ._native import ffi, lib
 
-    pods = [p for p in cluster.pod_list() if not p.host_network and p.ips]
-    port_of = {p.key: i + 1 for i, p in enumerate(pods)}
+    port_of = cluster.switch_ports()
+    pods = [cluster.pods[k] for k in port_of]
     if len(pods) >= 0xFFFF:
         raise CompileError(f"{len(pods)} pods: at most 65534 switch ports")
 

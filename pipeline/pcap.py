@@ -13,7 +13,10 @@ from typing import BinaryIO, Iterator, Optional
 LINKTYPE_ETHERNET = 1
 SHB, IDB, SPB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000003, 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
-OPT_END, IF_NAME, IF_TSRESOL = 0, 2, 9
+OPT_END, IF_NAME, IF_TSRESOL, EPB_FLAGS = 0, 2, 9, 2
+# epb_flags direction: the frame came in on (entered the switch from) or went out of
+# the interface; Wireshark and scapy show it.
+DIR_INBOUND, DIR_OUTBOUND = 1, 2
 
 
 class PcapError(Exception):
@@ -62,10 +65,20 @@ class PcapngWriter:
         self.interfaces[name] = len(self.interfaces)
         return self.interfaces[name]
 
-    def write(self, interface_id: int, timestamp_ns: int, frame: bytes) -> None:
-        body = struct.pack("<IIIII", interface_id, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF,
-                           len(frame), len(frame)) + frame + b"\x00" * (_pad4(len(frame)) - len(frame))
-        self.f.write(_block(EPB, body + _options([])[-4:]))
+    def write(self, interface_id: int, timestamp_ns: int, frame: bytes, wire_len: int = 0,
+              direction: int = 0) -> None:
+        """wire_len: the frame's length on the wire when `frame` was cut short;
+        direction: DIR_INBOUND or DIR_OUTBOUND (0: not recorded)."""
+        if not 0 <= interface_id < len(self.interfaces):
+            raise ValueError(f"interface {interface_id} not added")
+        frame = bytes(frame)
+        body = struct.pack("<IIIII", interface_id, (timestamp_ns >> 32) & 0xFFFFFFFF, timestamp_ns & 0xFFFFFFFF,
+                           len(frame), max(len(frame), wire_len)) + frame + b"\x00" * (_pad4(len(frame)) - len(frame))
+        opts = [(EPB_FLAGS, struct.pack("<I", direction))] if direction else []
+        self.f.write(_block(EPB, body + _options(opts)))
+
+    def flush(self) -> None:
+        self.f.flush()
 
     def close(self) -> None:
         if self._own:

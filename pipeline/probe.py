@@ -465,7 +465,8 @@ def run_probe(cluster, ports=None, protocols=None, output="table", timeout=1.0, 
     else:
         combos = declared_ports(cluster, protocols)
     all_pods = cluster.pod_list()
-    pods = [p for p in all_pods if not p.host_network and p.ips]
+    ported = cluster.switch_ports()
+    pods = [p for p in all_pods if p.key in ported]
     skipped = [p.key for p in all_pods if p not in pods]
     if skipped:
         print(f"note: not probed (hostNetwork or no address): {', '.join(skipped)}", file=sys.stderr)

@@ -34,12 +34,7 @@ PORT_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", 
 def topology_pods(compiled) -> list[tuple[str, int, list]]:
     """(key, port, addresses) of every pod that gets a namespace. hostNetwork pods do
     not: their address is a node address, outside the pod network."""
-    out = []
-    for port, pod in sorted(compiled.pods_by_port.items()):
-        if pod.host_network:
-            continue
-        out.append((pod.key, port, list(pod.ips)))
-    return out
+    return [(pod.key, port, list(pod.ips)) for port, pod in sorted(compiled.pods_by_port.items())]
 
 
 @dataclass
@@ -186,9 +181,9 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
     for n in notes:
         print(f"note: {n}", file=out)
     compiled = compile_cluster(cluster)
-    skipped = [p.key for p in compiled.pods_by_port.values() if p.host_network]
+    skipped = [p.key for p in cluster.pod_list() if p.key not in compiled.port_of]
     if skipped:
-        print(f"note: hostNetwork pods get no namespace: {', '.join(skipped)}", file=out)
+        print(f"note: no namespace for hostNetwork pods (node addresses): {', '.join(skipped)}", file=out)
     flags = _Flags()
 
     def on_stop(signum, frame):

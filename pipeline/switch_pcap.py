@@ -1,10 +1,9 @@
 """Packet-by-packet record of a switch run (`netsem up --pcap DIR`).
 
-A minimal pcapng writer (the same calls as `pipeline.pcap.PcapngWriter`:
-`add_interface(name) -> int`, `write(interface_id, timestamp_ns, frame)`), plus an
-optional direction: the Enhanced Packet Block's `epb_flags` option carries inbound (1:
-the frame entered the switch from this port) or outbound (2: the switch sent it on
-this port), which Wireshark and scapy show.
+Written with `pipeline.pcap.PcapngWriter`, each frame with its direction in the
+Enhanced Packet Block's `epb_flags` option: inbound (1: the frame entered the switch
+from this port) or outbound (2: the switch sent it on this port), which Wireshark and
+scapy show.
 
 A recording is two files, each with one Interface Description Block per switch port
 whose `if_name` is the pod's `ns/pod` (`uplink` for port 0), timestamps in
@@ -28,65 +27,10 @@ counts `capture_dropped` when it is full, it never waits for the disk.
 from __future__ import annotations
 
 import os
-import struct
 
 from ._native import ffi, lib
 
-LINKTYPE_ETHERNET = 1
-DIR_INBOUND = 1
-DIR_OUTBOUND = 2
-_BYTE_ORDER_MAGIC = 0x1A2B3C4D
-
-
-def _opt(code: int, value: bytes) -> bytes:
-    pad = (-len(value)) % 4
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * pad
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    total = 12 + len(body)
-    return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
-
-
-class PcapngWriter:
-    """Writes a pcapng file: one section, interfaces added as frames need them."""
-
-    def __init__(self, path: str, application: str = "netsem"):
-        self._f = open(path, "wb")
-        self._n_if = 0
-        opts = _opt(4, application.encode()) + _opt(0, b"")     # shb_userappl, opt_endofopt
-        self._f.write(_block(0x0A0D0D0A, struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + opts))
-
-    def add_interface(self, name: str, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 0) -> int:
-        opts = _opt(2, name.encode()) + _opt(9, bytes([9])) + _opt(0, b"")   # if_name, if_tsresol=ns
-        self._f.write(_block(0x00000001, struct.pack("<HHI", linktype, 0, snaplen) + opts))
-        self._n_if += 1
-        return self._n_if - 1
-
-    def write(self, interface_id: int, timestamp_ns: int, frame: bytes, wire_len: int = 0,
-              direction: int = 0) -> None:
-        if not 0 <= interface_id < self._n_if:
-            raise ValueError(f"interface {interface_id} not added")
-        cap = len(frame)
-        body = struct.pack("<IIIII", interface_id, (timestamp_ns >> 32) & 0xFFFFFFFF,
-                           timestamp_ns & 0xFFFFFFFF, cap, max(cap, wire_len))
-        body += bytes(frame) + b"\0" * ((-cap) % 4)
-        if direction:
-            body += _opt(2, struct.pack("<I", direction)) + _opt(0, b"")   # epb_flags
-        self._f.write(_block(0x00000006, body))
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+from .pcap import DIR_INBOUND, DIR_OUTBOUND, PcapngWriter  # noqa: F401 (re-exported)
 
 
 class Recorder:

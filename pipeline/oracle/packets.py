@@ -252,13 +252,6 @@ def check_addresses(pkt: Packet) -> None:
 
 # ---- the pipeline ------------------------------------------------------------------
 
-def switch_ports(cluster: Cluster) -> dict:
-    """Pod key -> switch port, as the compiler numbers them: pods with an address that
-    are not hostNetwork, in namespace/name order, from 1."""
-    pods = [p for p in cluster.pod_list() if not p.host_network and p.ips]
-    return {p.key: i + 1 for i, p in enumerate(pods)}
-
-
 @dataclass
 class OraclePipeline:
     cluster: Cluster
@@ -268,13 +261,13 @@ class OraclePipeline:
     fragments: dict = field(default_factory=dict)     # frag key -> (out port, expiry)
 
     def __post_init__(self):
-        self.ports = switch_ports(self.cluster)
+        self.ports = self.cluster.switch_ports()
         self.last_now = 0
 
     def install(self, cluster: Cluster, recheck: bool = False) -> int:
         """A policy change: established connections survive unless `recheck`."""
         self.cluster = cluster
-        self.ports = switch_ports(cluster)
+        self.ports = cluster.switch_ports()
         deleted = 0
         if recheck:
             for conn in list(self._live_connections(self.last_now)):
