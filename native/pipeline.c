@@ -154,8 +154,8 @@ static uint8_t open_state(uint8_t proto)
 /* One packet: returns its reason; fills res->out_port and rule ids. */
 /* One parsed packet (parse result r, conntrack key hash h): returns its reason;
  * fills res->out_port and rule ids. */
-static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, uint32_t hash,
-                   uint16_t in_port, uint64_t now, struct ns_result *res)
+static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, const struct ct_key *pkey,
+                   uint32_t hash, uint16_t in_port, uint64_t now, struct ns_result *res)
 {
     if (r != NS_R_CONTINUE)
         return r;
@@ -212,7 +212,7 @@ static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, uint32_t ha
         r = NS_R_RELATED;   /* no refresh, opens nothing */
         goto forward;
     }
-    make_key(&key, pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
+    key = *pkey;
     int opener = can_open(pkt);
     uint32_t ci = ct_lookup_hashed(&p->ct, &key, hash, now, &dir);
     if (ci != NS_NONE32 && opener && ct_state_reopenable(p->ct.e[ci].state)) {
@@ -289,9 +289,8 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
             struct ns_pkt *pkt = &p->pkt[j];
             p->parsed[j] = sanity_parse(buf + off[base + j], len[base + j], pkt);
             if (p->parsed[j] == NS_R_CONTINUE) {
-                struct ct_key key;
-                make_key(&key, pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
-                p->hash[j] = ct_key_hash(&key);
+                make_key(&p->key[j], pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
+                p->hash[j] = ct_key_hash(&p->key[j]);
                 ct_prefetch_slot(&p->ct, p->hash[j]);
             }
         }
@@ -304,7 +303,8 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
             struct ns_result *o = &res[base + j];
             o->egress_rule = o->ingress_rule = NS_RULE_NONE;
             o->out_port = 0;
-            int r = run_one(p, &p->pkt[j], p->parsed[j], p->hash[j], in_port[base + j], now_ns, o);
+            int r = run_one(p, &p->pkt[j], p->parsed[j], &p->key[j], p->hash[j], in_port[base + j],
+                            now_ns, o);
             result_of(p, &p->pkt[j], r, o);
         }
     }

@@ -25,6 +25,7 @@ struct ns_pipeline {
     struct ns_pkt pkt[NS_CHUNK];     /* parsed packets of the current chunk */
     int parsed[NS_CHUNK];            /* sanity_parse result per packet */
     uint32_t hash[NS_CHUNK];         /* conntrack key hash per packet */
+    struct ct_key key[NS_CHUNK];     /* conntrack key per packet, built once */
     struct ns_tables *tables;    /* NULL: empty tables */
     uint64_t last_now;           /* now of the latest batch (recheck skips expired) */
     struct ct_table ct;
