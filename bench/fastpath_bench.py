@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from gen_cluster import generate  # noqa: E402
 
 from pipeline._native import ffi, lib  # noqa: E402
-from pipeline.cluster import build_cluster  # noqa: E402
-from pipeline.compiler import compile_cluster  # noqa: E402
-from pipeline.manifests import Document, LoadResult, _parse_document  # noqa: E402
-from pipeline.oracle.packets import OraclePipeline  # noqa: E402
+from pipeline.load.build import build_cluster  # noqa: E402
+from pipeline.dataplane.compiler import compile_cluster  # noqa: E402
+from pipeline.load.manifests import Document, LoadResult, _parse_document  # noqa: E402
+from pipeline.dataplane.oracle import OraclePipeline  # noqa: E402
 
 BATCH = 256
 SECOND = 1_000_000_000
@@ -69,14 +69,14 @@ class Frames:
 
     def __init__(self, frames, ports):
         self.n = len(frames)
-        self.len = np.array([len(f) for f in frames], dtype=np.uint16)
+        self.len = np.array([len(f) for f in frames], dtype=np.uint32)
         self.off = np.zeros(self.n, dtype=np.uint32)
         self.off[1:] = np.cumsum(self.len[:-1], dtype=np.uint64).astype(np.uint32)
         self.buf = np.frombuffer(b"".join(frames), dtype=np.uint8).copy()
         self.port = np.array(ports, dtype=np.uint16)
         self._buf = ffi.from_buffer("uint8_t[]", self.buf)
         self._off = ffi.cast("uint32_t *", ffi.from_buffer(self.off))
-        self._len = ffi.cast("uint16_t *", ffi.from_buffer(self.len))
+        self._len = ffi.cast("uint32_t *", ffi.from_buffer(self.len))
         self._port = ffi.cast("uint16_t *", ffi.from_buffer(self.port))
         self.frames, self.ports = frames, ports
 
@@ -107,12 +107,12 @@ def reasons(p) -> dict:
 
 
 def pod_pairs(compiled, rnd, n):
-    pods = list(compiled.port_of)
-    cl = compiled.cluster
+    plane = compiled.cluster.plane
+    pods = plane.attachments()
     out = []
     for _ in range(n):
         a, b = rnd.choice(pods), rnd.choice(pods)
-        out.append((str(cl.pods[a].ips[0]), str(cl.pods[b].ips[0]), compiled.port_of[a]))
+        out.append((str(plane.address(a)), str(plane.address(b)), a.port))
     return out
 
 
@@ -171,7 +171,7 @@ def bench_new(args, rnd, policies):
         lib.ns_pipeline_swap_tables(p, ffi.NULL, 0, ffi.NULL)    # keep the tables for the next rep
     t = sorted(times)[len(times) // 2]
     return {"policies": policies, "pods": args.pods, "identities": len(compiled.identities),
-            "rule_keys": compiled.rule_keys, "rule_entries": compiled.rule_entries,
+            "rule_keys": len(compiled.policy.entries), "rule_entries": compiled.policy.n_entries,
             "compile_s": round(t_compile, 2), "ns_per_packet": round(t / fr.n * 1e9, 1),
             "mpps": round(fr.n / t / 1e6, 2), "allowed_fraction": round(allowed / fr.n, 3)}, (cl, fr)
 
@@ -229,7 +229,7 @@ def bench_memory():
     t = ffi.gc(lib.ns_tables_new(limits), lib.ns_tables_free)
     for i in range(100_000):
         a = b"\x00" * 10 + b"\xff\xff" + struct.pack("!I", (198 << 24) | (18 << 16) + i)
-        assert lib.ns_tables_add_endpoint(t, a, 1 + i % 60000, 1 + i % 1000) == 0
+        assert lib.ns_tables_add_endpoint(t, 0, a, lib.NS_EP_POD, 1 + i % 60000, 1 + i % 1000, 1, 1 + i) == 0
     assert lib.ns_tables_seal(t) == 0
     ct = ffi.new("struct ns_ct_limits *", {"connections": 1_000_000})
     p = ffi.gc(lib.ns_pipeline_new(ct), lib.ns_pipeline_free)

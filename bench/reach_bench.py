@@ -20,11 +20,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from gen_cluster import generate  # noqa: E402
 
-from pipeline.cluster import build_cluster  # noqa: E402
-from pipeline.connections import Connections, open_pod_connection  # noqa: E402
-from pipeline.manifests import Document, LoadResult, _parse_document  # noqa: E402
-from pipeline.reach import ReachComputer  # noqa: E402
-from pipeline.render import stream_matrix_json  # noqa: E402
+from pipeline.load.build import build_cluster  # noqa: E402
+from pipeline.model.connections import Connections, open_pod_connection  # noqa: E402
+from pipeline.load.manifests import Document, LoadResult, _parse_document  # noqa: E402
+from pipeline.model.reach import ReachComputer  # noqa: E402
+from pipeline.cli.render import stream_matrix_json  # noqa: E402
 
 
 def build(pods, namespaces, policies):

@@ -46,7 +46,7 @@ sys.path.insert(0, ROOT)
 
 from pyroute2 import IPRoute, netns as pr_netns  # noqa: E402
 
-from pipeline.topology import NETNS_DIR, Topology, _sysctl, in_netns  # noqa: E402
+from pipeline.switch.topology import NETNS_DIR, Topology, _sysctl, in_netns  # noqa: E402
 
 A, B = "198.18.1.10", "198.18.2.10"
 TESTS = {"udp1": 1, "udp10k": 10000, "new": 0}
@@ -193,10 +193,10 @@ class Bench:
 
     # -- one configuration ---------------------------------------------------------
     def config(self, kind: str, n: int) -> list[dict]:
-        from pipeline.cluster import load_cluster
-        from pipeline.compiler import compile_cluster
-        from pipeline.probe import start_switch, stop_switch
-        from pipeline.switch import topology_pods
+        from pipeline.load.build import load_cluster
+        from pipeline.dataplane.compiler import compile_cluster
+        from pipeline.switch.process import start_switch, stop_switch
+        from pipeline.switch.switch import topology_pods
         import yaml
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
             yaml.safe_dump_all(pods_manifest(n if kind == "switch" else 0), f)

@@ -12,7 +12,7 @@ from fastpath_bench import BATCH, SECOND, Frames, cluster_of, new_pipeline, pod_
 from gen_cluster import generate  # noqa: E402
 
 from pipeline._native import ffi, lib  # noqa: E402
-from pipeline.compiler import compile_cluster  # noqa: E402
+from pipeline.dataplane.compiler import compile_cluster  # noqa: E402
 
 
 def _setup(policies):

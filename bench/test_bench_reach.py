@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from reach_bench import build  # noqa: E402
 
-from pipeline.reach import ReachComputer  # noqa: E402
+from pipeline.model.reach import ReachComputer  # noqa: E402
 
 
 def test_reach_matrix_1000_pods_500_policies(benchmark):

@@ -16,6 +16,7 @@ static const uint8_t state_tclass[CT_STATE_COUNT] = {
     [CT_SCTP_ESTABLISHED] = CT_T86400,
     [CT_SCTP_CLOSED] = CT_T10,
     [CT_ICMP] = CT_T30,
+    [CT_TCP_LAST_ACK] = CT_T30,
 };
 
 static const uint64_t tclass_ns[CT_TCLASS_COUNT] = {
@@ -26,32 +27,70 @@ static const uint64_t tclass_ns[CT_TCLASS_COUNT] = {
     [CT_T86400] = 86400 * NS_SEC,
 };
 
-static uint32_t key_hash(const struct ct_key *k)
+static const char *const state_name[CT_STATE_COUNT] = {
+    [CT_FREE] = "FREE",
+    [CT_TCP_SYN_SENT] = "SYN_SENT",
+    [CT_TCP_SYN_RECV] = "SYN_RECV",
+    [CT_TCP_ESTABLISHED] = "ESTABLISHED",
+    [CT_TCP_FIN_WAIT] = "FIN_WAIT",
+    [CT_TCP_TIME_WAIT] = "TIME_WAIT",
+    [CT_TCP_CLOSED] = "CLOSED",
+    [CT_UDP_FIRST] = "UDP_FIRST",
+    [CT_UDP_REPLIED] = "UDP_REPLIED",
+    [CT_SCTP_INIT] = "SCTP_INIT",
+    [CT_SCTP_ESTABLISHED] = "SCTP_ESTABLISHED",
+    [CT_SCTP_CLOSED] = "SCTP_CLOSED",
+    [CT_ICMP] = "ICMP",
+    [CT_TCP_LAST_ACK] = "LAST_ACK",
+};
+
+int ns_ct_state_count(void)
+{
+    return CT_STATE_COUNT;
+}
+
+const char *ns_ct_state_name(int state)
+{
+    return (state >= 0 && state < CT_STATE_COUNT) ? state_name[state] : NULL;
+}
+
+uint32_t ct_key_hash(const struct ct_key *k)
 {
     return ns_hash_words(k, sizeof(*k), 0x6c8e9cf570932bd5ull);
 }
 
-static void key_reverse(struct ct_key *r, const struct ct_key *k)
+static int is_icmp(uint8_t proto)
 {
-    memcpy(r->src, k->dst, 16);
+    return proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
+}
+
+void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
+{
+    const struct ct_key *k = &e->key;
+    memcpy(r->src, e->xlated ? e->xdst : k->dst, 16);
     memcpy(r->dst, k->src, 16);
-    r->sport = k->dport;
+    r->sport = e->xlated ? e->xport : k->dport;
     r->dport = k->sport;
     r->zone = k->zone;
     r->proto = k->proto;
-    r->pad = 0;
+    r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
 }
 
-int ct_init(struct ct_table *ct, uint32_t cap)
+int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
 {
     memset(ct, 0, sizeof(*ct));
     if (cap == 0 || cap > (1u << 30))
         return -1;
     ct->cap = cap;
+    ct->ev = ev;
     ct->free_head = NS_NONE32;
     for (int c = 0; c < CT_TCLASS_COUNT; c++)
         ct->fifo[c].head = ct->fifo[c].tail = NS_NONE32;
-    ct->e = calloc(cap, sizeof(*ct->e));
+    void *mem = NULL;
+    /* 64-byte aligned: an entry's first half (all a lookup reads) is one cache line */
+    if (posix_memalign(&mem, 64, (size_t)cap * sizeof(*ct->e)) != 0)
+        mem = NULL;
+    ct->e = mem;
     if (!ct->e || hidx_init(&ct->idx, 2ull * cap) != 0) {
         ct_fini(ct);
         return -1;
@@ -92,11 +131,11 @@ static void fifo_append(struct ct_table *ct, uint32_t i)
 }
 
 /* ---- lookup ---- */
-static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key,
-                           const struct ct_key *rkey, uint32_t h, uint64_t now,
-                           int skip_expired, int *dir)
+static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key, uint32_t h,
+                           uint64_t now, int skip_expired, int *dir)
 {
     const struct hidx *x = &ct->idx;
+    struct ct_key rk;
     for (uint32_t s = h & x->mask; x->slots[s].ref; s = (s + 1) & x->mask) {
         if (x->slots[s].hash != h)
             continue;
@@ -104,47 +143,69 @@ static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key,
         uint32_t i = ref >> 1;
         int d = (int)(ref & 1);
         const struct ct_entry *e = &ct->e[i];
-        if (memcmp(&e->key, d ? rkey : key, sizeof(*key)) != 0)
-            continue;
+        if (d == CT_DIR_ORIG) {
+            if (memcmp(&e->key, key, sizeof(*key)) != 0)
+                continue;
+        } else {
+            ct_reply_key(e, &rk);
+            if (memcmp(&rk, key, sizeof(*key)) != 0)
+                continue;
+            /* a symmetric key (its own reply key) is the original direction */
+            if (memcmp(&e->key, key, sizeof(*key)) == 0)
+                d = CT_DIR_ORIG;
+        }
         if (skip_expired && e->expiry <= now)
             continue;
-        /* a symmetric key (src == dst, sport == dport) is the original direction */
-        if (d && memcmp(key, rkey, sizeof(*key)) == 0)
-            d = CT_DIR_ORIG;
         *dir = d;
         return i;
     }
     return NS_NONE32;
 }
 
-uint32_t ct_key_hash(const struct ct_key *k)
+uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
+                   int *dir)
 {
-    return key_hash(k);
-}
-
-uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir)
-{
-    return ct_lookup_hashed(ct, key, key_hash(key), now, dir);
-}
-
-uint32_t ct_lookup_hashed(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
-                          int *dir)
-{
-    struct ct_key rkey;
-    key_reverse(&rkey, key);
     for (;;) {
-        uint32_t i = find_match(ct, key, &rkey, h, now, 0, dir);
+        uint32_t i = find_match(ct, key, h, now, 0, dir);
         if (i == NS_NONE32 || ct->e[i].expiry > now)
             return i;
-        ct_delete(ct, i);   /* expired: absent; free it now */
+        ct_report(ct, i, NS_EV_EXPIRED, now);   /* expired: absent; free it now */
+        ct_delete(ct, i);
     }
 }
 
 uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir)
 {
-    struct ct_key rkey;
-    key_reverse(&rkey, key);
-    return find_match(ct, key, &rkey, key_hash(key), now, 1, dir);
+    return find_match(ct, key, ct_key_hash(key), now, 1, dir);
+}
+
+/* ---- events ---- */
+struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64_t now)
+{
+    struct ns_event *ev = ct->ev ? events_slot(ct->ev) : NULL;
+    if (!ev)
+        return NULL;
+    const struct ct_entry *e = &ct->e[i];
+    ev->time_ns = now;
+    ev->type = type;
+    ev->egress_rule = e->egress_rule;
+    ev->ingress_rule = e->ingress_rule;
+    ev->generation = e->generation;
+    ev->in_port = e->in_port;
+    ev->sport = e->key.sport;
+    ev->dport = e->key.dport;
+    ev->zone = e->key.zone;
+    ev->proto = e->key.proto;
+    ev->family = addr_is_v4mapped(e->key.src) ? 4 : 6;
+    memcpy(ev->src, e->key.src, 16);
+    memcpy(ev->dst, e->key.dst, 16);
+    if (e->xlated) {
+        ev->xlated = 1;
+        memcpy(ev->xdst, e->xdst, 16);
+        ev->xport = e->xport;
+    }
+    ev->reason = 0xFF;       /* a connection event, not a packet's (callers may set it) */
+    return ev;
 }
 
 /* ---- insert / delete ---- */
@@ -157,14 +218,15 @@ void ct_delete(struct ct_table *ct, uint32_t i)
 {
     struct ct_entry *e = &ct->e[i];
     struct ct_key rkey;
-    key_reverse(&rkey, &e->key);
-    uint32_t s = hidx_find(&ct->idx, key_hash(&e->key), (i << 1) + 1);
+    ct_reply_key(e, &rkey);
+    uint32_t s = hidx_find(&ct->idx, ct_key_hash(&e->key), (i << 1) + 1);
     if (s != NS_NONE32)
         hidx_remove_at(&ct->idx, s);
-    s = hidx_find(&ct->idx, key_hash(&rkey), (i << 1 | 1) + 1);
+    s = hidx_find(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
     if (s != NS_NONE32)
         hidx_remove_at(&ct->idx, s);
     fifo_unlink(ct, i);
+    ct->state_count[e->state]--;
     e->state = CT_FREE;
     e->next = ct->free_head;
     ct->free_head = i;
@@ -191,6 +253,7 @@ uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
         for (int c = 0; c < CT_TCLASS_COUNT && done < budget; c++) {
             uint32_t h = ct->fifo[c].head;
             if (h != NS_NONE32 && ct->e[h].expiry <= now) {
+                ct_report(ct, h, NS_EV_EXPIRED, now);
                 ct_delete(ct, h);
                 done++;
                 progress = 1;
@@ -209,6 +272,7 @@ static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
         for (uint32_t i = ct->fifo[c].head; i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms);
              i = ct->e[i].next) {
             if (ct->e[i].expiry <= now) {
+                ct_report(ct, i, NS_EV_EXPIRED, now);
                 ct_delete(ct, i);
                 return 1;
             }
@@ -217,7 +281,8 @@ static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
     return 0;
 }
 
-uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state, uint64_t now)
+uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
+                   const uint8_t *xdst, uint16_t xport, uint64_t now)
 {
     uint32_t i;
     if (ct->free_head == NS_NONE32 && ct->bump == ct->cap)
@@ -231,20 +296,25 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state,
         return NS_NONE32;
     }
     struct ct_entry *e = &ct->e[i];
-    struct ct_key rkey;
+    memset(e, 0, sizeof(*e));
     e->key = *key;
-    e->key.pad = 0;
-    uint32_t hash = key_hash(&e->key);
-    key_reverse(&rkey, &e->key);
+    if (xdst) {
+        e->xlated = 1;
+        memcpy(e->xdst, xdst, 16);
+        e->xport = xport;
+    }
     e->state = state;
-    e->fin_dir = 0;
-    e->pad = 0;
     e->tclass = state_tclass[state];
-    e->expiry = now + tclass_ns[e->tclass];
+    e->expiry = ns_sat_add(now, tclass_ns[e->tclass]);
     e->qexp_ms = ms_stamp(e->expiry);
-    hidx_insert(&ct->idx, hash, (i << 1) + 1);
-    hidx_insert(&ct->idx, key_hash(&rkey), (i << 1 | 1) + 1);
+    e->created_ns = now;
+    e->egress_rule = e->ingress_rule = NS_RULE_NONE;
+    struct ct_key rkey;
+    ct_reply_key(e, &rkey);
+    hidx_insert(&ct->idx, h, (i << 1) + 1);
+    hidx_insert(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
     fifo_append(ct, i);
+    ct->state_count[state]++;
     ct->n_used++;
     return i;
 }
@@ -253,8 +323,12 @@ void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now)
 {
     struct ct_entry *e = &ct->e[i];
     uint8_t tc = state_tclass[state];
-    e->state = state;
-    e->expiry = now + tclass_ns[tc];
+    if (state != e->state) {
+        ct->state_count[e->state]--;
+        ct->state_count[state]++;
+        e->state = state;
+    }
+    e->expiry = ns_sat_add(now, tclass_ns[tc]);
     if (tc == e->tclass && ms_stamp(e->expiry) - e->qexp_ms < CT_REQUEUE_MS)
         return;   /* no other entry touched: the common case of an established packet */
     fifo_unlink(ct, i);
@@ -285,6 +359,11 @@ static uint8_t tcp_next(struct ct_entry *e, int dir, uint8_t flags)
         break;
     case CT_TCP_FIN_WAIT:
         if ((flags & NS_TCP_FIN) && dir != e->fin_dir)
+            return CT_TCP_LAST_ACK;
+        break;
+    case CT_TCP_LAST_ACK:
+        /* the first closer acknowledges the second FIN */
+        if (dir == e->fin_dir && (flags & NS_TCP_ACK) && !(flags & (NS_TCP_FIN | NS_TCP_SYN)))
             return CT_TCP_TIME_WAIT;
         break;
     default:
@@ -303,23 +382,24 @@ static uint8_t sctp_next(const struct ct_entry *e, int dir, uint8_t chunk)
     return e->state;
 }
 
-void ct_update(struct ct_table *ct, uint32_t i, int dir, uint8_t l4info, uint64_t now)
+uint8_t ct_update(struct ct_table *ct, uint32_t i, int dir, uint8_t l4info, uint64_t now)
 {
     struct ct_entry *e = &ct->e[i];
     uint8_t s = e->state;
     switch (e->key.proto) {
-    case 6:
+    case NS_PROTO_TCP:
         s = tcp_next(e, dir, l4info);
         break;
-    case 17:
+    case NS_PROTO_UDP:
         if (dir == CT_DIR_REPLY)
             s = CT_UDP_REPLIED;
         break;
-    case 132:
+    case NS_PROTO_SCTP:
         s = sctp_next(e, dir, l4info);
         break;
     default:   /* ICMP echo: one state */
         break;
     }
     ct_refresh(ct, i, s, now);
+    return s;
 }

@@ -1,42 +1,48 @@
 /* Connection tracker (docs/pipeline.md "2. Connection tracker"), after OVS's
- * userspace conntrack: one entry per connection holding the original-
- * direction key; the slot index holds two nodes per entry (original and
- * reversed key), so either direction's key finds the one entry.
+ * userspace conntrack: one entry per connection holding the original-direction
+ * key and, when the service mapper translated the destination, the translated
+ * address and port. The slot index holds two nodes per entry, the original key's
+ * and the reply key's (the reversed key, with the translated destination as its
+ * source), so either direction's packet finds the one entry.
  *
- * Capacity is fixed at creation; entries come from a bump pointer then a
- * free list (nothing is touched until used). One FIFO per timeout value,
- * doubly linked by u32 indices: a refreshed entry moves to its FIFO's tail,
- * so each FIFO is ordered by expiry and expired entries are reclaimed from
- * the heads: at most reclaim_per_batch per batch, plus one when an insert
- * finds the table full. Full after that -> the caller drops conntrack_full.
- * Expired entries (expiry <= now) are absent to every lookup. */
+ * Capacity is fixed at creation; entries come from a bump pointer then a free
+ * list (nothing is touched until used). One FIFO per timeout value, doubly linked
+ * by u32 indices: a refreshed entry moves to its FIFO's tail, so each FIFO is
+ * ordered by expiry and expired entries are reclaimed from the heads: at most
+ * reclaim_per_batch per batch, plus one when an insert finds the table full. Full
+ * after that -> the caller drops conntrack_full. Expired entries (expiry <= now)
+ * are absent to every lookup; every entry that expires is reported (NS_EV_EXPIRED). */
 #ifndef NS_CONNTRACK_H
 #define NS_CONNTRACK_H
 
 #include "nsint.h"
+#include "events.h"
 
-/* State numbers (public: ns_pipeline_ct_state returns them). */
+/* State numbers (public: ns_pipeline_ct_state returns them). Append only. */
 enum ct_state_num {
     CT_FREE = 0,
     CT_TCP_SYN_SENT = 1,
     CT_TCP_SYN_RECV = 2,
     CT_TCP_ESTABLISHED = 3,
-    CT_TCP_FIN_WAIT = 4,
-    CT_TCP_TIME_WAIT = 5,
-    CT_TCP_CLOSED = 6,
+    CT_TCP_FIN_WAIT = 4,      /* one side sent FIN */
+    CT_TCP_TIME_WAIT = 5,     /* both FINs, and the last one acknowledged */
+    CT_TCP_CLOSED = 6,        /* RST */
     CT_UDP_FIRST = 7,
     CT_UDP_REPLIED = 8,
     CT_SCTP_INIT = 9,
     CT_SCTP_ESTABLISHED = 10,
     CT_SCTP_CLOSED = 11,
     CT_ICMP = 12,
+    CT_TCP_LAST_ACK = 13,     /* both sides sent FIN; the first closer's ACK is due */
     CT_STATE_COUNT
 };
 
 /* Timeout classes: one FIFO each. */
 enum ct_tclass { CT_T10, CT_T30, CT_T120, CT_T180, CT_T86400, CT_TCLASS_COUNT };
 
-/* Canonical key. Hash and compare cover all 40 bytes: keep pad zero. */
+/* Canonical key. Hash and compare cover all 40 bytes: keep every byte defined.
+ * echo: for ICMP echo, 0 on the request side and 1 on the reply side (the reversed
+ * key flips it), so an echo request from b to a is never taken for a's reply. */
 struct ct_key {
     uint8_t src[16];
     uint8_t dst[16];
@@ -44,22 +50,32 @@ struct ct_key {
     uint16_t dport;
     uint16_t zone;
     uint8_t proto;
-    uint8_t pad;
+    uint8_t echo;
 };
 _Static_assert(sizeof(struct ct_key) == 40, "ct_key has no padding");
 
 struct ct_entry {
-    struct ct_key key;       /* original direction */
+    /* first cache line: everything a lookup and a refresh touch */
+    struct ct_key key;       /* original direction, as the opening packet arrived */
     uint64_t expiry;         /* ns; expired when <= now */
     uint32_t prev, next;     /* FIFO links (next: free list link when free) */
     uint32_t qexp_ms;        /* expiry (ms, mod 2^32) when last queued: the FIFO's
                               * order (see CT_REQUEUE_MS in conntrack.c) */
     uint8_t state;           /* enum ct_state_num, CT_FREE when unused */
     uint8_t tclass;          /* enum ct_tclass */
-    uint8_t fin_dir;         /* TCP FIN_WAIT: direction (0 orig, 1 reply) of the first FIN */
-    uint8_t pad;
+    uint8_t fin_dir;         /* TCP: direction (0 orig, 1 reply) of the first FIN */
+    uint8_t xlated;          /* 1: the destination is translated to (xdst, xport) */
+    /* second line: the translation, and what events report */
+    uint64_t created_ns;
+    uint8_t xdst[16];
+    uint16_t xport;
+    uint16_t in_port;        /* arrival port of the opening packet */
+    uint32_t egress_rule;    /* rules that allowed it (NS_RULE_NONE: none decided) */
+    uint32_t ingress_rule;
+    uint32_t generation;     /* the table set that allowed it (events name its rules) */
+    uint8_t pad[24];
 };
-_Static_assert(sizeof(struct ct_entry) == 64, "ct_entry is 64 bytes, no padding");
+_Static_assert(sizeof(struct ct_entry) == 128, "ct_entry is two cache lines, no padding");
 _Static_assert(sizeof(struct ct_entry) <= 128, "ct_entry fits the 128-byte budget");
 
 struct ct_fifo {
@@ -71,24 +87,26 @@ struct ct_table {
     uint32_t n_used;         /* allocated entries (live or expired-not-reclaimed) */
     uint32_t bump;           /* entries [bump, cap) never used yet */
     uint32_t free_head;
-    struct ct_entry *e;
+    struct ct_entry *e;      /* 64-byte aligned */
     struct hidx idx;         /* ref = (index << 1 | dir) + 1 */
     struct ct_fifo fifo[CT_TCLASS_COUNT];
+    uint32_t state_count[CT_STATE_COUNT];
+    struct ns_events *ev;    /* where expiries are reported (owned by the pipeline) */
 };
 
 #define CT_DIR_ORIG 0
 #define CT_DIR_REPLY 1
 
-int ct_init(struct ct_table *ct, uint32_t cap);
+int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev);
 void ct_fini(struct ct_table *ct);
 uint64_t ct_bytes(const struct ct_table *ct);
-/* Live entry matching key in either direction (*dir set), else NS_NONE32.
- * Expired matches met on the way are deleted. */
-uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
-/* The same with the key's hash computed beforehand (ct_key_hash). */
-uint32_t ct_lookup_hashed(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
-                          int *dir);
 uint32_t ct_key_hash(const struct ct_key *k);
+/* Live entry matching key in either direction (*dir set), else NS_NONE32.
+ * Expired matches met on the way are reported and deleted. */
+uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint64_t now,
+                   int *dir);
+/* Same, read-only: expired matches are skipped. */
+uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
 /* Prefetch hints for a batch: the index slot of a hash, then the entry it names. */
 static inline void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
 {
@@ -100,23 +118,39 @@ static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
     if (s->ref)
         __builtin_prefetch(&ct->e[(s->ref - 1) >> 1]);
 }
-/* Same, read-only: expired matches are skipped. */
-uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
-/* New entry in `state`, or NS_NONE32 when full after reclaiming. */
-uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint8_t state, uint64_t now);
+/* New entry in `state` (with its destination translated when xdst != NULL), or
+ * NS_NONE32 when full after reclaiming. The caller fills the report fields. */
+uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
+                   const uint8_t *xdst, uint16_t xport, uint64_t now);
 void ct_delete(struct ct_table *ct, uint32_t i);
-/* Sets the state and refreshes: expiry = now + timeout(state). Within one timeout
- * class the entry moves to its FIFO's tail at most once a second, so most
- * established packets touch no other entry. */
+/* Reports entry i as an event of `type` (NS_EV_*) at `now`. */
+struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64_t now);
+/* Sets the state and refreshes: expiry = now + timeout(state), saturating. Within
+ * one timeout class the entry moves to its FIFO's tail at most once a second, so
+ * most established packets touch no other entry. */
 void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
-/* Reclaims up to `budget` expired entries from the FIFO heads. */
+/* Reclaims (reports and deletes) up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
+/* The reply key of entry i: the original key reversed, its source the translated
+ * destination when there is one. */
+void ct_reply_key(const struct ct_entry *e, struct ct_key *r);
 
-/* Per-protocol transitions for a packet hitting entry i in direction dir
- * (TCP flags or the first SCTP chunk type in `l4info`); refreshes. */
-void ct_update(struct ct_table *ct, uint32_t i, int dir, uint8_t l4info, uint64_t now);
-/* States a connection-opening packet replaces (TIME_WAIT, CLOSED, SCTP_CLOSED). */
+/* Per-protocol transitions for a packet hitting entry i in direction dir (TCP flags
+ * or the first SCTP chunk type in `l4info`); refreshes; returns the new state. */
+uint8_t ct_update(struct ct_table *ct, uint32_t i, int dir, uint8_t l4info, uint64_t now);
+/* States only an opening packet gets past: TCP after RST or a completed close. It
+ * deletes the entry and is policed as new; anything else is connection_closed. */
+static inline int ct_state_closed_tcp(uint8_t s)
+{
+    return s == CT_TCP_TIME_WAIT || s == CT_TCP_CLOSED;
+}
+/* States an opening packet replaces (the old connection is over). */
 static inline int ct_state_reopenable(uint8_t s)
+{
+    return ct_state_closed_tcp(s) || s == CT_SCTP_CLOSED;
+}
+/* States whose entry is reported NS_EV_CLOSED when entered. */
+static inline int ct_state_is_close(uint8_t s)
 {
     return s == CT_TCP_TIME_WAIT || s == CT_TCP_CLOSED || s == CT_SCTP_CLOSED;
 }

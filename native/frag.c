@@ -100,7 +100,7 @@ int frag_record(struct frag_table *f, const struct frag_key *k, uint16_t port, u
     uint32_t i = find(f, k, h);
     if (i != NS_NONE32) {           /* re-recorded (expired or not): refresh */
         f->e[i].port = port;
-        f->e[i].expiry = now + NS_FRAG_TIMEOUT;
+        f->e[i].expiry = ns_sat_add(now, NS_FRAG_TIMEOUT);
         unlink_fifo(f, i);
         append_fifo(f, i);
         return 0;
@@ -117,12 +117,11 @@ int frag_record(struct frag_table *f, const struct frag_key *k, uint16_t port, u
     }
     struct frag_entry *e = &f->e[i];
     e->key = *k;
-    e->key.pad = 0;
     e->hash = h;
     e->port = port;
     e->used = 1;
     e->pad = 0;
-    e->expiry = now + NS_FRAG_TIMEOUT;
+    e->expiry = ns_sat_add(now, NS_FRAG_TIMEOUT);
     hidx_insert(&f->idx, h, i + 1);
     append_fifo(f, i);
     f->n_used++;

@@ -1,4 +1,4 @@
-/* Fragment table: (family, src, dst, fragment id, protocol) -> out port of
+/* Fragment table: (zone, family, src, dst, fragment id, protocol) -> out port of
  * the first fragment, which decided. Bounded (default 4,096 entries); each
  * entry lives 30 s from its (re)recording; one FIFO (one timeout) reclaims
  * expired entries from its head, in each batch and when an insert finds the
@@ -16,7 +16,7 @@ struct frag_key {
     uint32_t id;
     uint8_t family;
     uint8_t proto;
-    uint16_t pad;
+    uint16_t zone;
 };
 _Static_assert(sizeof(struct frag_key) == 40, "frag_key has no padding");
 

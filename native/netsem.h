@@ -1,17 +1,40 @@
 /* netsem native pipeline: the public API, in the subset cffi's cdef() accepts
  * (plain structs, enums, prototypes, integer #defines; no #include or #ifdef).
  * native/build_ffi.py feeds this file to cdef() and #includes it in set_source,
- * so Python and C read one definition. Semantics: docs/pipeline.md. */
+ * so Python and C read one definition: Python takes every constant below from
+ * here (pipeline/dataplane/constants.py). Semantics: docs/pipeline.md. */
 
 #define NS_ADDR_LEN 16
 #define NS_PORT_UPLINK 0
 #define NS_PORT_UNKNOWN 65535
 #define NS_RULE_NONE 4294967295
+#define NS_ZONE_DEFAULT 0            /* the cluster's own IP address domain */
+#define NS_FRAME_MAX 65549           /* Ethernet + 802.1Q + a 65,535-byte IP packet */
+
+/* IP protocol numbers the pipeline understands. */
+#define NS_PROTO_ICMP 1
+#define NS_PROTO_TCP 6
+#define NS_PROTO_UDP 17
+#define NS_PROTO_ICMPV6 58
+#define NS_PROTO_SCTP 132
 
 #define NS_DIR_INGRESS 0
 #define NS_DIR_EGRESS 1
 #define NS_ISOLATED_INGRESS 1
 #define NS_ISOLATED_EGRESS 2
+
+/* What sits at an address (the model's address plane): a pod's interface, a
+ * Service VIP, or a node (hostNetwork pods have their node's address). */
+#define NS_EP_POD 1
+#define NS_EP_SERVICE 2
+#define NS_EP_NODE 3
+
+/* Table-set options (ns_tables_set_options). */
+#define NS_OPT_POLICE_NODE_TRAFFIC 1 /* node -> pod on it policed like any traffic */
+
+/* ns_result.rewrite: which end the pipeline translated (ns_rewrite_frame applies it). */
+#define NS_REWRITE_SRC 1
+#define NS_REWRITE_DST 2
 
 enum ns_verdict { NS_FORWARD = 0, NS_DROP = 1, NS_LOCAL = 2 };
 enum ns_ct_state { NS_CT_NONE = 0, NS_CT_NEW = 1, NS_CT_ESTABLISHED = 2,
@@ -19,53 +42,101 @@ enum ns_ct_state { NS_CT_NONE = 0, NS_CT_NEW = 1, NS_CT_ESTABLISHED = 2,
 
 /* Capacities: every table is allocated once at this size and never grows. */
 struct ns_table_limits {
-    uint32_t endpoints;      /* address -> endpoint entries */
+    uint32_t endpoints;      /* (zone, address) -> endpoint entries */
     uint32_t identities;     /* identity ids are 1..identities-1 */
     uint32_t rule_keys;      /* distinct (local, dir, peer, block) keys */
     uint32_t rule_entries;   /* (proto, lo, hi, rule id) entries in total */
     uint32_t prefixes;       /* LPM prefixes */
     uint32_t class_blocks;   /* block ids listed by all classes together */
+    uint32_t rules;          /* rule ids are 0..rules-1 (hit counters) */
+    uint32_t pad;
 };
 
 struct ns_ct_limits {
     uint32_t connections;    /* conntrack capacity */
     uint32_t fragments;      /* fragment table capacity */
     uint32_t reclaim_per_batch;  /* expired entries reclaimed per batch at most */
+    uint32_t events;         /* event ring capacity (0: no events recorded) */
 };
 
-/* One per packet, written by ns_pipeline_run. The tuple is the packet's own
- * (after any rewrite; nothing rewrites yet). Ports are host order. */
+/* One per packet, written by ns_pipeline_run. The tuple is the packet's as it
+ * leaves the pipeline: after the translation `rewrite` names. Ports are host order. */
 struct ns_result {
     uint32_t egress_rule;    /* deciding egress rule id, or NS_RULE_NONE */
     uint32_t ingress_rule;   /* deciding ingress rule id, or NS_RULE_NONE */
     uint16_t out_port;       /* valid when verdict == NS_FORWARD */
     uint16_t sport;
     uint16_t dport;
+    uint16_t zone;           /* the IP address domain the packet was looked up in */
     uint8_t verdict;         /* enum ns_verdict */
     uint8_t reason;          /* index into ns_reason_name() */
     uint8_t ct_state;        /* enum ns_ct_state */
     uint8_t proto;           /* IP protocol number, 0 when not IP */
     uint8_t family;          /* 4, 6, or 0 when not IP */
-    uint8_t pad;
+    uint8_t rewrite;         /* NS_REWRITE_* bits: src and/or dst (address, port) translated */
+    uint8_t pad[2];
     uint8_t src[16];
     uint8_t dst[16];
+};
+
+/* Events out of the pipeline (a bounded ring, drained by the owner between
+ * batches): connections opened, denied, closed, expired or revoked by a recheck,
+ * and every other drop. A full ring drops the event and counts it. */
+#define NS_EV_NEW 1          /* a connection was committed */
+#define NS_EV_DENIED 2       /* a new connection was denied by policy */
+#define NS_EV_DROP 3         /* any other dropped packet */
+#define NS_EV_CLOSED 4       /* TCP RST, or the closing handshake completed */
+#define NS_EV_EXPIRED 5      /* the connection's entry expired and was reclaimed */
+#define NS_EV_REVOKED 6      /* deleted by a table swap with recheck */
+
+struct ns_event {
+    uint64_t time_ns;        /* the batch's now */
+    uint32_t egress_rule;    /* NS_RULE_NONE when none decided */
+    uint32_t ingress_rule;
+    uint16_t in_port;        /* arrival port (NEW: of the opening packet) */
+    uint16_t out_port;
+    uint16_t sport;          /* the tuple as it arrived (original direction for */
+    uint16_t dport;          /*   connection events) */
+    uint16_t zone;
+    uint8_t type;            /* NS_EV_* */
+    uint8_t reason;          /* the packet's reason (ns_reason_name) */
+    uint8_t proto;
+    uint8_t family;
+    uint8_t tcp_flags;
+    uint8_t xlated;          /* 1: xdst/xport hold the translated destination */
+    uint8_t src[16];
+    uint8_t dst[16];
+    uint8_t xdst[16];
+    uint16_t xport;
+    uint16_t pad0;
+    uint32_t generation;     /* the table set (counted from 1 by swaps) that decided */
+    uint8_t pad[8];
 };
 
 struct ns_tables;
 struct ns_pipeline;
 
 /* Reasons (forward, local and drop) are declared once in an X-macro in
- * native/reasons.h; Python reads their names through these two calls. */
+ * native/reasons.h; Python reads their names and verdicts through these. */
 int ns_reason_count(void);
 const char *ns_reason_name(int reason);
+int ns_reason_verdict(int reason);
+const char *ns_reason_stage(int reason);
 
 /* Tables: built by the compiler on a fresh object, sealed, then swapped in.
  * Every add returns 0, or -1 when the table is full or the arguments are invalid
  * (nothing is added then). */
 struct ns_tables *ns_tables_new(const struct ns_table_limits *limits);
 void ns_tables_free(struct ns_tables *t);
-int ns_tables_add_endpoint(struct ns_tables *t, const uint8_t *addr16,
-                           uint16_t port, uint32_t identity);
+/* What sits at (zone, address): kind NS_EP_POD (port 1..65534, identity >= 1, the
+ * pod's node and a number owner shared by the pod's interfaces), NS_EP_SERVICE (port
+ * 0, identity 0) or NS_EP_NODE (port 0, identity 0, node = owner = its number). */
+int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
+                           uint8_t kind, uint16_t port, uint32_t identity, uint16_t node,
+                           uint32_t owner);
+/* The IP address domain of a switch port's traffic (default: NS_ZONE_DEFAULT). */
+int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone);
+int ns_tables_set_options(struct ns_tables *t, uint32_t options);
 int ns_tables_set_isolation(struct ns_tables *t, uint32_t identity, uint8_t mask);
 int ns_tables_add_prefix(struct ns_tables *t, const uint8_t *addr16, uint8_t plen,
                          uint32_t class_id);
@@ -77,9 +148,11 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
 int ns_tables_seal(struct ns_tables *t);
 /* Memory held by the tables, in bytes. */
 uint64_t ns_tables_memory(const struct ns_tables *t);
+/* New connections each rule allowed (either direction) while these tables were in. */
+uint64_t ns_tables_rule_hits(const struct ns_tables *t, uint32_t rule_id);
 /* Table lookups, for tests and for `netsem` tools. */
-int ns_tables_lookup_endpoint(const struct ns_tables *t, const uint8_t *addr16,
-                              uint16_t *port, uint32_t *identity);
+int ns_tables_lookup_endpoint(const struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
+                              uint8_t *kind, uint16_t *port, uint32_t *identity);
 uint32_t ns_tables_lookup_class(const struct ns_tables *t, const uint8_t *addr16);
 /* One direction's verdict, as the policy filter computes it: 1 allowed, 0 denied;
  * *rule gets the deciding rule id or NS_RULE_NONE. */
@@ -88,28 +161,53 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir,
                            const uint8_t *peer_addr16, uint8_t proto, uint16_t dport,
                            uint32_t *rule);
 
-/* The pipeline: owns the connection and fragment tables and the counters. */
+/* The pipeline: owns the connection and fragment tables, the event ring and the
+ * counters. */
 struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits);
 void ns_pipeline_free(struct ns_pipeline *p);
 /* Swaps in sealed tables (or NULL) and returns the previous ones (the caller frees
  * them). With recheck != 0, deletes connections the new tables would not allow;
- * returns how many in *rechecked_out when not NULL. */
+ * returns how many in *deleted_out when not NULL. */
 struct ns_tables *ns_pipeline_swap_tables(struct ns_pipeline *p, struct ns_tables *t,
                                           int recheck, uint32_t *deleted_out);
 /* Runs n frames through the pipeline. Frame i is buf[off[i] .. off[i]+len[i]),
- * arriving on in_port[i]. Writes res[0..n). Returns n. Frames are not modified. */
+ * arriving on in_port[i]. Writes res[0..n). Returns n. Frames are not modified:
+ * the caller applies res[i].rewrite with ns_rewrite_frame. */
 uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
-                         const uint16_t *len, const uint16_t *in_port, uint32_t n,
+                         const uint32_t *len, const uint16_t *in_port, uint32_t n,
                          uint64_t now_ns, struct ns_result *res);
+/* Writes the translation a result names into its frame (addresses, ports, and the
+ * IPv4 header, TCP, UDP, ICMPv6 and SCTP checksums). 0, or -1 when the frame is not
+ * the one the result was computed for. */
+int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r);
 /* Per-reason packet counters since creation. */
 uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason);
 uint32_t ns_pipeline_connections(const struct ns_pipeline *p);
+/* The capacities in force (defaults filled in). */
+void ns_pipeline_limits(const struct ns_pipeline *p, struct ns_ct_limits *out);
 uint32_t ns_pipeline_fragments(const struct ns_pipeline *p);
+/* Live-or-unreclaimed connections in conntrack state `state` (see conntrack.h). */
+uint32_t ns_pipeline_ct_state_count(const struct ns_pipeline *p, int state);
+/* Events: moves up to max (oldest first) out of the ring; returns how many. */
+uint32_t ns_pipeline_events_read(struct ns_pipeline *p, struct ns_event *out, uint32_t max);
+uint64_t ns_pipeline_events_lost(const struct ns_pipeline *p);
+/* Conntrack state numbers and names (native/conntrack.h), for Python. */
+int ns_ct_state_count(void);
+const char *ns_ct_state_name(int state);
 /* Size of one conntrack entry in bytes (the target is <= 128). */
 uint32_t ns_ct_entry_size(void);
 uint64_t ns_pipeline_memory(const struct ns_pipeline *p);
-/* Conntrack lookup by tuple (either direction), for tests: returns the TCP/UDP/
- * SCTP/ICMP state number (see native/conntrack.h) or -1 when absent/expired. */
-int ns_pipeline_ct_state(const struct ns_pipeline *p, const uint8_t *src16,
+/* Conntrack lookup by tuple (either direction), for tests: returns the state
+ * number (see native/conntrack.h) or -1 when absent/expired. echo_reply: the tuple
+ * is that of an ICMP echo reply. */
+int ns_pipeline_ct_state(const struct ns_pipeline *p, uint16_t zone, const uint8_t *src16,
                          const uint8_t *dst16, uint16_t sport, uint16_t dport,
-                         uint8_t proto, uint64_t now_ns);
+                         uint8_t proto, uint8_t echo_reply, uint64_t now_ns);
+/* Commits a connection whose destination is translated to (xdst16, xport), as the
+ * service mapper does for a connection to a Service: replies come back from
+ * (xdst16, xport) and leave translated to (dst16, dport). For tests and for
+ * restoring state; the packet path commits its own. 0, or -1 when full. */
+int ns_pipeline_ct_commit_translated(struct ns_pipeline *p, uint16_t zone, const uint8_t *src16,
+                                     const uint8_t *dst16, uint16_t sport, uint16_t dport,
+                                     uint8_t proto, const uint8_t *xdst16, uint16_t xport,
+                                     uint16_t in_port, uint64_t now_ns);

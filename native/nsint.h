@@ -17,6 +17,14 @@
 
 #define NS_SEC 1000000000ull
 
+/* now + timeout, saturating: a clock near 2^64 ns must not wrap an expiry into the
+ * past (the oracle computes min(now + t, 2^64 - 1) too). */
+static inline uint64_t ns_sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t r = a + b;
+    return r < a ? UINT64_MAX : r;
+}
+
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rd32(const uint8_t *p)
 {

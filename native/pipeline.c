@@ -1,186 +1,66 @@
-/* Pipeline driver (see pipeline.h): sanity -> anti-spoofing -> route ->
- * fragments -> conntrack -> service -> egress/ingress policy -> commit. */
+/* Pipeline driver, the packet path (see pipeline.h), in the seed's order: sanity
+ * and anti-spoofing -> connection tracker (replies reverse-translated) -> service
+ * mapper (may translate) -> route -> egress policy -> ingress policy -> commit. */
 #include "pipeline.h"
-#include "sanity.h"
+#include "policy.h"
 #include "service.h"
 
-static const char *const reason_name[NS_R_COUNT] = {
-#define NS_REASON_NAME(e, name, verdict) name,
-    NS_REASONS(NS_REASON_NAME)
-#undef NS_REASON_NAME
-};
-
-static const uint8_t reason_verdict[NS_R_COUNT] = {
-#define NS_REASON_VERDICT(e, name, verdict) verdict,
-    NS_REASONS(NS_REASON_VERDICT)
-#undef NS_REASON_VERDICT
-};
-
-int ns_reason_count(void)
+/* Where a packet to daddr goes: the pod's port; from a pod, anything else goes out
+ * the uplink; from the uplink, only to a pod. */
+static int route(const struct ns_tables *t, uint16_t zone, const uint8_t *daddr,
+                 uint16_t arrival, uint16_t *out)
 {
-    return NS_R_COUNT;
-}
-
-const char *ns_reason_name(int reason)
-{
-    return (reason >= 0 && reason < NS_R_COUNT) ? reason_name[reason] : NULL;
-}
-
-/* ---- lifecycle ---- */
-struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits)
-{
-    struct ns_pipeline *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    if (limits)
-        p->lim = *limits;
-    if (!p->lim.connections) p->lim.connections = NS_DEF_CONNECTIONS;
-    if (!p->lim.fragments) p->lim.fragments = NS_DEF_FRAGMENTS;
-    if (!p->lim.reclaim_per_batch) p->lim.reclaim_per_batch = NS_DEF_RECLAIM;
-    if (ct_init(&p->ct, p->lim.connections) != 0) {
-        free(p);
-        return NULL;
-    }
-    if (frag_init(&p->frag, p->lim.fragments) != 0) {
-        ct_fini(&p->ct);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-void ns_pipeline_free(struct ns_pipeline *p)
-{
-    if (!p)
-        return;
-    ct_fini(&p->ct);
-    frag_fini(&p->frag);
-    free(p);
-}
-
-uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason)
-{
-    return (reason >= 0 && reason < NS_R_COUNT) ? p->counter[reason] : 0;
-}
-
-uint32_t ns_pipeline_connections(const struct ns_pipeline *p)
-{
-    return p->ct.n_used;
-}
-
-uint32_t ns_pipeline_fragments(const struct ns_pipeline *p)
-{
-    return p->frag.n_used;
-}
-
-uint32_t ns_ct_entry_size(void)
-{
-    return (uint32_t)sizeof(struct ct_entry);
-}
-
-uint64_t ns_pipeline_memory(const struct ns_pipeline *p)
-{
-    return sizeof(*p) + ct_bytes(&p->ct) + frag_bytes(&p->frag);
-}
-
-static void make_key(struct ct_key *k, const uint8_t *src, const uint8_t *dst, uint16_t sport,
-                     uint16_t dport, uint8_t proto)
-{
-    memcpy(k->src, src, 16);
-    memcpy(k->dst, dst, 16);
-    k->sport = sport;
-    k->dport = dport;
-    k->zone = 0;
-    k->proto = proto;
-    k->pad = 0;
-}
-
-int ns_pipeline_ct_state(const struct ns_pipeline *p, const uint8_t *src16, const uint8_t *dst16,
-                         uint16_t sport, uint16_t dport, uint8_t proto, uint64_t now_ns)
-{
-    struct ct_key k;
-    int dir;
-    make_key(&k, src16, dst16, sport, dport, proto);
-    uint32_t i = ct_find(&p->ct, &k, now_ns, &dir);
-    return i == NS_NONE32 ? -1 : p->ct.e[i].state;
-}
-
-/* ---- policy (egress then ingress), shared by new connections and recheck ---- */
-static int policy_verdict(const struct ns_tables *t, const struct ns_endpoint *sep,
-                          const struct ns_endpoint *dep, const uint8_t *src, const uint8_t *dst,
-                          uint8_t proto, uint16_t dport, struct ns_result *res)
-{
-    /* a pod talking to its own address skips both checks */
-    if (sep && dep && sep->port == dep->port)
-        return NS_R_CONTINUE;
-    uint32_t sid = sep ? sep->identity : 0, did = dep ? dep->identity : 0;
-    if (!ns_tables_policy_check(t, NS_DIR_EGRESS, sid, did, dst, proto, dport,
-                                &res->egress_rule)) {
-        res->egress_rule = NS_RULE_NONE;
-        return NS_R_DENIED_EGRESS;
-    }
-    if (!ns_tables_policy_check(t, NS_DIR_INGRESS, did, sid, src, proto, dport,
-                                &res->ingress_rule)) {
-        res->ingress_rule = NS_RULE_NONE;
-        return NS_R_DENIED_INGRESS;
-    }
+    const struct ns_endpoint *dep = tables_endpoint(t, zone, daddr);
+    if (dep && dep->kind == NS_EP_POD)
+        *out = dep->port;
+    else if (arrival != NS_PORT_UPLINK)
+        *out = NS_PORT_UPLINK;
+    else
+        return NS_R_NO_ROUTE;
     return NS_R_CONTINUE;
 }
 
-static int can_open(const struct ns_pkt *pkt)
+/* The translation a connection entry holds, applied to a packet of it: the original
+ * direction goes to the translated destination, replies come from the original one. */
+static void translate(const struct ct_entry *e, int dir, struct ns_result *res)
 {
-    switch (pkt->proto) {
-    case 6:
-        return (pkt->tcp_flags & NS_TCP_SYN) && !(pkt->tcp_flags & (NS_TCP_ACK | NS_TCP_RST));
-    case 17:
-        return 1;
-    case 132:
-        return pkt->sctp_chunk == NS_SCTP_INIT;
-    default:
-        return pkt->icmp_kind == NS_ICMP_ECHO_REQUEST;
+    if (!e->xlated)
+        return;
+    if (dir == CT_DIR_ORIG) {
+        memcpy(res->dst, e->xdst, 16);
+        res->dport = e->xport;
+        res->rewrite = NS_REWRITE_DST;
+    } else {
+        memcpy(res->src, e->key.dst, 16);
+        res->sport = e->key.dport;
+        res->rewrite = NS_REWRITE_SRC;
     }
 }
 
-static uint8_t open_state(uint8_t proto)
-{
-    switch (proto) {
-    case 6: return CT_TCP_SYN_SENT;
-    case 17: return CT_UDP_FIRST;
-    case 132: return CT_SCTP_INIT;
-    default: return CT_ICMP;
-    }
-}
-
-/* One packet: returns its reason; fills res->out_port and rule ids. */
-/* One parsed packet (parse result r, conntrack key hash h): returns its reason;
- * fills res->out_port and rule ids. */
-static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, const struct ct_key *pkey,
-                   uint32_t hash, uint16_t in_port, uint64_t now, struct ns_result *res)
+/* One parsed packet (parse result r, conntrack key and hash built beforehand):
+ * returns its reason; fills res->out_port, the rule ids and any translation. */
+static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
+                   const struct ct_key *key, uint32_t hash, uint16_t in_port, uint64_t now,
+                   struct ns_result *res)
 {
     if (r != NS_R_CONTINUE)
         return r;
-    const struct ns_tables *t = p->tables;
-    const struct ns_endpoint *sep = tables_endpoint(t, pkt->src);
-    const struct ns_endpoint *dep = tables_endpoint(t, pkt->dst);
+    struct ns_tables *t = p->tables;
+    const uint16_t zone = key->zone;
+    const struct ns_endpoint *sep = tables_endpoint(t, zone, pkt->src);
 
-    /* anti-spoofing; the effective arrival port */
+    /* 1. anti-spoofing: from a pod port only that pod's addresses; from the uplink
+     * no pod's nor a Service's. The effective arrival port. */
     uint16_t arrival;
+    const int src_pod = sep && sep->kind == NS_EP_POD;
     if (in_port != NS_PORT_UNKNOWN) {
-        if (in_port != NS_PORT_UPLINK ? (!sep || sep->port != in_port) : (sep != NULL))
+        if (in_port != NS_PORT_UPLINK ? (!src_pod || sep->port != in_port)
+                                      : (sep && sep->kind != NS_EP_NODE))
             return NS_R_SPOOFED_SOURCE;
         arrival = in_port;
     } else {
-        arrival = sep ? sep->port : NS_PORT_UPLINK;
+        arrival = src_pod ? sep->port : NS_PORT_UPLINK;
     }
-
-    /* route */
-    uint16_t out;
-    if (dep)
-        out = dep->port;
-    else if (arrival != NS_PORT_UPLINK)
-        out = NS_PORT_UPLINK;
-    else
-        return NS_R_NO_ROUTE;
 
     /* a later fragment follows its first fragment's decision */
     struct frag_key fk;
@@ -191,6 +71,7 @@ static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, const struc
         fk.id = pkt->frag_id;
         fk.family = pkt->family;
         fk.proto = pkt->frag_proto;
+        fk.zone = zone;
     }
     if (pkt->frag == NS_FRAG_LATER) {
         uint16_t fport;
@@ -200,46 +81,95 @@ static int run_one(struct ns_pipeline *p, struct ns_pkt *pkt, int r, const struc
         return NS_R_FRAGMENT;
     }
 
-    /* connection tracker */
-    struct ct_key key;
+    /* 2. connection tracker */
+    uint16_t out;
     int dir = 0;
     if (pkt->icmp_kind == NS_ICMP_OTHER)
         return NS_R_UNSUPPORTED_ICMP;
     if (pkt->icmp_kind == NS_ICMP_ERROR) {
-        make_key(&key, pkt->isrc, pkt->idst, pkt->isport, pkt->idport, pkt->iproto);
-        if (ct_lookup(&p->ct, &key, now, &dir) == NS_NONE32)
+        struct ct_key ik;
+        ns_make_key(&ik, zone, pkt->isrc, pkt->idst, pkt->isport, pkt->idport, pkt->iproto, pkt->iecho);
+        if (ct_lookup(&p->ct, &ik, ct_key_hash(&ik), now, &dir) == NS_NONE32)
             return NS_R_ICMP_ERROR_NO_CONNECTION;
+        /* as Linux conntrack: the error must go back to whoever sent the quoted packet */
+        if (memcmp(pkt->dst, pkt->isrc, 16) != 0)
+            return NS_R_ICMP_ERROR_MISDIRECTED;
         r = NS_R_RELATED;   /* no refresh, opens nothing */
-        goto forward;
+        goto route;
     }
-    key = *pkey;
-    int opener = can_open(pkt);
-    uint32_t ci = ct_lookup_hashed(&p->ct, &key, hash, now, &dir);
-    if (ci != NS_NONE32 && opener && ct_state_reopenable(p->ct.e[ci].state)) {
-        ct_delete(&p->ct, ci);
-        ci = NS_NONE32;
+    int opener = ns_can_open(pkt);
+    uint32_t ci = ct_lookup(&p->ct, key, hash, now, &dir);
+    if (ci != NS_NONE32 && ct_state_reopenable(p->ct.e[ci].state)) {
+        if (opener) {
+            ct_delete(&p->ct, ci);   /* the old connection is over; policed as new */
+            ci = NS_NONE32;
+        } else if (ct_state_closed_tcp(p->ct.e[ci].state)) {
+            return NS_R_CONNECTION_CLOSED;
+        }
     }
     if (ci != NS_NONE32) {
-        ct_update(&p->ct, ci, dir, pkt->proto == 6 ? pkt->tcp_flags : pkt->sctp_chunk, now);
+        uint8_t before = p->ct.e[ci].state;
+        uint8_t after = ct_update(&p->ct, ci, dir,
+                                  pkt->proto == NS_PROTO_TCP ? pkt->tcp_flags : pkt->sctp_chunk, now);
+        if (after != before && ct_state_is_close(after)) {
+            struct ns_event *ev = ct_report(&p->ct, ci, NS_EV_CLOSED, now);
+            if (ev)
+                ev->tcp_flags = pkt->tcp_flags;
+        }
+        translate(&p->ct.e[ci], dir, res);
         r = dir == CT_DIR_REPLY ? NS_R_REPLY : NS_R_ESTABLISHED;
-        goto forward;
+        goto route;
     }
     if (!opener)
         return NS_R_NO_CONNECTION;
 
-    /* service mapper, then policy */
-    r = service_map(t, pkt);
+    /* 3. service mapper */
+    const struct ns_endpoint *dep = tables_endpoint(t, zone, pkt->dst);
+    uint8_t xdst[16];
+    uint16_t xport = 0;
+    int xlate = 0;
+    r = service_map(t, dep, pkt, xdst, &xport, &xlate);
     if (r != NS_R_CONTINUE)
         return r;
-    r = policy_verdict(t, sep, dep, pkt->src, pkt->dst, pkt->proto, pkt->dport, res);
+    if (xlate) {
+        memcpy(res->dst, xdst, 16);
+        res->dport = xport;
+        res->rewrite = NS_REWRITE_DST;
+        dep = tables_endpoint(t, zone, xdst);
+    }
+
+    /* 4. route, 5. egress and ingress policy */
+    r = route(t, zone, res->dst, arrival, &out);
+    if (r != NS_R_CONTINUE)
+        return r;
+    r = policy_verdict(t, sep, dep, pkt->src, res->dst, pkt->proto, res->dport,
+                       &res->egress_rule, &res->ingress_rule);
     if (r != NS_R_CONTINUE)
         return r;
 
-    /* commit */
-    if (ct_insert(&p->ct, &key, open_state(pkt->proto), now) == NS_NONE32)
+    /* 6. commit */
+    ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), xlate ? xdst : NULL, xport, now);
+    if (ci == NS_NONE32)
         return NS_R_CONNTRACK_FULL;
+    struct ct_entry *e = &p->ct.e[ci];
+    e->in_port = arrival;
+    e->generation = p->generation;
+    e->egress_rule = res->egress_rule;
+    e->ingress_rule = res->ingress_rule;
+    tables_count_hit(t, res->egress_rule);
+    tables_count_hit(t, res->ingress_rule);
+    struct ns_event *ev = ct_report(&p->ct, ci, NS_EV_NEW, now);
+    if (ev) {
+        ev->reason = NS_R_NEW;
+        ev->out_port = out;
+        ev->tcp_flags = pkt->tcp_flags;
+    }
     r = NS_R_NEW;
+    goto forward;
 
+route:
+    if (route(t, zone, res->dst, arrival, &out) != NS_R_CONTINUE)
+        return NS_R_NO_ROUTE;
 forward:
     if (pkt->frag == NS_FRAG_FIRST && frag_record(&p->frag, &fk, out, now) != 0)
         return NS_R_FRAGMENT_TABLE_FULL;
@@ -258,25 +188,62 @@ static uint8_t reason_ct_state(int r)
     }
 }
 
-static void result_of(struct ns_pipeline *p, const struct ns_pkt *pkt, int r, struct ns_result *o)
+static void result_start(const struct ns_pkt *pkt, uint16_t zone, struct ns_result *o)
 {
-    o->verdict = reason_verdict[r];
-    if (o->verdict != NS_FORWARD)
-        o->out_port = 0;
-    o->reason = (uint8_t)r;
-    o->ct_state = reason_ct_state(r);
+    o->egress_rule = o->ingress_rule = NS_RULE_NONE;
+    o->out_port = 0;
+    o->zone = zone;
+    o->rewrite = 0;
     o->proto = pkt->proto;
     o->family = pkt->family;
-    o->pad = 0;
+    o->pad[0] = o->pad[1] = 0;
     o->sport = pkt->sport;
     o->dport = pkt->dport;
     memcpy(o->src, pkt->src, 16);
     memcpy(o->dst, pkt->dst, 16);
+}
+
+static void result_finish(struct ns_pipeline *p, const struct ns_pkt *pkt, int r, uint16_t in_port,
+                          uint64_t now, struct ns_result *o)
+{
+    o->verdict = ns_reason_verdict_table[r];
+    o->reason = (uint8_t)r;
+    o->ct_state = reason_ct_state(r);
     p->counter[r]++;
+    if (o->verdict == NS_FORWARD)
+        return;
+    o->out_port = 0;
+    if (o->rewrite) {           /* a dropped packet is reported as it arrived */
+        o->rewrite = 0;
+        o->sport = pkt->sport;
+        o->dport = pkt->dport;
+        memcpy(o->src, pkt->src, 16);
+        memcpy(o->dst, pkt->dst, 16);
+    }
+    if (o->verdict != NS_DROP)
+        return;
+    struct ns_event *ev = events_slot(&p->ev);
+    if (!ev)
+        return;
+    ev->time_ns = now;
+    ev->type = (r == NS_R_DENIED_EGRESS || r == NS_R_DENIED_INGRESS) ? NS_EV_DENIED : NS_EV_DROP;
+    ev->generation = p->generation;
+    ev->reason = (uint8_t)r;
+    ev->egress_rule = o->egress_rule;
+    ev->ingress_rule = o->ingress_rule;
+    ev->in_port = in_port;
+    ev->sport = o->sport;
+    ev->dport = o->dport;
+    ev->zone = o->zone;
+    ev->proto = o->proto;
+    ev->family = o->family;
+    ev->tcp_flags = pkt->tcp_flags;
+    memcpy(ev->src, o->src, 16);
+    memcpy(ev->dst, o->dst, 16);
 }
 
 uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
-                         const uint16_t *len, const uint16_t *in_port, uint32_t n,
+                         const uint32_t *len, const uint16_t *in_port, uint32_t n,
                          uint64_t now_ns, struct ns_result *res)
 {
     p->last_now = now_ns;
@@ -288,8 +255,9 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
         for (uint32_t j = 0; j < m; j++) {
             struct ns_pkt *pkt = &p->pkt[j];
             p->parsed[j] = sanity_parse(buf + off[base + j], len[base + j], pkt);
+            ns_make_key(&p->key[j], tables_port_zone(p->tables, in_port[base + j]), pkt->src,
+                     pkt->dst, pkt->sport, pkt->dport, pkt->proto, pkt->echo);
             if (p->parsed[j] == NS_R_CONTINUE) {
-                make_key(&p->key[j], pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
                 p->hash[j] = ct_key_hash(&p->key[j]);
                 ct_prefetch_slot(&p->ct, p->hash[j]);
             }
@@ -301,43 +269,11 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
         /* 3. run each packet, in order */
         for (uint32_t j = 0; j < m; j++) {
             struct ns_result *o = &res[base + j];
-            o->egress_rule = o->ingress_rule = NS_RULE_NONE;
-            o->out_port = 0;
-            int r = run_one(p, &p->pkt[j], p->parsed[j], &p->key[j], p->hash[j], in_port[base + j],
-                            now_ns, o);
-            result_of(p, &p->pkt[j], r, o);
+            uint16_t port = in_port[base + j];
+            result_start(&p->pkt[j], p->key[j].zone, o);
+            int r = run_one(p, &p->pkt[j], p->parsed[j], &p->key[j], p->hash[j], port, now_ns, o);
+            result_finish(p, &p->pkt[j], r, port, now_ns, o);
         }
     }
     return n;
-}
-
-/* ---- table swap ---- */
-struct ns_tables *ns_pipeline_swap_tables(struct ns_pipeline *p, struct ns_tables *t,
-                                          int recheck, uint32_t *deleted_out)
-{
-    uint32_t deleted = 0;
-    if (deleted_out)
-        *deleted_out = 0;
-    if (t && !t->sealed)
-        return t;   /* refused: not sealed; the caller still owns t */
-    struct ns_tables *old = p->tables;
-    p->tables = t;
-    if (recheck) {
-        struct ns_result scratch;
-        for (uint32_t i = 0; i < p->ct.bump; i++) {
-            const struct ct_entry *e = &p->ct.e[i];
-            if (e->state == CT_FREE || e->expiry <= p->last_now)
-                continue;
-            const struct ns_endpoint *sep = tables_endpoint(t, e->key.src);
-            const struct ns_endpoint *dep = tables_endpoint(t, e->key.dst);
-            if (policy_verdict(t, sep, dep, e->key.src, e->key.dst, e->key.proto, e->key.dport,
-                               &scratch) != NS_R_CONTINUE) {
-                ct_delete(&p->ct, i);
-                deleted++;
-            }
-        }
-    }
-    if (deleted_out)
-        *deleted_out = deleted;
-    return old;
 }

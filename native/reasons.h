@@ -1,47 +1,58 @@
 /* Every per-packet outcome (forward, local and drop reasons), declared once.
- * The X-macro generates the enum below and the name/verdict table in
- * pipeline.c; Python reads the names through ns_reason_name(). The order is
- * the public numbering: do not reorder, only append. */
+ * The X-macro generates the enum below and the name/verdict/stage tables in
+ * pipeline.c; Python reads them through ns_reason_name(), ns_reason_verdict()
+ * and ns_reason_stage(). The order is the public numbering: do not reorder, only
+ * append. The stage is where the reason is decided; "parse" reasons are decided
+ * before the packet's tuple can be trusted. */
 #ifndef NS_REASONS_H
 #define NS_REASONS_H
 
-#define NS_REASONS(_)                                                   \
-    /* forward */                                                       \
-    _(ESTABLISHED,             "established",             NS_FORWARD)   \
-    _(REPLY,                   "reply",                   NS_FORWARD)   \
-    _(NEW,                     "new",                     NS_FORWARD)   \
-    _(RELATED,                 "related",                 NS_FORWARD)   \
-    _(FRAGMENT,                "fragment",                NS_FORWARD)   \
-    /* local (handed to the control plane) */                           \
-    _(ARP,                     "arp",                     NS_LOCAL)     \
-    _(NEIGHBOR_DISCOVERY,      "neighbor_discovery",      NS_LOCAL)     \
-    /* drops */                                                         \
-    _(TRUNCATED_ETHERNET,      "truncated_ethernet",      NS_DROP)      \
-    _(UNSUPPORTED_ETHERTYPE,   "unsupported_ethertype",   NS_DROP)      \
-    _(TRUNCATED_IP,            "truncated_ip",            NS_DROP)      \
-    _(BAD_IP_VERSION,          "bad_ip_version",          NS_DROP)      \
-    _(BAD_IP_HEADER_LENGTH,    "bad_ip_header_length",    NS_DROP)      \
-    _(BAD_IP_TOTAL_LENGTH,     "bad_ip_total_length",     NS_DROP)      \
-    _(BAD_IP_CHECKSUM,         "bad_ip_checksum",         NS_DROP)      \
-    _(BAD_IPV6_EXTENSION,      "bad_ipv6_extension",      NS_DROP)      \
-    _(UNSUPPORTED_PROTOCOL,    "unsupported_protocol",    NS_DROP)      \
-    _(TRUNCATED_L4,            "truncated_l4",            NS_DROP)      \
-    _(BAD_L4_HEADER,           "bad_l4_header",           NS_DROP)      \
-    _(BAD_SOURCE_ADDRESS,      "bad_source_address",      NS_DROP)      \
-    _(BAD_DESTINATION_ADDRESS, "bad_destination_address", NS_DROP)      \
-    _(SPOOFED_SOURCE,          "spoofed_source",          NS_DROP)      \
-    _(NO_ROUTE,                "no_route",                NS_DROP)      \
-    _(FRAGMENT_UNKNOWN,        "fragment_unknown",        NS_DROP)      \
-    _(FRAGMENT_TABLE_FULL,     "fragment_table_full",     NS_DROP)      \
-    _(NO_CONNECTION,           "no_connection",           NS_DROP)      \
-    _(ICMP_ERROR_NO_CONNECTION,"icmp_error_no_connection",NS_DROP)      \
-    _(UNSUPPORTED_ICMP,        "unsupported_icmp",        NS_DROP)      \
-    _(DENIED_EGRESS,           "denied_egress",           NS_DROP)      \
-    _(DENIED_INGRESS,          "denied_ingress",          NS_DROP)      \
-    _(CONNTRACK_FULL,          "conntrack_full",          NS_DROP)
+#define NS_REASONS(_)                                                                 \
+    /* forward */                                                                     \
+    _(ESTABLISHED,             "established",             NS_FORWARD, "conntrack")    \
+    _(REPLY,                   "reply",                   NS_FORWARD, "conntrack")    \
+    _(NEW,                     "new",                     NS_FORWARD, "commit")       \
+    _(RELATED,                 "related",                 NS_FORWARD, "conntrack")    \
+    _(FRAGMENT,                "fragment",                NS_FORWARD, "fragment")     \
+    /* local (handed to the control plane) */                                         \
+    _(ARP,                     "arp",                     NS_LOCAL,   "parse")        \
+    _(NEIGHBOR_DISCOVERY,      "neighbor_discovery",      NS_LOCAL,   "sanity")       \
+    /* drops */                                                                       \
+    _(TRUNCATED_ETHERNET,      "truncated_ethernet",      NS_DROP,    "parse")        \
+    _(UNSUPPORTED_ETHERTYPE,   "unsupported_ethertype",   NS_DROP,    "parse")        \
+    _(TRUNCATED_IP,            "truncated_ip",            NS_DROP,    "parse")        \
+    _(BAD_IP_VERSION,          "bad_ip_version",          NS_DROP,    "parse")        \
+    _(BAD_IP_HEADER_LENGTH,    "bad_ip_header_length",    NS_DROP,    "parse")        \
+    _(BAD_IP_TOTAL_LENGTH,     "bad_ip_total_length",     NS_DROP,    "parse")        \
+    _(BAD_IP_CHECKSUM,         "bad_ip_checksum",         NS_DROP,    "parse")        \
+    _(BAD_IPV6_EXTENSION,      "bad_ipv6_extension",      NS_DROP,    "parse")        \
+    _(UNSUPPORTED_PROTOCOL,    "unsupported_protocol",    NS_DROP,    "parse")        \
+    _(TRUNCATED_L4,            "truncated_l4",            NS_DROP,    "parse")        \
+    _(BAD_L4_HEADER,           "bad_l4_header",           NS_DROP,    "parse")        \
+    _(BAD_SOURCE_ADDRESS,      "bad_source_address",      NS_DROP,    "sanity")       \
+    _(BAD_DESTINATION_ADDRESS, "bad_destination_address", NS_DROP,    "sanity")       \
+    _(SPOOFED_SOURCE,          "spoofed_source",          NS_DROP,    "sanity")       \
+    _(NO_ROUTE,                "no_route",                NS_DROP,    "route")        \
+    _(FRAGMENT_UNKNOWN,        "fragment_unknown",        NS_DROP,    "fragment")     \
+    _(FRAGMENT_TABLE_FULL,     "fragment_table_full",     NS_DROP,    "fragment")     \
+    _(NO_CONNECTION,           "no_connection",           NS_DROP,    "conntrack")    \
+    _(ICMP_ERROR_NO_CONNECTION,"icmp_error_no_connection",NS_DROP,    "conntrack")    \
+    _(UNSUPPORTED_ICMP,        "unsupported_icmp",        NS_DROP,    "conntrack")    \
+    _(DENIED_EGRESS,           "denied_egress",           NS_DROP,    "policy")       \
+    _(DENIED_INGRESS,          "denied_ingress",          NS_DROP,    "policy")       \
+    _(CONNTRACK_FULL,          "conntrack_full",          NS_DROP,    "commit")       \
+    /* an IPv6 packet from or to an IPv4-mapped address (::ffff:a.b.c.d), or an    */ \
+    /* ICMPv6 error quoting one: RFC 4291 keeps them off the wire                   */ \
+    _(V4_MAPPED_ADDRESS,       "v4_mapped_address",       NS_DROP,    "sanity")       \
+    /* an ICMP error not addressed to the sender of the packet it quotes           */ \
+    _(ICMP_ERROR_MISDIRECTED,  "icmp_error_misdirected",  NS_DROP,    "conntrack")    \
+    /* a non-opening packet of a TCP connection that was reset or has closed       */ \
+    _(CONNECTION_CLOSED,       "connection_closed",       NS_DROP,    "conntrack")    \
+    /* a new connection to a Service VIP: Services are not translated yet          */ \
+    _(SERVICE_UNSUPPORTED,     "service_unsupported",     NS_DROP,    "service")
 
 enum ns_reason {
-#define NS_REASON_ENUM(e, name, verdict) NS_R_##e,
+#define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,
     NS_REASONS(NS_REASON_ENUM)
 #undef NS_REASON_ENUM
     NS_R_COUNT

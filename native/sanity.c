@@ -111,8 +111,10 @@ static int parse_inner(const uint8_t *q, uint32_t qlen, int family, struct ns_pk
     case IP_ICMP:
     case IP_ICMPV6:
         if ((pkt->iproto == IP_ICMP && family == 4 && (t[0] == 8 || t[0] == 0)) ||
-            (pkt->iproto == IP_ICMPV6 && family == 6 && (t[0] == 128 || t[0] == 129)))
+            (pkt->iproto == IP_ICMPV6 && family == 6 && (t[0] == 128 || t[0] == 129))) {
             pkt->isport = pkt->idport = rd16(t + 4);
+            pkt->iecho = (t[0] == 0 || t[0] == 129);
+        }
         break;
     default:
         break;
@@ -140,8 +142,10 @@ static int parse_icmp(const uint8_t *l4, uint32_t l4len, int family, struct ns_p
         else kind = NS_ICMP_OTHER;
     }
     pkt->icmp_kind = (uint8_t)kind;
-    if (kind == NS_ICMP_ECHO_REQUEST || kind == NS_ICMP_ECHO_REPLY)
+    if (kind == NS_ICMP_ECHO_REQUEST || kind == NS_ICMP_ECHO_REPLY) {
         pkt->sport = pkt->dport = rd16(l4 + 4);
+        pkt->echo = kind == NS_ICMP_ECHO_REPLY;
+    }
     else if (kind == NS_ICMP_ERROR)
         return parse_inner(l4 + 8, l4len - 8, family, pkt);
     return NS_R_CONTINUE;
@@ -307,7 +311,9 @@ int sanity_parse(const uint8_t *frame, uint32_t len, struct ns_pkt *pkt)
         return r;
 
     /* 3. L4 (a non-first fragment has none) */
+    pkt->l3 = (uint16_t)l3;
     if (pkt->frag != NS_FRAG_LATER) {
+        pkt->l4 = (uint32_t)(l4 - frame);
         r = parse_l4(l4, l4len, pkt->family, pkt);
         if (r != NS_R_CONTINUE)
             return r;
@@ -317,6 +323,13 @@ int sanity_parse(const uint8_t *frame, uint32_t len, struct ns_pkt *pkt)
     const int v4 = pkt->family == 4;
     if (v4 ? v4_bad_src(pkt->src + 12) : v6_bad_src(pkt->src))
         return NS_R_BAD_SOURCE_ADDRESS;
+    /* IPv4 is stored IPv4-mapped, so an IPv6 packet from or to ::ffff:a.b.c.d would be
+     * taken for the IPv4 address (RFC 4291 2.5.5.2: such addresses never go on the
+     * wire); so would an ICMPv6 error quoting one. */
+    if (!v4 && (addr_is_v4mapped(pkt->src) || addr_is_v4mapped(pkt->dst) ||
+                (pkt->icmp_kind == NS_ICMP_ERROR &&
+                 (addr_is_v4mapped(pkt->isrc) || addr_is_v4mapped(pkt->idst)))))
+        return NS_R_V4_MAPPED_ADDRESS;
     if (pkt->icmp_kind == NS_ICMP_ND)
         return NS_R_NEIGHBOR_DISCOVERY;
     if (v4 ? v4_bad_dst(pkt->dst + 12) : v6_bad_dst(pkt->dst))

@@ -34,6 +34,10 @@ struct ns_pkt {
     uint8_t icmp_kind;      /* enum ns_icmp_kind */
     uint8_t frag_proto;     /* fragment key protocol: v4 protocol field; v6 the
                                Fragment header's next header */
+    uint8_t echo;           /* ICMP echo: 0 request, 1 reply (the conntrack key's echo) */
+    uint8_t iecho;          /* the same for an ICMP error's quoted echo */
+    uint16_t l3;            /* offset of the IP header in the frame */
+    uint32_t l4;            /* offset of the L4 header (0: none, a later fragment) */
 };
 
 #define NS_TCP_FIN 0x01

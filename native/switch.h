@@ -3,6 +3,7 @@
  * #defines; no #include or #ifdef): build_ffi.py feeds it to cdef() after
  * netsem.h. One wake-up = poll every port, drain every ring into one batch,
  * one ns_pipeline_run, then rewrite and transmit (or answer ARP/ND locally).
+ * Files: switch.c (loop, actions), io_packet.c, io_tap.c, switch_local.c, capture.c.
  * The switch never prints; everything it does is counted. */
 
 #define NS_SW_RING_V2 2      /* TPACKET_V2: one wake-up per frame at low load */
@@ -36,6 +37,7 @@ enum ns_switch_counter {
     NS_SW_C_BATCHES,            /* ns_pipeline_run calls */
     NS_SW_C_CAPTURED,           /* frames copied into the capture ring (in + out) */
     NS_SW_C_CAPTURE_DROPPED,    /* frames not captured because the capture ring was full */
+    NS_SW_C_REWRITE_FAILED,     /* a translated frame ns_rewrite_frame could not rewrite */
     NS_SW_C_COUNT
 };
 

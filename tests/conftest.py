@@ -3,8 +3,9 @@ import textwrap
 
 import pytest
 
-from pipeline.cluster import ClusterConfig, build_cluster
-from pipeline.manifests import load
+from pipeline.model.cluster import ClusterConfig
+from pipeline.load.build import build_cluster
+from pipeline.load.manifests import load
 
 
 def cluster_from(text: str, config: ClusterConfig | None = None):

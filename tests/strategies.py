@@ -7,10 +7,10 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from pipeline.cluster import Cluster
-from pipeline.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod,
+from pipeline.model.cluster import Cluster
+from pipeline.model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod,
                               PolicyPort, Rule)
-from pipeline.selectors import LabelSelector, Requirement
+from pipeline.model.selectors import LabelSelector, Requirement
 
 NAMESPACES = ["ns-a", "ns-b", "ns-c"]
 KEYS = ["app", "tier"]

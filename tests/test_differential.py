@@ -5,22 +5,25 @@ import dataclasses
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipeline.compiler import compile_cluster
-from pipeline.fastpath import FastPath
-from pipeline.oracle.packets import OraclePipeline
+from pipeline.dataplane.compiler import compile_cluster
+from pipeline.dataplane.driver import Datapath, Packet
+from pipeline.dataplane.oracle import OraclePipeline
 
 from .packets import sequences
 from .strategies import clusters
 
 
 def pods_and_ports(c, compiled):
-    pods = [(p.key, [str(ip) for ip in p.ips]) for p in c.pod_list() if p.key in compiled.port_of]
-    return pods, compiled.port_of
+    """The pod interfaces the address plane wires to switch ports: [(name, [address])]
+    and name -> port."""
+    attachments = c.plane.attachments()
+    pods = [(str(a), [str(ip) for ip in c.plane.addresses(a)]) for a in attachments]
+    return pods, {str(a): a.port for a in attachments}
 
 
 def compare(fast, oracle, packets, batch_by_time=True):
     if batch_by_time:
-        got = fast.run([f for f, _, _ in packets], [p for _, p, _ in packets], [t for _, _, t in packets])
+        got = [r for _, r, _ in fast.run(Packet(f, p, t) for f, p, t in packets)]
     else:
         got = [fast.run_batch([f], [p], t)[0] for f, p, t in packets]
     for i, ((frame, port, now), g) in enumerate(zip(packets, got)):
@@ -38,7 +41,7 @@ def test_native_agrees_with_oracle_on_every_packet(data):
     if not pods:
         return
     packets = data.draw(sequences(pods, ports))
-    fast = FastPath()
+    fast = Datapath()
     fast.install(compiled)
     compare(fast, OraclePipeline(c), packets, batch_by_time=data.draw(st.booleans()))
 
@@ -51,7 +54,7 @@ def test_agreement_across_a_policy_change(data):
     pods, ports = pods_and_ports(c, compiled)
     if not pods:
         return
-    fast, oracle = FastPath(), OraclePipeline(c)
+    fast, oracle = Datapath(), OraclePipeline(c)
     fast.install(compiled)
     first = data.draw(sequences(pods, ports, max_len=15))
     compare(fast, oracle, first)
@@ -59,8 +62,8 @@ def test_agreement_across_a_policy_change(data):
     if c.policies and data.draw(st.booleans()):
         c.remove_network_policy(data.draw(st.sampled_from(sorted(c.policies))))
     else:
-        from pipeline.objects import NetworkPolicy
-        from pipeline.selectors import LabelSelector
+        from pipeline.model.objects import NetworkPolicy
+        from pipeline.model.selectors import LabelSelector
         ns = data.draw(st.sampled_from(sorted({p.namespace for p in c.pods.values()})))
         c.add_network_policy(NetworkPolicy(ns, "zz-deny-all", LabelSelector(), ("Ingress", "Egress")))
     recheck = data.draw(st.booleans())

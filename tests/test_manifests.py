@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ManifestErrors
-from pipeline.manifests import load
+from pipeline.load.errors import ManifestErrors
+from pipeline.load.manifests import load
 
 POD = """
 apiVersion: v1
@@ -207,7 +207,7 @@ def test_duplicate_pod_ip_is_refused(tmp_path):
     f = tmp_path / "pods.yaml"
     f.write_text(POD.replace("spec:", "status: {podIP: 198.18.5.5}\nspec:") + "---\n"
                  + POD.replace("name: a,", "name: b,").replace("spec:", "status: {podIP: 198.18.5.5}\nspec:"))
-    from pipeline.cluster import load_cluster
+    from pipeline.load.build import load_cluster
     with pytest.raises(ManifestErrors) as e:
         load_cluster([str(f)])
     assert str(e.value.errors[0]).startswith(f"{f}:1:status.podIPs[0].ip: Duplicate value: '198.18.5.5'")
@@ -237,7 +237,7 @@ def test_pods_without_ip_get_deterministic_addresses(make_cluster):
         POD.replace("name: a,", "name: c,").replace("spec:", "status: {podIP: 198.18.0.1}\nspec:")
     c = make_cluster(text)
     assert [str(p.ips[0]) for p in c.pod_list()] == ["198.18.0.2", "198.18.0.3", "198.18.0.1"]
-    from pipeline.cluster import ClusterConfig
+    from pipeline.model.cluster import ClusterConfig
     c6 = make_cluster(POD, ClusterConfig(pod_cidrs=("198.18.0.0/16", "2001:db8:9::/64")))
     assert [str(ip) for ip in c6.pods["x/a"].ips] == ["198.18.0.1", "2001:db8:9::1"]
 
@@ -256,4 +256,4 @@ def test_get_o_yaml_dump_with_status_and_dual_stack(make_cluster):
             podIPs: [{ip: 198.18.3.3}, {ip: "2001:db8::3"}]
     """)
     assert [str(i) for i in c.pods["x/a"].ips] == ["198.18.3.3", "2001:db8::3"]
-    assert c.lookup_address_to_pod_mapping("2001:db8::3") == "x/a"
+    assert c.plane.lookup_address_to_pod_mapping("cluster", "2001:db8::3") == "x/a"

@@ -10,7 +10,7 @@ import pytest
 from scapy.all import IP, TCP, Ether, raw, rdpcap
 
 from pipeline.cli import main
-from pipeline.pcap import PcapngWriter, read_capture, write_pcap
+from pipeline.dataplane.pcap import PcapngWriter, read_capture, write_pcap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOP = os.path.join(ROOT, "examples", "shop")
@@ -42,7 +42,7 @@ def test_check_agrees_on_the_example_captures(captures, capsys):
                             "-o", "jsonl"], capsys)
         assert rc == 0, err
         lines = [json.loads(x) for x in out.splitlines()]
-        assert len(lines) == 35 and all(x["oracle_agrees"] for x in lines)
+        assert len(lines) == 35 and all(x["netsem"]["oracle_agrees"] for x in lines)
         assert "oracle agrees on all 35" in err
 
 
@@ -50,17 +50,34 @@ def test_pcapng_interfaces_give_arrival_ports_and_verdicts(captures, capsys):
     rc, out, err = run(["replay", "-f", SHOP, "--pcap", os.path.join(captures, "shop.pcapng"), "-o", "jsonl"], capsys)
     rows = [json.loads(x) for x in out.splitlines()]
     first = rows[0]
-    assert (first["from"], first["to"], first["reason"]) == ("shop/frontend-0", "shop/backend-0", "new")
-    assert first["ingress_rule"]["policy"] == "shop/backend-allow-frontend"
+    # Hubble's flow vocabulary, with netsem's own details under "netsem".
+    assert first["verdict"] == "FORWARDED" and first["traffic_direction"] == "EGRESS"
+    assert (first["source"]["namespace"], first["source"]["pod_name"]) == ("shop", "frontend-0")
+    assert "k8s:app=frontend" in first["source"]["labels"]
+    assert first["destination"]["pod_name"] == "backend-0"
+    assert first["IP"] == {"source": "198.18.0.4", "destination": "198.18.0.3", "ipVersion": "IPv4"}
+    assert first["l4"] == {"TCP": {"source_port": 40000, "destination_port": 8080}}
+    assert first["ingress_allowed_by"] == [{"kind": "NetworkPolicy", "namespace": "shop",
+                                            "name": "backend-allow-frontend", "rule": "ingress[0]"}]
+    ns = first["netsem"]
+    assert (ns["in_port"], ns["out_port"], ns["reason"], ns["event"]) == \
+        ("shop/frontend-0", "shop/backend-0", "new", "new")
     by_reason = {}
     for r in rows:
-        by_reason.setdefault(r["reason"], []).append(r)
-    assert by_reason["spoofed_source"][0]["from"] == "shop/frontend-0"
-    assert {r["dst"] for r in by_reason["denied_egress"]} >= {"198.19.200.200"}
+        by_reason.setdefault(r["netsem"]["reason"], []).append(r)
+    assert by_reason["spoofed_source"][0]["netsem"]["in_port"] == "shop/frontend-0"
+    assert by_reason["spoofed_source"][0]["drop_reason_desc"] == "INVALID_SOURCE_IP"
+    denied = by_reason["denied_egress"]
+    assert {r["IP"]["destination"] for r in denied} >= {"198.19.200.200"}
+    assert all(r["verdict"] == "DROPPED" and r["drop_reason_desc"] == "POLICY_DENIED" for r in denied)
+    # The default deny names the policies that isolate the pod.
+    ingress_denied = by_reason["denied_ingress"][0]
+    assert ingress_denied["traffic_direction"] == "INGRESS" and ingress_denied["ingress_denied_by"]
     assert len(by_reason["fragment"]) == 2 and len(by_reason["fragment_unknown"]) == 2
     # Classic pcap: no interface names, so the spoofed packet is not caught.
     rc, out, err = run(["replay", "-f", SHOP, "--pcap", os.path.join(captures, "shop.pcap"), "-o", "jsonl"], capsys)
     assert "spoofed_source" not in out and "anti-spoofing was not applied" in err
+    assert all(json.loads(x)["netsem"]["in_port"] is None for x in out.splitlines())
 
 
 def test_write_keeps_forwarded_packets_per_output_port(captures, capsys, tmp_path):
@@ -76,13 +93,13 @@ def test_write_keeps_forwarded_packets_per_output_port(captures, capsys, tmp_pat
 
 
 def test_check_exits_1_on_disagreement(captures, capsys, monkeypatch):
-    from pipeline.oracle import packets
-    original = packets.OraclePipeline._policy
+    from pipeline.dataplane.oracle import pipeline as oracle
+    original = oracle.decide
 
-    def wrong(self, *a):
-        reason, e, i = original(self, *a)
+    def wrong(*a):
+        reason, e, i = original(*a)
         return (None, e, i) if reason == "denied_ingress" else (reason, e, i)
-    monkeypatch.setattr(packets.OraclePipeline, "_policy", wrong)
+    monkeypatch.setattr(oracle, "decide", wrong)
     rc, out, err = run(["replay", "-f", SHOP, "--pcap", os.path.join(captures, "shop.pcapng"), "--check"], capsys)
     assert rc == 1
     assert "packet 12: the native pipeline and the oracle disagree" in err

@@ -5,8 +5,9 @@ import ipaddress
 
 import pytest
 
-from pipeline.connections import Connections, open_connection_with_ip_addresses, open_pod_connection
-from pipeline.reach import ReachComputer
+from pipeline.model.connections import Connections, open_connection_with_ip_addresses, open_pod_connection
+from pipeline.model.cluster import ClusterConfig
+from pipeline.model.reach import ReachComputer
 
 NS = """
 apiVersion: v1
@@ -41,12 +42,12 @@ def world(policies: str, extra_pods=()):
 
 @pytest.fixture
 def check(make_cluster):
-    def run(policies, src, dst, port=80, proto="TCP", extra_pods=()):
-        c = make_cluster(world(policies, extra_pods))
+    def run(policies, src, dst, port=80, proto="TCP", extra_pods=(), config=None):
+        c = make_cluster(world(policies, extra_pods), config)
         conns = Connections()
         if "/" not in src or "/" not in dst:
-            s = c.pods[src].ips[0] if "/" in src else src
-            d = c.pods[dst].ips[0] if "/" in dst else dst
+            s = c.pod_address(src) if "/" in src else src
+            d = c.pod_address(dst) if "/" in dst else dst
             v = open_connection_with_ip_addresses(c, conns, s, d, proto, port)
         else:
             v = open_pod_connection(c, conns, c.pods[src], c.pods[dst], proto, port)
@@ -265,9 +266,26 @@ def test_host_network_pods_are_node_addresses(check):
     # Never selected, even if its labels match; not matched by pod selectors.
     assert check(DENY_INGRESS, "default/b", "default/h")
     p = policy(spec="  podSelector: {}\n  ingress: [{from: [{podSelector: {matchLabels: {role: db}}}]}]")
-    assert not check(p, "default/h", "default/b")
+    strict = ClusterConfig(police_node_traffic=True)
+    assert not check(p, "default/h", "default/b", config=strict)
     node = policy(spec="  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 198.19.128.0/24}}]}]")
-    assert check(node, "default/h", "default/b")
+    assert check(node, "default/h", "default/b", config=strict)
+
+
+def test_the_resident_node_always_reaches_its_pods(check):
+    """Pods cannot block access from their node (kubelet probes): its address and its
+    hostNetwork pods reach them under any policy, unless --police-node-traffic."""
+    deny_all = policy(spec="  podSelector: {}\n  policyTypes: [Ingress, Egress]")
+    assert check(deny_all, "default/h", "default/b")
+    assert check(deny_all, "198.19.128.1", "default/a")
+    assert check(deny_all, "198.19.128.1", "default/a", 0, "ICMP")
+    strict = ClusterConfig(police_node_traffic=True)
+    assert not check(deny_all, "default/h", "default/b", config=strict)
+    assert not check(deny_all, "198.19.128.1", "default/a", config=strict)
+    # Not the other way: a pod's egress to its node is policed like any address.
+    assert not check(deny_all, "default/b", "default/h")
+    # Another node's address is an address like any other.
+    assert not check(deny_all, "198.19.200.1", "default/a")
 
 
 def test_self_traffic_is_not_policed(check):

@@ -22,15 +22,15 @@ from scapy.all import ICMP, IP, TCP, UDP, Ether, Raw, fragment, raw
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
-from pipeline.cluster import load_cluster  # noqa: E402
-from pipeline.pcap import PcapngWriter, write_pcap  # noqa: E402
+from pipeline.load.build import load_cluster  # noqa: E402
+from pipeline.dataplane.pcap import PcapngWriter, write_pcap  # noqa: E402
 
 GW = "02:00:00:00:00:01"
 
 
 def main() -> int:
     cluster, _ = load_cluster([os.path.join(HERE, "..", "shop")])
-    ip = {k: str(p.ips[0]) for k, p in cluster.pods.items()}
+    ip = {k: str(cluster.pod_address(k)) for k in cluster.pods}
     fe, fe1, be, db, bk = ("shop/frontend-0", "shop/frontend-1", "shop/backend-0", "data/db-0", "data/backup-0")
     packets: list[tuple[str, bytes]] = []     # (interface, frame)
 

@@ -43,9 +43,8 @@ NONE = 0xFFFFFFFF
 REASONS = [ffi.string(lib.ns_reason_name(i)).decode() for i in range(lib.ns_reason_count())]
 VERDICT = {0: "FORWARD", 1: "DROP", 2: "LOCAL"}
 CT = {0: "none", 1: "new", 2: "established", 3: "reply", 4: "related"}
-STATE = {1: "SYN_SENT", 2: "SYN_RECV", 3: "ESTABLISHED", 4: "FIN_WAIT", 5: "TIME_WAIT",
-         6: "CLOSED", 7: "UDP_FIRST", 8: "UDP_REPLIED", 9: "SCTP_INIT",
-         10: "SCTP_ESTABLISHED", 11: "SCTP_CLOSED", 12: "ICMP", -1: None}
+STATE = {i: ffi.string(lib.ns_ct_state_name(i)).decode() for i in range(1, lib.ns_ct_state_count())}
+STATE[-1] = None
 SEC = 1_000_000_000
 
 
@@ -62,8 +61,13 @@ def make_tables(endpoints=(), isolation=None, prefixes=(), class_blocks=(), rule
     t = lib.ns_tables_new(lim)
     assert t != ffi.NULL
     t = ffi.gc(t, lib.ns_tables_free)
-    for addr, port, ident in endpoints:
-        assert lib.ns_tables_add_endpoint(t, a16(addr), port, ident) == 0
+    for e in endpoints:
+        if len(e) == 3:                    # a pod: (address, port, identity); its own owner
+            addr, port, ident = e
+            kind, node, owner = lib.NS_EP_POD, 1, port
+        else:                              # (address, kind, port, identity, node, owner)
+            addr, kind, port, ident, node, owner = e
+        assert lib.ns_tables_add_endpoint(t, 0, a16(addr), kind, port, ident, node, owner) == 0
     for ident, mask in (isolation or {}).items():
         assert lib.ns_tables_set_isolation(t, ident, mask) == 0
     for addr, plen, cls in prefixes:
@@ -110,7 +114,7 @@ class Pipe:
         n = len(raw)
         buf = b"".join(raw)
         off = ffi.new("uint32_t[]", max(n, 1))
-        ln = ffi.new("uint16_t[]", max(n, 1))
+        ln = ffi.new("uint32_t[]", max(n, 1))
         inp = ffi.new("uint16_t[]", max(n, 1))
         pos = 0
         for i, (r, (_, port)) in enumerate(zip(raw, frames)):
@@ -132,8 +136,8 @@ class Pipe:
     def one(self, frame, in_port, now=0):
         return self.run([(frame, in_port)], now)[0]
 
-    def state(self, src, dst, sport, dport, proto, now=0):
-        return STATE[lib.ns_pipeline_ct_state(self.p, a16(src), a16(dst), sport, dport, proto,
+    def state(self, src, dst, sport, dport, proto, now=0, echo_reply=0):
+        return STATE[lib.ns_pipeline_ct_state(self.p, 0, a16(src), a16(dst), sport, dport, proto, echo_reply,
                                               now)]
 
     def counter(self, name):

@@ -43,10 +43,18 @@ def test_tcp_handshake_and_close(pipe):
     pipe.run([ab("FA")], now=5)
     assert st(pipe) == "FIN_WAIT"
     assert pipe.run([ba("FA")], now=6)[0].reason == "reply"
+    assert st(pipe) == "LAST_ACK"
+    # the responder's retransmitted FIN still passes; its ACK alone changes nothing
+    assert pipe.run([ba("FA")], now=6)[0].reason == "reply"
+    assert st(pipe) == "LAST_ACK"
+    # the first closer acknowledges the second FIN: the connection is over
+    assert pipe.run([ab("A")], now=7)[0].reason == "established"
     assert st(pipe) == "TIME_WAIT"
-    pipe.run([ab("A")], now=7)
+    # in TIME_WAIT only an opening packet gets through
+    assert pipe.run([ab("A")], now=7)[0].reason == "connection_closed"
+    assert pipe.run([ba("PA")], now=7)[0].reason == "connection_closed"
     assert st(pipe) == "TIME_WAIT"
-    # TIME_WAIT lasts 30 s from its last refresh
+    # TIME_WAIT lasts 30 s from the ACK that entered it (dropped packets refresh nothing)
     assert st(pipe, now=7 + 30 * SEC - 1) == "TIME_WAIT"
     assert st(pipe, now=7 + 30 * SEC) is None
     # a SYN reopens a TIME_WAIT connection as new
@@ -60,6 +68,10 @@ def test_tcp_fin_from_responder(pipe):
     pipe.run([ab("S"), ba("SA"), ab("A"), ba("F"), ba("F")])
     assert st(pipe) == "FIN_WAIT"
     pipe.run([ab("FA")])
+    assert st(pipe) == "LAST_ACK"
+    pipe.run([ab("A")])            # not from the first closer: no change
+    assert st(pipe) == "LAST_ACK"
+    pipe.run([ba("A")])
     assert st(pipe) == "TIME_WAIT"
 
 
@@ -83,8 +95,11 @@ def test_tcp_rst(pipe):
     assert st(pipe, SEC) == "CLOSED"
     assert st(pipe, 11 * SEC - 1) == "CLOSED"
     assert st(pipe, 11 * SEC) is None
-    # non-SYN packets still match the CLOSED entry
-    assert pipe.run([ab("A")], now=2 * SEC)[0].reason == "established"
+    # a reset connection stays dead: nothing but an opening packet gets through
+    assert pipe.run([ab("A")], now=2 * SEC)[0].reason == "connection_closed"
+    assert pipe.run([ba("PA")], now=2 * SEC)[0].reason == "connection_closed"
+    assert pipe.run([ab("R")], now=2 * SEC)[0].reason == "connection_closed"
+    assert st(pipe, 2 * SEC) == "CLOSED"
     # SYN reopens
     assert pipe.run([ab("S")], now=3 * SEC)[0].reason == "new"
     assert st(pipe, 3 * SEC) == "SYN_SENT"
@@ -201,8 +216,12 @@ def test_self_connection():
     f = (E / IP(src=A, dst=A) / ICMP(type=8, id=1), 1)
     r = p.run([f])[0]
     assert (r.reason, r.out_port) == ("new", 1)
-    # a symmetric tuple is always the original direction
-    assert p.run([(E / IP(src=A, dst=A) / ICMP(type=0, id=1), 1)])[0].reason == "established"
+    # an echo reply to oneself is the reply, a second request the original direction
+    assert p.run([(E / IP(src=A, dst=A) / ICMP(type=0, id=1), 1)])[0].reason == "reply"
+    assert p.run([f])[0].reason == "established"
+    # a symmetric tuple (its own reversal) is always the original direction
+    u = (E / IP(src=A, dst=A) / UDP(sport=7, dport=7), 1)
+    assert [r.reason for r in p.run([u, u])] == ["new", "established"]
 
 
 def test_capacity_full():

@@ -31,9 +31,9 @@ def test_first_decides(pipe):
     # the entry lives 30 s from the first fragment
     assert pipe.one(later(), 1, now=30 * SEC - 1).reason == "fragment"
     assert pipe.one(later(), 1, now=30 * SEC).reason == "fragment_unknown"
-    # later fragments still pass anti-spoofing and routing first
+    # later fragments still pass anti-spoofing first; their route is their first's
     assert pipe.one(later(), 2).reason == "spoofed_source"
-    assert pipe.one(later(src=X, dst="9.9.9.9"), 0).reason == "no_route"
+    assert pipe.one(later(src=X, dst="9.9.9.9"), 0).reason == "fragment_unknown"
 
 
 def test_denied_first_fragment_drops_the_rest():

@@ -167,14 +167,20 @@ def test_add_validation():
     t = lib.ns_tables_new(ffi.new("struct ns_table_limits *", {"endpoints": 2, "identities": 100,
                                                                "rule_keys": 1, "rule_entries": 2}))
     try:
-        assert lib.ns_tables_add_endpoint(t, a16(A), 1, 1) == 0
-        assert lib.ns_tables_add_endpoint(t, a16(A), 2, 1) == -1      # duplicate
-        assert lib.ns_tables_add_endpoint(t, a16(B), 0, 1) == -1      # uplink port
-        assert lib.ns_tables_add_endpoint(t, a16(B), 0xFFFF, 1) == -1
-        assert lib.ns_tables_add_endpoint(t, a16(B), 2, 0) == -1      # world identity
-        assert lib.ns_tables_add_endpoint(t, a16(B), 2, 100) == -1    # out of range
-        assert lib.ns_tables_add_endpoint(t, a16(B), 2, 2) == 0
-        assert lib.ns_tables_add_endpoint(t, a16(C), 3, 3) == -1      # full
+        pod, svc, node = lib.NS_EP_POD, lib.NS_EP_SERVICE, lib.NS_EP_NODE
+
+        def add(addr, port, ident, kind=pod, zone=0):
+            return lib.ns_tables_add_endpoint(t, zone, a16(addr), kind, port, ident, 1, port)
+        assert add(A, 1, 1) == 0
+        assert add(A, 2, 1) == -1                   # duplicate in the zone
+        assert add(B, 0, 1) == -1                   # uplink port
+        assert add(B, 0xFFFF, 1) == -1
+        assert add(B, 2, 0) == -1                   # world identity
+        assert add(B, 2, 100) == -1                 # out of range
+        assert add(B, 2, 1, kind=svc) == -1         # a service has no port nor identity
+        assert add(B, 0, 0, kind=9) == -1           # no such kind
+        assert add(B, 0, 0, kind=node, zone=0) == 0
+        assert add(C, 3, 3) == -1                   # full
         assert lib.ns_tables_set_isolation(t, 0, 1) == -1
         assert lib.ns_tables_set_isolation(t, 5, 4) == -1
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 80, 79, 1) == -1   # lo > hi
@@ -183,13 +189,16 @@ def test_add_validation():
         assert lib.ns_tables_add_rule(t, 1, 1, 0, 0, 6, 80, 80, 1) == -1   # second key: full
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 81, 81, 2) == 0
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 82, 82, 3) == -1   # entries full
-        port, ident = ffi.new("uint16_t *"), ffi.new("uint32_t *")
-        assert lib.ns_tables_lookup_endpoint(t, a16(B), port, ident) == 0
-        assert (port[0], ident[0]) == (2, 2)
-        assert lib.ns_tables_lookup_endpoint(t, a16(C), port, ident) == -1
+        kind, port, ident = ffi.new("uint8_t *"), ffi.new("uint16_t *"), ffi.new("uint32_t *")
+        assert lib.ns_tables_lookup_endpoint(t, 0, a16(B), kind, port, ident) == 0
+        assert (kind[0], port[0], ident[0]) == (node, 0, 0)
+        assert lib.ns_tables_lookup_endpoint(t, 0, a16(A), kind, port, ident) == 0
+        assert (kind[0], port[0], ident[0]) == (pod, 1, 1)
+        assert lib.ns_tables_lookup_endpoint(t, 1, a16(A), kind, port, ident) == -1   # other zone
+        assert lib.ns_tables_lookup_endpoint(t, 0, a16(C), kind, port, ident) == -1
         assert lib.ns_tables_seal(t) == 0
         assert lib.ns_tables_seal(t) == -1
-        assert lib.ns_tables_add_endpoint(t, a16(C), 3, 3) == -1      # sealed
+        assert add(C, 3, 3) == -1                   # sealed
     finally:
         lib.ns_tables_free(t)
 

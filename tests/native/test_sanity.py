@@ -26,7 +26,8 @@ def test_reason_table():
         "bad_source_address", "bad_destination_address", "spoofed_source", "no_route",
         "fragment_unknown", "fragment_table_full", "no_connection",
         "icmp_error_no_connection", "unsupported_icmp", "denied_egress", "denied_ingress",
-        "conntrack_full"]
+        "conntrack_full", "v4_mapped_address", "icmp_error_misdirected", "connection_closed",
+        "service_unsupported"]
     assert lib.ns_reason_name(len(REASONS)) == lib.ns_reason_name(-1)
 
 

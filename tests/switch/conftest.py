@@ -16,9 +16,9 @@ from tests.conftest import cluster_from
 if os.geteuid() != 0:
     pytest.skip("soft-switch tests create network namespaces: run as root", allow_module_level=True)
 
-from pipeline.compiler import compile_cluster          # noqa: E402
-from pipeline.switch import Switch, topology_pods       # noqa: E402
-from pipeline.topology import Topology, down, in_netns  # noqa: E402
+from pipeline.dataplane.compiler import compile_cluster          # noqa: E402
+from pipeline.switch.switch import Switch, topology_pods       # noqa: E402
+from pipeline.switch.topology import Topology, down, in_netns  # noqa: E402
 
 TWO_PODS = """
     apiVersion: v1
@@ -54,7 +54,7 @@ class Run:
         try:
             self.sw = Switch(self.compiled, self.topo)
             if pcap:
-                from pipeline.switch_pcap import Recorder
+                from pipeline.switch.capture import Recorder
                 self.rec = Recorder(self.sw, pcap)
             self.thread = threading.Thread(target=self.sw.serve, args=(self.stop,),
                                            kwargs={"on_slice": self.rec.drain if self.rec else None},

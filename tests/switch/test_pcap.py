@@ -6,7 +6,7 @@ from scapy.layers.inet import TCP, UDP
 from scapy.layers.l2 import ARP
 from scapy.utils import rdpcap
 
-from pipeline.switch_pcap import DIR_INBOUND, DIR_OUTBOUND, PcapngWriter
+from pipeline.switch.capture import DIR_INBOUND, DIR_OUTBOUND, PcapngWriter
 from tests.switch.test_switch import DENY_ALL_B
 
 

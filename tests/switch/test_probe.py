@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from pipeline.probe import run_probe
+from pipeline.cli.render import render_probe
+from pipeline.switch.probe import probe as run_probe
 from tests.conftest import cluster_from
 from tests.switch.conftest import TWO_PODS
 
@@ -98,11 +99,11 @@ A_TO_B = TWO_PODS + """
 
 
 def probe(text=None, cluster=None, **kw):
+    report = run_probe(cluster or cluster_from(text), timeout=0.5, prefix="nsm" + os.urandom(3).hex(), **kw)
     out = io.StringIO()
-    rc = run_probe(cluster or cluster_from(text), output="json", timeout=0.5,
-                   prefix="nsm" + os.urandom(3).hex(), out=out, **kw)
+    render_probe(report, "json", out)
     cells = json.loads(out.getvalue())
-    assert rc == 0, [c for c in cells if c["allowed"] != c["expected"]]
+    assert not report.differ, [c for c in cells if c["allowed"] != c["expected"]]
     assert cells and all(c["allowed"] == c["expected"] for c in cells)
     return {(c["from"], c["to"], c["protocol"], c["port"]): c for c in cells}
 
@@ -136,7 +137,7 @@ def test_packet_mode_replies_through_conntrack():
 
 
 def test_packet_mode_shop():
-    from pipeline.cluster import load_cluster
+    from pipeline.load.build import load_cluster
     cluster, _ = load_cluster([os.path.join(ROOT, "examples", "shop")])
     cells = probe(cluster=cluster, mode="packets")
     details = {c["detail"] for c in cells.values()}

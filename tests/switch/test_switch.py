@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.topology import Topology, down, in_netns, list_runs
+from pipeline.switch.topology import Topology, down, in_netns, list_runs
 from tests.switch.conftest import TWO_PODS
 
 DENY_ALL_B = TWO_PODS + """
@@ -218,13 +218,15 @@ def test_refuses_addresses_outside_test_ranges():
 
 def test_probe_shop_agrees_with_model():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pipeline.cluster import load_cluster
-    from pipeline.probe import run_probe
+    from pipeline.load.build import load_cluster
+    from pipeline.cli.render import render_probe
+    from pipeline.switch.probe import probe
     import io
     cluster, _ = load_cluster([os.path.join(root, "examples", "shop")])
+    report = probe(cluster, timeout=0.5, prefix="nsm" + os.urandom(3).hex())
     out = io.StringIO()
-    rc = run_probe(cluster, output="json", timeout=0.5, prefix="nsm" + os.urandom(3).hex(), out=out)
+    render_probe(report, "json", out)
     cells = json.loads(out.getvalue())
-    assert rc == 0, [c for c in cells if c["allowed"] != c["expected"]]
+    assert not report.differ, [c for c in cells if c["allowed"] != c["expected"]]
     assert cells and all(c["allowed"] == c["expected"] for c in cells)
     assert any(c["allowed"] for c in cells) and any(not c["allowed"] for c in cells)

@@ -1,0 +1,70 @@
+/* The switch's capture ring (netsem up --pcap; see switch.h): the hot path copies
+ * frames in, the owner drains them between run slices. Never waits: a full ring
+ * counts capture_dropped. */
+#include "switch_int.h"
+
+
+void sw_cap_free(struct sw_capture *c)
+{
+    free(c->rec);
+    free(c->data);
+    memset(c, 0, sizeof(*c));
+}
+
+int ns_switch_set_capture(struct ns_switch *sw, uint32_t frames)
+{
+    if (frames > (1u << 20))
+        return -EINVAL;
+    sw_cap_free(&sw->cap);
+    if (!frames)
+        return 0;
+    sw->cap.rec = calloc(frames, sizeof(*sw->cap.rec));
+    sw->cap.data = malloc((size_t)frames * NS_SW_FRAME_MAX);
+    if (!sw->cap.rec || !sw->cap.data) {
+        sw_cap_free(&sw->cap);
+        return -ENOMEM;
+    }
+    sw->cap.slots = frames;
+    return 0;
+}
+
+/* Copies one frame into the ring, or counts it as capture_dropped. */
+void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
+                     const uint8_t *data, uint32_t len, uint32_t wire_len)
+{
+    struct sw_capture *c = &sw->cap;
+    if (c->head - c->tail >= c->slots) {
+        sw->counter[NS_SW_C_CAPTURE_DROPPED]++;
+        return;
+    }
+    uint32_t i = (uint32_t)(c->head % c->slots);
+    if (len > NS_SW_FRAME_MAX)
+        len = NS_SW_FRAME_MAX;
+    memcpy(c->data + (size_t)i * NS_SW_FRAME_MAX, data, len);
+    c->rec[i].ts_ns = ts_ns;
+    c->rec[i].len = (uint16_t)len;
+    c->rec[i].wire_len = (uint16_t)(wire_len > 65535 ? 65535 : wire_len);
+    c->rec[i].port = port;
+    c->rec[i].dir = dir;
+    c->head++;
+    sw->counter[NS_SW_C_CAPTURED]++;
+}
+
+uint32_t ns_switch_capture_read(struct ns_switch *sw, struct ns_switch_capture *recs, uint32_t max,
+                                uint8_t *buf, uint32_t buf_len)
+{
+    struct sw_capture *c = &sw->cap;
+    uint32_t n = 0, off = 0;
+    while (n < max && c->tail < c->head) {
+        uint32_t i = (uint32_t)(c->tail % c->slots);
+        if (off + c->rec[i].len > buf_len)
+            break;
+        memcpy(buf + off, c->data + (size_t)i * NS_SW_FRAME_MAX, c->rec[i].len);
+        recs[n] = c->rec[i];
+        recs[n].off = off;
+        off += c->rec[i].len;
+        c->tail++;
+        n++;
+    }
+    return n;
+}

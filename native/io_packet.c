@@ -1,0 +1,163 @@
+/* AF_PACKET ports: a TPACKET_V2 (or V3) RX ring per port, sendmmsg for TX. */
+#include "switch_int.h"
+
+int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
+                       const uint8_t *gw_mac, const uint8_t *pod_mac)
+{
+    struct sw_port *pt;
+    int rc = sw_new_slot(sw, port, gw_mac, pod_mac, &pt);
+    if (rc)
+        return rc;
+    unsigned ifindex = if_nametoindex(ifname);
+    if (!ifindex)
+        return -errno;
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, ver = sw->ring_version == NS_SW_RING_V3 ? TPACKET_V3 : TPACKET_V2;
+    int sndbuf = 4 << 20;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof(ver)) < 0)
+        goto fail;
+    /* best effort: older kernels lack these; the switch still works without */
+    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
+    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+
+    size_t ring_len;
+    if (ver == TPACKET_V2) {
+        struct tpacket_req req = {0};
+        req.tp_block_size = 1u << 16;
+        req.tp_frame_size = SW_V2_FRAME;
+        req.tp_block_nr = sw->ring_bytes / req.tp_block_size;
+        req.tp_frame_nr = req.tp_block_nr * (req.tp_block_size / req.tp_frame_size);
+        if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+            goto fail;
+        pt->nslots = req.tp_frame_nr;
+        pt->slot_size = req.tp_frame_size;
+        ring_len = (size_t)req.tp_block_nr * req.tp_block_size;
+    } else {
+        struct tpacket_req3 req = {0};
+        req.tp_block_size = SW_V3_BLOCK;
+        req.tp_frame_size = SW_V2_FRAME;
+        req.tp_block_nr = sw->ring_bytes / req.tp_block_size;
+        req.tp_frame_nr = req.tp_block_nr * (req.tp_block_size / req.tp_frame_size);
+        req.tp_retire_blk_tov = sw->retire_ms;
+        if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+            goto fail;
+        pt->nslots = req.tp_block_nr;
+        pt->slot_size = req.tp_block_size;
+        ring_len = (size_t)req.tp_block_nr * req.tp_block_size;
+    }
+    void *ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd, 0);
+    if (ring == MAP_FAILED)
+        ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ring == MAP_FAILED)
+        goto fail;
+    struct sockaddr_ll sll = {0};
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = (int)ifindex;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+        int e = errno;
+        munmap(ring, ring_len);
+        close(fd);
+        return -e;
+    }
+    pt->fd = fd;
+    pt->ring = ring;
+    pt->ring_len = ring_len;
+    pt->version = ver == TPACKET_V3 ? NS_SW_RING_V3 : NS_SW_RING_V2;
+    sw_commit_slot(sw, pt);
+    return 0;
+fail:
+    rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* Copies one frame into batch slot n; returns 1 if taken. */
+static inline int take(struct ns_switch *sw, struct sw_port *pt, uint32_t n,
+                       const uint8_t *data, uint32_t snaplen, uint32_t wirelen, uint64_t ts_ns)
+{
+    pt->st.rx_packets++;
+    pt->st.rx_bytes += wirelen;
+    if (NS_UNLIKELY(sw->cap.slots))
+        sw_cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen);
+    if (NS_UNLIKELY(wirelen > NS_SW_FRAME_MAX || snaplen < wirelen)) {
+        sw->counter[NS_SW_C_OVERSIZE]++;
+        pt->st.drops++;
+        return 0;
+    }
+    memcpy(sw->buf + sw->off[n], data, snaplen);
+    sw->len[n] = snaplen;
+    sw->in_port[n] = pt->port;
+    return 1;
+}
+
+static uint32_t drain_v2(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
+{
+    while (n < sw->batch) {
+        struct tpacket2_hdr *h = (struct tpacket2_hdr *)(pt->ring + (size_t)pt->cur * pt->slot_size);
+        uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+        if (!(status & TP_STATUS_USER))
+            break;
+        n += take(sw, pt, n, (uint8_t *)h + h->tp_mac, h->tp_snaplen, h->tp_len,
+                  (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
+        __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
+    }
+    return n;
+}
+
+static uint32_t drain_v3(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
+{
+    while (n < sw->batch) {
+        struct tpacket_block_desc *bd =
+            (struct tpacket_block_desc *)(pt->ring + (size_t)pt->cur * pt->slot_size);
+        if (!pt->v3_pkt) {
+            uint32_t status = __atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE);
+            if (!(status & TP_STATUS_USER))
+                break;
+            pt->v3_left = bd->hdr.bh1.num_pkts;
+            pt->v3_pkt = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+        }
+        while (pt->v3_left && n < sw->batch) {
+            struct tpacket3_hdr *h = (struct tpacket3_hdr *)pt->v3_pkt;
+            n += take(sw, pt, n, pt->v3_pkt + h->tp_mac, h->tp_snaplen, h->tp_len,
+                      (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
+            pt->v3_pkt += h->tp_next_offset;
+            pt->v3_left--;
+        }
+        if (pt->v3_left)
+            break;   /* batch full; resume in this block next time */
+        pt->v3_pkt = NULL;
+        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
+    }
+    return n;
+}
+
+uint32_t sw_drain_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
+{
+    return pt->version == NS_SW_RING_V3 ? drain_v3(sw, pt, n) : drain_v2(sw, pt, n);
+}
+
+uint32_t sw_send_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end)
+{
+    uint32_t cnt = end - start, sent = 0;
+    for (uint32_t i = 0; i < cnt; i++) {
+        sw->iov[i].iov_base = sw->tx_sorted[start + i].data;
+        sw->iov[i].iov_len = sw->tx_sorted[start + i].len;
+    }
+    while (sent < cnt) {
+        int r = sendmmsg(pt->fd, sw->msg + sent, cnt - sent, MSG_DONTWAIT);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR)
+                continue;
+            break;     /* ring/queue full or device error: the caller counts it */
+        }
+        sent += (uint32_t)r;
+    }
+    return sent;
+}

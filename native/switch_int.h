@@ -1,0 +1,123 @@
+/* The soft switch's private parts, shared by its files (native/switch.c: the loop
+ * and actions; io_packet.c: AF_PACKET ports; io_tap.c: TAP ports; switch_local.c:
+ * proxy ARP/ND and TTL; capture.c: the capture ring). Public API: switch.h. */
+#ifndef NS_SWITCH_INT_H
+#define NS_SWITCH_INT_H
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nsint.h"
+#include "reasons.h"
+#include "switch.h"
+
+#ifndef PACKET_QDISC_BYPASS
+#define PACKET_QDISC_BYPASS 20
+#endif
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+#define SW_NO_SLOT 0xFFFF
+#define SW_REPLY_MAX 128       /* room for one ARP / NA reply */
+#define SW_V2_FRAME 2048       /* TPACKET_V2 frame size (header + NS_SW_FRAME_MAX data) */
+#define SW_V3_BLOCK (1u << 17) /* 128 KiB blocks */
+
+struct sw_port {
+    int fd;
+    int is_tap;
+    uint16_t port;
+    uint8_t gw_mac[6];
+    uint8_t pod_mac[6];
+    int pod_mac_known;
+    /* RX ring (AF_PACKET only) */
+    uint8_t *ring;
+    size_t ring_len;
+    uint32_t version;
+    uint32_t nslots;       /* V2 frames or V3 blocks */
+    uint32_t slot_size;
+    uint32_t cur;          /* next V2 frame / current V3 block */
+    uint32_t v3_left;      /* V3: packets left in the current block (0: not opened) */
+    uint8_t *v3_pkt;       /* V3: next packet in the current block */
+    struct ns_switch_port_stats st;
+};
+
+struct tx_ent {
+    uint16_t slot;
+    uint16_t pad;
+    uint32_t len;
+    uint8_t *data;
+};
+
+/* Capture ring: single producer (the hot path), single consumer (the owner, same
+ * thread, between slices), so plain head/tail counters suffice. */
+struct sw_capture {
+    uint32_t slots;
+    uint64_t head, tail;             /* head: next to write; tail: next to read */
+    struct ns_switch_capture *rec;
+    uint8_t *data;                   /* slots * NS_SW_FRAME_MAX */
+};
+
+struct ns_switch {
+    struct ns_pipeline *p;
+    uint32_t max_ports, nports, batch;
+    uint32_t ring_version, ring_bytes, retire_ms;
+    uint32_t rr;                     /* round-robin start for draining */
+    volatile int stop;
+    struct sw_port *ports;
+    uint16_t slot_of[65536];         /* port number -> index in ports[] */
+    struct pollfd *pfd;
+    /* batch state, allocated once */
+    uint8_t *buf;                    /* batch * NS_SW_FRAME_MAX */
+    uint32_t *off;
+    uint32_t *len;
+    uint16_t *in_port;
+    struct ns_result *res;
+    uint8_t *reply;                  /* batch * SW_REPLY_MAX */
+    struct tx_ent *tx, *tx_sorted;   /* batch entries each */
+    uint32_t *tx_count;              /* per slot, max_ports + 1 */
+    struct mmsghdr *msg;
+    struct iovec *iov;
+    uint64_t counter[NS_SW_C_COUNT];
+    struct sw_capture cap;           /* slots == 0: capture off */
+};
+
+/* switch.c */
+uint64_t sw_mono_ns(void);
+uint64_t sw_real_ns(void);
+int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
+                const uint8_t *pod_mac, struct sw_port **out);
+void sw_commit_slot(struct ns_switch *sw, struct sw_port *pt);
+/* io_packet.c: drain an AF_PACKET ring into the batch from slot n (returns the new
+ * n); send frames [start, end) of tx_sorted on a port (returns how many went). */
+uint32_t sw_drain_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t n);
+uint32_t sw_send_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end);
+/* io_tap.c: the same for TAP ports. */
+uint32_t sw_drain_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t n);
+uint32_t sw_send_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end);
+/* switch_local.c */
+uint32_t sw_l3_offset(const uint8_t *f, uint32_t len);
+int sw_decrement_ttl(uint8_t *f, uint32_t len, uint8_t family);
+uint16_t sw_arp_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_t *out,
+                      int *ignored);
+uint16_t sw_nd_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_t *out,
+                     int *ignored);
+/* capture.c */
+void sw_cap_free(struct sw_capture *c);
+void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
+                 const uint8_t *data, uint32_t len, uint32_t wire_len);
+
+#endif

@@ -1,0 +1,54 @@
+"""The `netsem` command line. Exit codes: 0 success, 1 a check found a difference or a
+connection is denied where that is the answer asked for, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..load.errors import ManifestErrors
+from .common import EXIT_BAD_INPUT, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import add_model_parsers
+    from .replay import add_replay_parser
+    from .switch import add_switch_parsers
+    parser = argparse.ArgumentParser(
+        prog="netsem",
+        description="Kubernetes networking semantics: what NetworkPolicies really allow, computed from "
+                    "ordinary manifests by the reference model (reach, verdict, policies); every "
+                    "packet's fate through the C pipeline, checked against the model (replay); and "
+                    "real packets through a soft switch (up, probe, exec, down).")
+    parser.add_argument("--version", action="version", version=f"netsem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_model_parsers(sub)
+    add_replay_parser(sub)
+    add_switch_parsers(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ManifestErrors as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        print(f"netsem: {len(e.errors)} error(s); nothing applied", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as e:
+        print(f"netsem {args.command}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

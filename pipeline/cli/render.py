@@ -1,0 +1,98 @@
+"""Rendering matrices for people (a grid) and programs (streamed JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Iterable, Optional
+
+from ..model.reach import Matrix
+
+
+def print_matrix_table(m: Matrix, out: IO[str]) -> None:
+    """Rows are numbered sources; columns carry the same numbers, so the grid stays
+    narrow however long the pod names are."""
+    names = [p.key for p in m.pods]
+    print(f"{m.protocol}/{m.port}  (row: from, column: to; . allowed, X denied)", file=out)
+    if not names:
+        print("  (no pods)", file=out)
+        return
+    num = len(str(len(names)))
+    width = max(len(n) for n in names)
+    header = " ".join(f"{j + 1:>{num}}" for j in range(len(names)))
+    print(f"{'':>{num}}  {'':<{width}}  {header}", file=out)
+    for i, name in enumerate(names):
+        cells = " ".join(f"{'.' if a else 'X':>{num}}" for a in m.allowed[i])
+        print(f"{i + 1:>{num}}  {name:<{width}}  {cells}", file=out)
+
+
+def stream_matrix_json(matrices: Iterable[Matrix], out: IO[str]) -> None:
+    """A JSON list of {from, to, protocol, port, allowed}, written cell by cell so a
+    million-cell matrix never becomes one string."""
+    out.write("[")
+    first = True
+    for m in matrices:
+        names = [json.dumps(p.key) for p in m.pods]
+        proto = json.dumps(m.protocol)
+        for i, src in enumerate(names):
+            row = m.allowed[i]
+            chunk = []
+            for j, dst in enumerate(names):
+                chunk.append(f'{{"from": {src}, "to": {dst}, "protocol": {proto}, '
+                             f'"port": {m.port}, "allowed": {"true" if row[j] else "false"}}}')
+            if chunk:
+                out.write(("\n" if first else ",\n") + ",\n".join(chunk))
+                first = False
+    out.write("\n]\n")
+
+
+# -- netsem probe --------------------------------------------------------------------
+
+def _cell(obs: Optional[bool], exp: bool) -> str:
+    if obs is None:
+        return "?"
+    c = "." if obs else "X"
+    return c if obs == exp else c + "!"
+
+
+def render_probe_table(pods: list, combos: list, results: dict, out) -> None:
+    names = [p.key for p in pods]
+    num = max(2, len(str(len(names))))
+    width = max((len(n) for n in names), default=0)
+    for k, (proto, port) in enumerate(combos):
+        if k:
+            print(file=out)
+        print(f"{proto}/{port}  observed (row: from, column: to; . allowed, X denied, "
+              f"! differs from the model)", file=out)
+        print(f"{'':>{len(str(len(names)))}}  {'':<{width}}  " +
+              " ".join(f"{j + 1:>{num}}" for j in range(len(names))), file=out)
+        for i, name in enumerate(names):
+            cells = []
+            for j in range(len(names)):
+                p = results.get((proto, port, i, j))
+                cells.append(f"{_cell(p.allowed if p else None, p.expected if p else True):>{num}}")
+            print(f"{i + 1:>{len(str(len(names)))}}  {name:<{width}}  " + " ".join(cells), file=out)
+
+
+
+def render_probe(report, output: str, out) -> None:
+    """The observed matrix with every cell that differs from the model marked (table),
+    or the objects of `reach` with what the packets showed (json)."""
+    index = {p.key: i for i, p in enumerate(report.pods)}
+    results = {(p.protocol, p.port, index[p.src.key], index[p.dst.key]): p for p in report.probes}
+    if output == "json":
+        json.dump([{"from": p.src.key, "to": p.dst.key, "protocol": p.protocol, "port": p.port,
+                    "allowed": p.allowed, "expected": p.expected, "detail": p.detail}
+                   for p in report.probes], out, indent=1)
+        print(file=out)
+        return
+    render_probe_table(report.pods, report.combos, results, out)
+    print(file=out)
+    differ = report.differ
+    if differ:
+        print(f"{len(differ)} of {len(report.probes)} probes differ from the model:", file=out)
+        for p in differ:
+            print(f"  {p.src.key} -> {p.dst.key} {p.protocol}/{p.port}: observed "
+                  f"{'allowed' if p.allowed else 'denied'} ({p.detail}), model "
+                  f"{'allowed' if p.expected else 'denied'}", file=out)
+    else:
+        print(f"all {len(report.probes)} probes agree with the model", file=out)

@@ -1,0 +1,144 @@
+"""The soft-switch commands: netsem up, down, exec, probe."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import (UsageError, add_manifest_args, cluster_config, load, parse_ports,
+                     parse_protocols)
+
+
+def _need_root(cmd: str) -> None:
+    if os.geteuid() != 0:
+        raise UsageError(f"{cmd} creates network namespaces: run it as root")
+
+
+def cmd_up(args) -> int:
+    from ..switch.up import run_up
+    _need_root("up")
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port: {args.metrics_port} is not a port number (1-65535)")
+    # Line by line even when redirected: scripts wait for "ready" and read flows live.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    return run_up(args.files, cluster_config(args), port_type=args.port_type,
+                  stats_interval=args.stats_interval, prefix=args.prefix, ring=args.ring,
+                  duration=args.duration, pcap=args.pcap, flows=args.flows,
+                  metrics_port=args.metrics_port, metrics_address=args.metrics_address,
+                  max_connections=args.max_connections)
+
+
+def cmd_down(args) -> int:
+    from ..switch.topology import down
+    _need_root("down")
+    removed = down(args.prefix)
+    for r in removed:
+        print(f"removed {r}")
+    if not removed:
+        print("nothing to remove")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from ..switch.topology import exec_in_pod, wait_ready
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("give a command after --")
+    try:
+        state = wait_ready(args.prefix, args.timeout)
+        return exec_in_pod(state, args.pod, argv)
+    except LookupError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_probe(args) -> int:
+    from ..switch.probe import probe
+    from .render import render_probe
+    _need_root("probe")
+    cluster = load(args)
+    protocols = parse_protocols(args.protocols)
+    ports = parse_ports(args.ports) if args.ports else None
+    report = probe(cluster, ports=ports, protocols=protocols, timeout=args.timeout, mode=args.mode,
+                   prefix=args.prefix, port_type=args.port_type, pcap=args.pcap)
+    if report.skipped:
+        print(f"note: not probed (no interface of their own: hostNetwork): {', '.join(report.skipped)}",
+              file=sys.stderr)
+    render_probe(report, args.output, sys.stdout)
+    return 1 if report.differ else 0
+
+
+def add_switch_parsers(sub) -> None:
+    up = sub.add_parser("up", help="run the soft switch: every pod a network namespace",
+                        description="Build one network namespace per pod, wired to a userspace switch "
+                                    "that forwards through the native pipeline, and run it in the "
+                                    "foreground with a status line. It prints 'netsem up: ready' (and "
+                                    "records it in the run's state file, which `netsem exec` waits for) "
+                                    "once the switch forwards. Ctrl-C or SIGTERM tears everything down; "
+                                    "SIGHUP re-reads the manifests and swaps the tables atomically "
+                                    "(established connections survive; a bad manifest keeps the old "
+                                    "tables).")
+    add_manifest_args(up)
+    up.add_argument("--port-type", choices=("veth", "tap"), default="veth")
+    up.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
+                    help="seconds between status lines (default 1)")
+    up.add_argument("--prefix", help="run name prefix (nsm + up to 5 characters; default random)")
+    up.add_argument("--pcap", metavar="DIR",
+                    help="record every frame that enters the switch to DIR/in.pcapng and every "
+                         "frame it sends to DIR/out.pcapng (pcapng, one interface per port named "
+                         "ns/pod); `netsem replay -f MANIFESTS --pcap DIR/in.pcapng --check` "
+                         "re-checks the run offline")
+    up.add_argument("--flows", metavar="FILE",
+                    help="write one JSON line per connection event (new, denied, closed, expired, "
+                         "revoked) and per dropped packet, in Hubble's flow vocabulary, to FILE "
+                         "(- for stdout)")
+    up.add_argument("--metrics-port", type=int, metavar="N",
+                    help="serve Prometheus metrics on port N (/metrics): packets and bytes per port, "
+                         "drops by reason, connections by state, hits per policy rule, table fill")
+    up.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                    help="address the metrics server listens on (default 127.0.0.1)")
+    up.add_argument("--max-connections", type=int, default=0, metavar="N",
+                    help="connection tracker capacity (default 1,048,576); when full, new "
+                         "connections are dropped conntrack_full")
+    up.add_argument("--ring", choices=("v2", "v3"), default="v2",
+                    help="AF_PACKET RX ring: v2 wakes per frame (low latency, default), v3 per block")
+    up.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    up.set_defaults(func=cmd_up)
+
+    dn = sub.add_parser("down", help="remove what soft-switch runs left behind",
+                        description="Remove the namespaces, links and state files of a run (--prefix) "
+                                    "or of every netsem run, including after a crash.")
+    dn.add_argument("--prefix", help="only this run")
+    dn.set_defaults(func=cmd_down)
+
+    ex = sub.add_parser("exec", help="run a command inside a pod's namespace",
+                        description="Run CMD inside the network namespace of pod NS/POD of a running "
+                                    "`netsem up` (like kubectl exec), once the switch is ready. Exit "
+                                    "status: the command's; 2 when the run is not there or not ready.")
+    ex.add_argument("--prefix", help="run prefix (needed when several runs are up)")
+    ex.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                    help="how long to wait for the run to be ready (default 120)")
+    ex.add_argument("pod", metavar="NS/POD")
+    ex.add_argument("argv", nargs="+", metavar="-- CMD")
+    ex.set_defaults(func=cmd_exec)
+
+    pr = sub.add_parser("probe", help="real connections between every pair of pods, vs the model",
+                        description="Build the topology, run the switch, listen in every pod on the ports "
+                                    "probed, connect every pod to every pod, and print the observed matrix "
+                                    "with every cell that differs from `netsem reach` marked. Exit 1 if any "
+                                    "differs.")
+    add_manifest_args(pr)
+    pr.add_argument("--ports", help="comma-separated ports (default: the ports the pods declare)")
+    pr.add_argument("--protocols", default=None, help="comma-separated subset of TCP,UDP,SCTP")
+    pr.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    pr.add_argument("--timeout", type=float, default=1.0, metavar="S",
+                    help="how long a probe waits before calling it denied (default 1)")
+    pr.add_argument("--mode", choices=("sockets", "packets"), default="sockets",
+                    help="sockets: kernel TCP/UDP sockets (SCTP always uses crafted packets)")
+    pr.add_argument("--prefix", help="run name prefix (default random)")
+    pr.add_argument("--port-type", choices=("veth", "tap"), default="veth")
+    pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
+                                                  "DIR/out.pcapng (as netsem up --pcap)")
+    pr.set_defaults(func=cmd_probe)

@@ -1,0 +1,101 @@
+"""Compiles cluster state into the C tables of docs/pipeline.md, one module per table:
+`endpoints` (what sits at each address, from the address plane) and `policy`
+(identities, isolation, ipBlock classes, rules).
+
+A build that does not fit its limits fails whole; the running tables are never
+touched by a failed build (style X3, P7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ...model.addresses import Attachment
+from ...model.cluster import Cluster
+from .endpoints import EndpointTable, build_endpoints
+from .policy import Identity, PolicyTables, build_identities, build_policy
+
+__all__ = ["CompileError", "Compiled", "Identity", "compile_cluster"]
+
+
+class CompileError(Exception):
+    """The cluster does not fit the table limits; nothing was installed."""
+
+
+@dataclass
+class Compiled:
+    """The compiled form of one cluster generation. `tables` is a sealed
+    `struct ns_tables *`, freed with this object unless a Datapath took it."""
+
+    cluster: Cluster
+    identities: list                 # Identity, index id-1
+    identity_of: dict                # pod key -> identity id
+    endpoints: EndpointTable
+    policy: PolicyTables
+    limits: dict                     # ns_table_limits, as allocated
+    tables: object = None
+
+    @property
+    def rules(self) -> dict:
+        """(policy key, direction, index) -> rule id."""
+        return self.policy.rules
+
+    @property
+    def attachments(self) -> dict[int, Attachment]:
+        """Switch port -> the pod interface wired to it."""
+        return {a.port: a for a in self.cluster.plane.attachments()}
+
+    def port_named(self, name: str) -> Optional[int]:
+        """The switch port of an interface named as captures name it: ns/pod (its eth0)
+        or ns/pod@ifname."""
+        for a in self.cluster.plane.attachments():
+            if str(a) == name:
+                return a.port
+        return None
+
+    def rule_ref(self, rule_id: int) -> Optional[tuple[str, str, int]]:
+        for k, v in self.policy.rules.items():
+            if v == rule_id:
+                return k
+        return None
+
+    def stats(self) -> dict:
+        """Entries per table (its capacity is `limits`)."""
+        return {"interfaces": len(self.attachments), "identities": len(self.identities),
+                "endpoints": len(self.endpoints.rows), "blocks": len(self.policy.blocks),
+                "prefixes": len(self.policy.classes), "rule_keys": len(self.policy.entries),
+                "rule_entries": self.policy.n_entries}
+
+
+def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
+    from ..._native import ffi, lib
+
+    idents, identity_of = build_identities(cluster)
+    endpoints = build_endpoints(cluster, identity_of)
+    policy = build_policy(cluster, idents)
+    n_entries = policy.n_entries
+    limits = ffi.new("struct ns_table_limits *")
+    limits.endpoints = max(16, int(len(endpoints.rows) * limits_slack))
+    limits.identities = len(idents) + 2
+    limits.rule_keys = max(16, int(len(policy.entries) * limits_slack))
+    limits.rule_entries = max(16, int(n_entries * limits_slack))
+    limits.prefixes = max(16, int(len(policy.classes) * limits_slack))
+    limits.class_blocks = max(16, int(len(policy.classes) * limits_slack))
+    limits.rules = max(1, len(policy.rules))
+    t = lib.ns_tables_new(limits)
+    if t == ffi.NULL:
+        raise CompileError("cannot allocate tables")
+    t = ffi.gc(t, lib.ns_tables_free)
+
+    def check(rc, what):
+        if rc != 0:
+            raise CompileError(f"table full or invalid: {what}")
+
+    endpoints.install(lib, t, check)
+    if cluster.config.police_node_traffic:
+        check(lib.ns_tables_set_options(t, lib.NS_OPT_POLICE_NODE_TRAFFIC), "options")
+    policy.install(lib, t, check)
+    check(lib.ns_tables_seal(t), "seal")
+    allocated = {f: getattr(limits, f) for f in ("endpoints", "identities", "rule_keys", "rule_entries",
+                                                  "prefixes", "class_blocks", "rules")}
+    return Compiled(cluster, idents, identity_of, endpoints, policy, allocated, t)

@@ -1,0 +1,67 @@
+"""The endpoint table: what sits at each (zone, address), from the address plane.
+
+Zones are the IP address domains (zones.py numbers them). Pods get one owner number shared by all their interfaces (so a pod reaching
+its own address on another interface is still its own), nodes a node number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...model.addresses import Attachment, NodeAddress, ServiceVIP
+from ...model.cluster import Cluster
+from .. import constants as K
+from ..addr16 import addr16
+from ..zones import zone_numbers
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    """A frozen mirror of one ns_tables_add_endpoint call."""
+
+    zone: int
+    address: object
+    kind: int
+    port: int
+    identity: int
+    node: int
+    owner: int
+
+
+@dataclass
+class EndpointTable:
+    zones: dict = field(default_factory=dict)        # domain -> zone number
+    nodes: dict = field(default_factory=dict)        # node name -> number (from 1)
+    rows: list = field(default_factory=list)          # EndpointRow
+    port_zones: dict = field(default_factory=dict)   # switch port -> zone
+
+    def install(self, lib, t, check) -> None:
+        for r in self.rows:
+            check(lib.ns_tables_add_endpoint(t, r.zone, addr16(r.address), r.kind, r.port, r.identity,
+                                             r.node, r.owner), f"endpoint {r.address}")
+        for port, zone in sorted(self.port_zones.items()):
+            if zone != K.ZONE_DEFAULT:
+                check(lib.ns_tables_set_port_zone(t, port, zone), f"port {port}")
+
+
+def build_endpoints(cluster: Cluster, identity_of: dict) -> EndpointTable:
+    plane = cluster.plane
+    zones = zone_numbers(cluster)
+    node_names = sorted({a.node for a in plane.attachments()} | {n.node for n in plane.nodes()})
+    nodes = {n: i + 1 for i, n in enumerate(node_names)}
+    pods = sorted({a.pod for a in plane.attachments()})
+    pod_owner = {p: i + 1 for i, p in enumerate(pods)}
+    services = sorted({e.service for _, _, e in plane if isinstance(e, ServiceVIP)})
+    svc_owner = {s: i + 1 for i, s in enumerate(services)}
+    table = EndpointTable(zones, nodes)
+    for domain, ip, e in plane:
+        z = zones[domain]
+        if isinstance(e, Attachment):
+            table.rows.append(EndpointRow(z, ip, K.EP_POD, e.port, identity_of[e.pod], nodes[e.node],
+                                          pod_owner[e.pod]))
+        elif isinstance(e, ServiceVIP):
+            table.rows.append(EndpointRow(z, ip, K.EP_SERVICE, 0, 0, 0, svc_owner[e.service]))
+        elif isinstance(e, NodeAddress):
+            table.rows.append(EndpointRow(z, ip, K.EP_NODE, 0, 0, nodes[e.node], nodes[e.node]))
+    for a in plane.attachments():
+        table.port_zones[a.port] = zones[a.domain]
+    return table

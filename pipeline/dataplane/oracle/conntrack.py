@@ -1,0 +1,128 @@
+"""The connection tracker (native/conntrack.c), written plainly: a dict from both
+directions' keys to one Connection, the state table of docs/pipeline.md, and
+timeouts that saturate at the end of the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..constants import CT_STATE, ICMP, ICMPV6, SCTP, TCP, UDP
+
+SECOND = 1_000_000_000
+CLOCK_END = (1 << 64) - 1
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+SCTP_INIT, SCTP_INIT_ACK, SCTP_ABORT, SCTP_SHUTDOWN, SCTP_SHUTDOWN_ACK, SCTP_SHUTDOWN_COMPLETE = 1, 2, 6, 7, 8, 14
+
+S = CT_STATE          # state numbers by name, as C numbers them
+# The timeouts of docs/pipeline.md, written down again here (not read from C) so the
+# differential tests check C's.
+TIMEOUTS = {"SYN_SENT": 30, "SYN_RECV": 30, "ESTABLISHED": 86400, "FIN_WAIT": 120, "LAST_ACK": 30,
+            "TIME_WAIT": 30, "CLOSED": 10, "UDP_FIRST": 30, "UDP_REPLIED": 180, "SCTP_INIT": 30,
+            "SCTP_ESTABLISHED": 86400, "SCTP_CLOSED": 10, "ICMP": 30}
+TIMEOUT = {S[name]: t * SECOND for name, t in TIMEOUTS.items()}
+CLOSED_TCP = {S["TIME_WAIT"], S["CLOSED"]}
+REOPENABLE = CLOSED_TCP | {S["SCTP_CLOSED"]}
+OPEN_STATE = {TCP: S["SYN_SENT"], UDP: S["UDP_FIRST"], SCTP: S["SCTP_INIT"]}
+
+
+def expiry(now: int, state: int) -> int:
+    return min(now + TIMEOUT[state], CLOCK_END)
+
+
+@dataclass
+class Connection:
+    key: tuple                    # (zone, src, dst, sport, dport, proto, echo), as opened
+    state: int
+    expiry: int
+    fin_from: Optional[str] = None  # which direction sent the first FIN
+    xlate: Optional[tuple] = None   # (translated destination, port)
+
+    def reply_key(self) -> tuple:
+        zone, src, dst, sport, dport, proto, echo = self.key
+        xdst, xport = self.xlate or (dst, dport)
+        return (zone, xdst, src, xport, sport, proto, echo ^ 1 if proto in (ICMP, ICMPV6) else 0)
+
+
+class ConnTable:
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.by_key: dict = {}          # either direction's key -> Connection
+        self.live: set = set()          # id() of every Connection in by_key
+
+    def find(self, key: tuple, now: int):
+        """(connection, "orig" | "reply") for a live entry, else (None, None)."""
+        conn = self.by_key.get(key)
+        if conn is None or conn.expiry <= now:
+            return None, None
+        return conn, ("orig" if conn.key == key else "reply")
+
+    def delete(self, conn: Connection) -> None:
+        self.by_key.pop(conn.key, None)
+        self.by_key.pop(conn.reply_key(), None)
+        self.live.discard(id(conn))
+
+    def connections(self, now: int) -> list:
+        seen, out = set(), []
+        for c in self.by_key.values():
+            if id(c) not in seen and c.expiry > now:
+                seen.add(id(c))
+                out.append(c)
+        return out
+
+    def insert(self, key: tuple, state: int, now: int, xlate=None) -> Optional[Connection]:
+        """None when every entry is live and the table is at its limit."""
+        if len(self.live) >= self.limit:
+            for c in list({id(c): c for c in self.by_key.values()}.values()):
+                if c.expiry <= now:
+                    self.delete(c)
+            if len(self.live) >= self.limit:
+                return None
+        conn = Connection(key, state, expiry(now, state), xlate=xlate)
+        for k in (conn.key, conn.reply_key()):
+            old = self.by_key.get(k)
+            if old is not None:          # an expired entry with the same key
+                self.delete(old)
+        self.by_key[conn.key] = conn
+        self.by_key[conn.reply_key()] = conn
+        self.live.add(id(conn))
+        return conn
+
+
+def can_open(proto: int, tcp_flags: int, sctp_chunk: int, icmp_kind: str) -> bool:
+    if proto == TCP:
+        return bool(tcp_flags & SYN) and not tcp_flags & (ACK | RST)
+    if proto == UDP:
+        return True
+    if proto == SCTP:
+        return sctp_chunk == SCTP_INIT
+    return icmp_kind == "request"
+
+
+def update(conn: Connection, direction: str, proto: int, tcp_flags: int, sctp_chunk: int, now: int) -> None:
+    """The state table of docs/pipeline.md; every packet refreshes."""
+    s = conn.state
+    if proto == TCP:
+        f = tcp_flags
+        if f & RST:
+            s = S["CLOSED"]
+        elif s == S["SYN_SENT"] and direction == "reply" and f & SYN and f & ACK:
+            s = S["SYN_RECV"]
+        elif s == S["SYN_RECV"] and direction == "orig" and f & ACK and not f & SYN:
+            s = S["ESTABLISHED"]
+        elif s == S["ESTABLISHED"] and f & FIN:
+            s, conn.fin_from = S["FIN_WAIT"], direction
+        elif s == S["FIN_WAIT"] and f & FIN and direction != conn.fin_from:
+            s = S["LAST_ACK"]
+        elif s == S["LAST_ACK"] and direction == conn.fin_from and f & ACK and not f & (FIN | SYN):
+            s = S["TIME_WAIT"]
+    elif proto == UDP:
+        if direction == "reply":
+            s = S["UDP_REPLIED"]
+    elif proto == SCTP:
+        if sctp_chunk in (SCTP_ABORT, SCTP_SHUTDOWN, SCTP_SHUTDOWN_ACK, SCTP_SHUTDOWN_COMPLETE):
+            s = S["SCTP_CLOSED"]
+        elif s == S["SCTP_INIT"] and direction == "reply" and sctp_chunk == SCTP_INIT_ACK:
+            s = S["SCTP_ESTABLISHED"]
+    conn.state = s
+    conn.expiry = expiry(now, s)

@@ -1,0 +1,178 @@
+"""The packet pipeline of docs/pipeline.md written plainly on the model (the oracle
+the C pipeline, native/pipeline.c, is compared with), stage by stage in the seed's
+order: sanity and anti-spoofing -> connection tracker (replies reverse-translated) ->
+service mapper -> route -> egress and ingress policy (the model's primitive) ->
+commit. What sits at an address comes from the address plane; it favours the
+obvious over the fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...model.addresses import DEFAULT_DOMAIN, Attachment, NodeAddress
+from ...model.cluster import Cluster
+from ..constants import PORT_UNKNOWN, PORT_UPLINK, REASON_VERDICT, REWRITE_DST, REWRITE_SRC
+from ..results import Result
+from ..zones import zone_numbers
+from . import conntrack as ct
+from .frag import FragTable
+from .policy import decide
+from .sanity import Drop, Packet, parse
+from .service import service_map
+
+CT_STATE_OF_REASON = {"new": "new", "established": "established", "reply": "reply", "related": "related"}
+
+
+@dataclass
+class _Out:
+    """What the stages fill in besides the reason."""
+
+    port: int = 0
+    rules: list = field(default_factory=lambda: [None, None])
+    src: object = None
+    dst: object = None
+    sport: int = 0
+    dport: int = 0
+    rewrite: int = 0
+
+
+class OraclePipeline:
+    def __init__(self, cluster: Cluster, connections_limit: int = 1 << 20, fragments_limit: int = 4096):
+        self.conns = ct.ConnTable(connections_limit)
+        self.frags = FragTable(fragments_limit)
+        self.last_now = 0
+        self._use(cluster)
+
+    def _use(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.zones = zone_numbers(cluster)
+        self.domains = {z: d for d, z in self.zones.items()}
+
+    def install(self, cluster: Cluster, recheck: bool = False) -> int:
+        """A policy change: established connections survive unless `recheck`."""
+        self._use(cluster)
+        deleted = 0
+        if recheck:
+            for conn in self.conns.connections(self.last_now):
+                zone, src, dst, sport, dport, proto, _ = conn.key
+                xdst, xport = conn.xlate or (dst, dport)
+                if decide(cluster, self.domains.get(zone, DEFAULT_DOMAIN), src, xdst, proto, xport)[0]:
+                    self.conns.delete(conn)
+                    deleted += 1
+        return deleted
+
+    def commit_translated(self, src, dst, sport: int, dport: int, proto: int, xdst, xport: int,
+                          now: int, zone: int = 0) -> None:
+        """As Datapath.commit_translated: a connection whose destination is translated."""
+        import ipaddress
+        key = (zone, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, 0)
+        if self.conns.insert(key, ct.OPEN_STATE.get(proto, ct.S["ICMP"]), now,
+                             (ipaddress.ip_address(xdst), xport)) is None:
+            raise RuntimeError("conntrack full")
+
+    # -- the pipeline ----------------------------------------------------------------
+    def process(self, frame: bytes, in_port: int, now: int) -> Result:
+        self.last_now = now
+        pkt = Packet()
+        out = _Out()
+        zone = self._zone_of(in_port)
+        try:
+            parse(frame, pkt)
+            out.src, out.dst, out.sport, out.dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
+            reason = self._run(pkt, in_port, zone, now, out)
+        except Drop as d:
+            reason = d.reason
+        verdict = REASON_VERDICT[reason]
+        if verdict != "forward":      # a dropped packet is reported as it arrived
+            out = _Out(rules=out.rules, src=pkt.src, dst=pkt.dst, sport=pkt.sport, dport=pkt.dport)
+        return Result(verdict, reason, out.port if verdict == "forward" else 0,
+                      CT_STATE_OF_REASON.get(reason, "none"), out.rules[0], out.rules[1],
+                      pkt.family, pkt.proto, str(out.src) if out.src else None,
+                      str(out.dst) if out.dst else None, out.sport, out.dport, zone, out.rewrite)
+
+    def _zone_of(self, port: int) -> int:
+        a = self.cluster.plane.by_port(port)
+        return self.zones[a.domain] if a is not None and port not in (PORT_UPLINK, PORT_UNKNOWN) else 0
+
+    def _run(self, pkt: Packet, in_port: int, zone: int, now: int, out: _Out) -> str:
+        plane = self.cluster.plane
+        domain = self.domains[zone]
+        src_entry = plane.lookup(domain, pkt.src)
+        src_pod = src_entry if isinstance(src_entry, Attachment) else None
+        # 1. anti-spoofing: from a pod port only that pod's addresses; from the uplink no
+        # pod's nor a Service's. The effective arrival port.
+        if in_port != PORT_UNKNOWN:
+            if in_port != PORT_UPLINK:
+                if src_pod is None or src_pod.port != in_port:
+                    raise Drop("spoofed_source")
+            elif src_entry is not None and not isinstance(src_entry, NodeAddress):
+                raise Drop("spoofed_source")
+            arrival = in_port
+        else:
+            arrival = src_pod.port if src_pod else PORT_UPLINK
+        # A later fragment follows its first fragment.
+        fkey = (zone,) + pkt.frag_key if pkt.frag_key else None
+        if pkt.fragment == "later":
+            port = self.frags.lookup(fkey, now)
+            if port is None:
+                raise Drop("fragment_unknown")
+            out.port = port
+            return "fragment"
+        # 2. connection tracker
+        if pkt.icmp_kind == "other":
+            raise Drop("unsupported_icmp")
+        if pkt.icmp_kind == "error":
+            isrc, idst, isport, idport, iproto, iecho = pkt.inner
+            if self.conns.find((zone, isrc, idst, isport, idport, iproto, iecho), now)[0] is None:
+                raise Drop("icmp_error_no_connection")
+            # As Linux conntrack: the error goes back to whoever sent the quoted packet.
+            if pkt.dst != isrc:
+                raise Drop("icmp_error_misdirected")
+            return self._forward(pkt, arrival, domain, now, out, "related", fkey)
+        key = (zone, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto, pkt.echo)
+        opener = ct.can_open(pkt.proto, pkt.tcp_flags, pkt.sctp_chunk, pkt.icmp_kind)
+        conn, direction = self.conns.find(key, now)
+        if conn is not None and conn.state in ct.REOPENABLE:
+            if opener:
+                self.conns.delete(conn)       # the old connection is over; policed as new
+                conn = None
+            elif conn.state in ct.CLOSED_TCP:
+                raise Drop("connection_closed")
+        if conn is not None:
+            ct.update(conn, direction, pkt.proto, pkt.tcp_flags, pkt.sctp_chunk, now)
+            if conn.xlate is not None:
+                if direction == "orig":
+                    out.dst, out.dport, out.rewrite = conn.xlate[0], conn.xlate[1], REWRITE_DST
+                else:
+                    out.src, out.sport, out.rewrite = conn.key[2], conn.key[4], REWRITE_SRC
+            return self._forward(pkt, arrival, domain, now, out,
+                                 "reply" if direction == "reply" else "established", fkey)
+        if not opener:
+            raise Drop("no_connection")
+        # 3. service mapper
+        service_map(plane.lookup(domain, pkt.dst))
+        # 4. route, 5. egress and ingress policy (the model's primitive)
+        out.port = self._route(domain, out.dst, arrival)
+        reason, out.rules[0], out.rules[1] = decide(self.cluster, domain, pkt.src, out.dst, pkt.proto, out.dport)
+        if reason:
+            raise Drop(reason)
+        # 6. commit
+        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now) is None:
+            raise Drop("conntrack_full")
+        return self._forward(pkt, arrival, domain, now, out, "new", fkey, routed=True)
+
+    def _route(self, domain: str, dst, arrival: int) -> int:
+        entry = self.cluster.plane.lookup(domain, dst)
+        if isinstance(entry, Attachment):
+            return entry.port
+        if arrival != PORT_UPLINK:
+            return PORT_UPLINK
+        raise Drop("no_route")
+
+    def _forward(self, pkt: Packet, arrival: int, domain: str, now: int, out: _Out, reason: str,
+                 fkey, routed: bool = False) -> str:
+        if not routed:
+            out.port = self._route(domain, out.dst, arrival)
+        if pkt.fragment == "first" and not self.frags.record(fkey, out.port, now):
+            raise Drop("fragment_table_full")
+        return reason

@@ -1,0 +1,115 @@
+"""From loaded objects to a Cluster: the order the API server's controllers would
+apply them in, and the address allocation a CNI and the service IPAM would do.
+
+All or nothing: every problem is collected, with the document it comes from, and
+ManifestErrors is raised before anything is returned."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from typing import Iterable
+
+from ..model.addresses import AddressError
+from ..model.cluster import Cluster, ClusterConfig
+from ..model.objects import EndpointSlice, IPAddress, Namespace, NetworkPolicy, Pod, Service
+from .errors import ManifestError, ManifestErrors
+from .manifests import LoadResult, load
+
+
+def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cluster:
+    """Applies loaded objects in a fixed order (namespaces, pods, slices, services,
+    policies), allocating addresses to pods and services that have none. Raises
+    ManifestErrors, with nothing applied, on a duplicate address."""
+    config = config or ClusterConfig()
+    cluster = Cluster(config)
+    errors: list[ManifestError] = []
+    by_kind: dict[type, list] = {}
+    for doc, obj in result.objects:
+        by_kind.setdefault(type(obj), []).append((doc, obj))
+
+    def err(doc, field, msg):
+        errors.append(ManifestError(doc.source, doc.index,
+                                    (f"items[{doc.item}]." if doc.item is not None else "") + field, msg))
+
+    for _, ns in by_kind.get(Namespace, []):
+        cluster.add_namespace(ns)
+
+    # A finished pod's address is free (kubelet released it): dumps of real clusters
+    # with completed Jobs show a running pod on the same address.
+    pods = [(d, p) for d, p in by_kind.get(Pod, [])]
+    taken: dict[IPAddress, tuple] = {}
+    for doc, pod in pods:
+        if pod.host_network or pod.finished:
+            continue
+        for i, ip in enumerate(pod.ips):
+            if ip in taken and taken[ip][1].key != pod.key:
+                other_doc, other = taken[ip]
+                err(doc, f"status.podIPs[{i}].ip",
+                    f"Duplicate value: {str(ip)!r}: already assigned to pod {other.key} "
+                    f"({other_doc.source}:{other_doc.index})")
+            taken[ip] = (doc, pod)
+    allocators = [_Allocator(c, set(taken)) for c in config.pod_cidrs]
+    final_pods = {}
+    for doc, pod in sorted(pods, key=lambda dp: (dp[1].namespace, dp[1].name)):
+        if not pod.ips and not pod.finished:
+            if pod.host_network:
+                pod = replace(pod, ips=tuple(ipaddress.ip_address(a) for a in config.node_ips[:1]))
+            else:
+                pod = replace(pod, ips=tuple(a.next() for a in allocators))
+        final_pods[pod.key] = (doc, pod)
+
+    slices = by_kind.get(EndpointSlice, [])
+    services = by_kind.get(Service, [])
+    svc_taken = {ip for _, s in services for ip in s.cluster_ips}
+    for doc, s in services:
+        for ip in s.cluster_ips:
+            if ip in taken:
+                err(doc, "spec.clusterIPs", f"Duplicate value: {str(ip)!r}: assigned to a pod")
+    svc_alloc = _Allocator(config.service_cidrs[0], svc_taken)
+    if errors:
+        raise ManifestErrors(errors)
+
+    for doc, pod in sorted(final_pods.values(), key=lambda dp: dp[1].key):
+        try:
+            cluster.add_pod(pod)
+        except AddressError as e:
+            err(doc, "status.podIPs", f"Duplicate value: {e}")
+    for _, s in slices:
+        cluster.add_endpoint_slice(s)
+    for doc, svc in sorted(services, key=lambda ds: ds[1].key):
+        if not svc.cluster_ips and not svc.headless:
+            svc = replace(svc, cluster_ips=(svc_alloc.next(),))
+        try:
+            cluster.add_service(svc)
+        except AddressError as e:
+            err(doc, "spec.clusterIPs", f"Duplicate value: {e}")
+    for _, pol in by_kind.get(NetworkPolicy, []):
+        cluster.add_network_policy(pol)
+    if errors:
+        raise ManifestErrors(errors)
+    return cluster
+
+
+class _Allocator:
+    """Deterministic: the lowest free host address of the CIDR, in pod name order."""
+
+    def __init__(self, cidr: str, taken: set):
+        self.net = ipaddress.ip_network(cidr)
+        self.taken = taken
+        self.cursor = 1
+
+    def next(self) -> IPAddress:
+        while self.cursor < self.net.num_addresses - 1:
+            ip = self.net.network_address + self.cursor
+            self.cursor += 1
+            if ip not in self.taken:
+                self.taken.add(ip)
+                return ip
+        raise ManifestErrors([ManifestError("-", 0, "-", f"pod CIDR {self.net} is exhausted")])
+
+
+def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdin=None):
+    """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors."""
+    result = load(paths, stdin=stdin)
+    return build_cluster(result, config), result.notes

@@ -1,0 +1,213 @@
+"""Cluster state and the seed's lifecycle and mapping primitives (004): addPod,
+removePod, addService, removeService, the pod<->service mappings, and
+add/update/removeNetworkPolicy. Address mappings live in the address plane
+(`addresses.py`), keyed by (IP address domain, address)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .addresses import DEFAULT_DOMAIN, DEFAULT_NODE, AddressPlane, Attachment, NodeAddress
+from .objects import NAMESPACE_NAME_LABEL, EndpointSlice, Namespace, NetworkPolicy, Pod, Service
+
+DEFAULT_POD_CIDRS = ("198.18.0.0/16", "2001:db8:1::/64")
+DEFAULT_SERVICE_CIDRS = ("198.19.0.0/17", "2001:db8:2::/112")
+# The node's addresses; hostNetwork pods without an address in the manifest get them.
+DEFAULT_NODE_IPS = ("198.19.128.1", "2001:db8:3::1")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """pod_cidrs: one CIDR per family; a family listed here is allocated to pods that
+    have no address of any family in their manifest. Default: IPv4 only.
+    police_node_traffic: police traffic from a node to the pods on it like any other
+    (strict); by default it is always allowed, as Kubernetes requires."""
+
+    pod_cidrs: tuple[str, ...] = (DEFAULT_POD_CIDRS[0],)
+    service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
+    node_ips: tuple[str, ...] = DEFAULT_NODE_IPS
+    police_node_traffic: bool = False
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig | None = None):
+        self.config = config or ClusterConfig()
+        self.namespaces: dict[str, Namespace] = {}
+        self.pods: dict[str, Pod] = {}                  # "ns/name" -> Pod (finished ones too)
+        self.services: dict[str, Service] = {}
+        self.endpoint_slices: dict[str, EndpointSlice] = {}
+        self.policies: dict[str, NetworkPolicy] = {}
+        self.plane = AddressPlane()
+        for ip in self.config.node_ips:
+            self.plane.add_node_address(DEFAULT_DOMAIN, ip, DEFAULT_NODE)
+        self._pod_to_services: dict[str, set[str]] = {}
+        self._service_to_pods: dict[str, set[str]] = {}
+        self.generation = 0                             # bumped on every change
+
+    # -- namespaces ---------------------------------------------------------
+    def add_namespace(self, ns: Namespace) -> None:
+        labels = dict(ns.labels)
+        labels[NAMESPACE_NAME_LABEL] = ns.name   # set on every namespace, as the API server does
+        self.namespaces[ns.name] = Namespace(ns.name, labels)
+        self.generation += 1
+
+    def ensure_namespace(self, name: str) -> None:
+        if name not in self.namespaces:
+            self.add_namespace(Namespace(name))
+
+    # -- pod lifecycle (addPod / removePod) -----------------------------------
+    def add_pod(self, pod: Pod) -> None:
+        """Maps the pod's addresses in the cluster's domain: on its eth0, or, for a
+        hostNetwork pod, as its node's. A finished pod maps none. Raises AddressError,
+        with nothing changed, when an address is taken."""
+        if pod.key in self.pods:
+            self.remove_pod(pod.key)
+        self.ensure_namespace(pod.namespace)
+        node = pod.node_name or DEFAULT_NODE
+        if not pod.finished:
+            mine = NodeAddress(node, DEFAULT_DOMAIN) if pod.host_network else None
+            for ip in pod.ips:             # all or nothing
+                self.plane.check_free(DEFAULT_DOMAIN, ip, mine)
+            if pod.host_network:
+                self.plane.add_host_network_pod(pod.key, DEFAULT_DOMAIN, pod.ips, node)
+            else:
+                for ip in pod.ips:
+                    self.plane.add_address_to_pod_mapping(DEFAULT_DOMAIN, ip, pod.key, node=node)
+        self.pods[pod.key] = pod
+        self._map_pod_to_services(pod.key)
+        self.generation += 1
+
+    def remove_pod(self, key: str) -> None:
+        self.remove_pod_to_service_mappings(key)
+        self.plane.remove_pod_to_address_mappings(key)
+        self.pods.pop(key, None)
+        self.generation += 1
+
+    # -- lookups through the address plane --------------------------------------------------
+    def pod_at(self, address, domain: str = DEFAULT_DOMAIN) -> Optional[Pod]:
+        """The pod whose interface has `address` (lookupAddress2PodMapping), or None."""
+        key = self.plane.lookup_address_to_pod_mapping(domain, address)
+        return self.pods[key] if key is not None else None
+
+    def attachment(self, pod: str) -> Optional[Attachment]:
+        """The pod's primary interface; None for hostNetwork, finished or address-less pods."""
+        return self.plane.attachment(pod)
+
+    def pod_address(self, pod: str, family: Optional[int] = None):
+        """The address a pod is reached at (its primary interface's, or its node's for a
+        hostNetwork pod), of `family` when given."""
+        for _, ip in self.plane.lookup_pod_to_address_mappings(pod):
+            if family is None or ip.version == family:
+                return ip
+        return None
+
+    # -- service lifecycle ----------------------------------------------------------------
+    def add_service(self, svc: Service) -> None:
+        if svc.key in self.services:
+            self.remove_service(svc.key)
+        self.ensure_namespace(svc.namespace)
+        for ip in svc.cluster_ips:
+            self.plane.add_address_to_service_mapping(DEFAULT_DOMAIN, ip, svc.key)
+        self.services[svc.key] = svc
+        self._map_service_to_pods(svc.key)
+        self.generation += 1
+
+    def remove_service(self, key: str) -> None:
+        self.remove_service_to_pod_mappings(key)
+        self.plane.remove_service_to_address_mappings(key)
+        self.services.pop(key, None)
+        self.generation += 1
+
+    # -- pod <-> service ----------------------------------------------------------
+    def add_pod_to_service_mapping(self, pod: str, svc: str) -> None:
+        self._pod_to_services.setdefault(pod, set()).add(svc)
+        self._service_to_pods.setdefault(svc, set()).add(pod)
+
+    def remove_pod_to_service_mapping(self, pod: str, svc: str) -> None:
+        self._pod_to_services.get(pod, set()).discard(svc)
+        self._service_to_pods.get(svc, set()).discard(pod)
+
+    def remove_pod_to_service_mappings(self, pod: str) -> None:
+        for svc in self._pod_to_services.pop(pod, set()):
+            self._service_to_pods.get(svc, set()).discard(pod)
+
+    def remove_service_to_pod_mappings(self, svc: str) -> None:
+        for pod in self._service_to_pods.pop(svc, set()):
+            self._pod_to_services.get(pod, set()).discard(svc)
+
+    def lookup_pod_to_service_mappings(self, pod: str) -> list[str]:
+        return sorted(self._pod_to_services.get(pod, ()))
+
+    def lookup_service_to_pod_mappings(self, svc: str) -> list[str]:
+        return sorted(self._service_to_pods.get(svc, ()))
+
+    def _service_selects(self, svc: Service, pod: Pod) -> bool:
+        if svc.namespace != pod.namespace or not svc.selector or self.attachment(pod.key) is None:
+            return False
+        return all(pod.labels.get(k) == v for k, v in svc.selector.items())
+
+    def _slices_of(self, svc: str) -> list[EndpointSlice]:
+        return [s for s in self.endpoint_slices.values()
+                if s.service is not None and f"{s.namespace}/{s.service}" == svc]
+
+    def _map_service_to_pods(self, key: str) -> None:
+        """EndpointSlices, when a service has any, say which pods back it; otherwise its
+        selector does (what the EndpointSlice controller would compute)."""
+        svc = self.services[key]
+        slices = self._slices_of(key)
+        if slices:
+            for s in slices:
+                for ip in s.addresses:
+                    pod = self.plane.lookup_address_to_pod_mapping(DEFAULT_DOMAIN, ip)
+                    if pod:
+                        self.add_pod_to_service_mapping(pod, key)
+            return
+        for pod in self.pods.values():
+            if self._service_selects(svc, pod):
+                self.add_pod_to_service_mapping(pod.key, key)
+
+    def _map_pod_to_services(self, pod_key: str) -> None:
+        pod = self.pods[pod_key]
+        mine = {ip for _, ip in self.plane.lookup_pod_to_address_mappings(pod_key)} \
+            if self.attachment(pod_key) else set()
+        for key, svc in self.services.items():
+            slices = self._slices_of(key)
+            if slices:
+                if any(ip in mine for s in slices for ip in s.addresses):
+                    self.add_pod_to_service_mapping(pod_key, key)
+            elif self._service_selects(svc, pod):
+                self.add_pod_to_service_mapping(pod_key, key)
+
+    def add_endpoint_slice(self, s: EndpointSlice) -> None:
+        self.endpoint_slices[f"{s.namespace}/{s.name}"] = s
+        if s.service and f"{s.namespace}/{s.service}" in self.services:
+            key = f"{s.namespace}/{s.service}"
+            self.remove_service_to_pod_mappings(key)
+            self._map_service_to_pods(key)
+        self.generation += 1
+
+    # -- network policies (add/update/removeNetworkPolicy) -------------------------
+    def add_network_policy(self, policy: NetworkPolicy) -> None:
+        self.ensure_namespace(policy.namespace)
+        self.policies[policy.key] = policy
+        self.generation += 1
+
+    update_network_policy = add_network_policy
+
+    def remove_network_policy(self, key: str) -> None:
+        self.policies.pop(key, None)
+        self.generation += 1
+
+    # -- helpers ------------------------------------------------------------------
+    def pod_list(self, namespace: str | None = None) -> list[Pod]:
+        """Pods that hold an address (not finished), sorted by namespace/name: the order
+        of matrices."""
+        return sorted((p for p in self.pods.values()
+                       if namespace in (None, p.namespace) and not p.finished
+                       and self.plane.lookup_pod_to_address_mappings(p.key)),
+                      key=lambda p: (p.namespace, p.name))
+
+    def policy_list(self) -> list[NetworkPolicy]:
+        """Policies sorted by namespace/name: the order that numbers rules."""
+        return sorted(self.policies.values(), key=lambda p: (p.namespace, p.name))

@@ -1,0 +1,233 @@
+"""The seed's connection primitives (004): newConnection/deleteConnection,
+openPodConnection, openServiceConnection and openConnectionWithIpAddresses, each
+returning <allowed, connection> plus an explanation of the decision.
+
+Every primitive resolves its two ends through the address plane and hands them to one
+decision, `_decide`: the own-address and resident-node rules come from the plane,
+the rest from the policy filter system. The packet oracle calls these primitives for
+every new connection, so the model and the oracle cannot drift apart."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from .addresses import DEFAULT_DOMAIN, Attachment, Entry, NodeAddress, ServiceVIP
+from .cluster import Cluster
+from .objects import IPAddress, Pod
+from .policy import (DirectionVerdict, allow_new_connection_from_ip_address,
+                     allow_new_connection_from_pod, allow_new_connection_to_ip_address,
+                     allow_new_connection_to_pod)
+
+Endpoint = Union[str, IPAddress]     # "ns/pod" or an address outside the cluster
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: int
+    source: Endpoint
+    destination: Endpoint
+    protocol: str
+    port: int
+
+
+@dataclass
+class Verdict:
+    """The answer of an open*Connection primitive: <allowed, connection> and why."""
+
+    allowed: bool
+    connection: Optional[Connection]
+    source: str
+    destination: str
+    protocol: str
+    port: int
+    egress: Optional[DirectionVerdict] = None
+    ingress: Optional[DirectionVerdict] = None
+    notes: list[str] = field(default_factory=list)
+    backend: Optional[str] = None        # openServiceConnection: the pod chosen
+
+    @property
+    def connection_id(self) -> int:
+        return self.connection.connection_id if self.connection else 0
+
+    def rule_ids(self) -> tuple[Optional[int], Optional[int]]:
+        """(egress rule id, ingress rule id) of the rules that decided, as the C tables
+        number them; None where no rule did."""
+        e = self.egress.rule.rule_id if self.egress is not None and self.egress.rule else None
+        i = self.ingress.rule.rule_id if self.ingress is not None and self.ingress.rule else None
+        return e, i
+
+    def explain(self) -> str:
+        head = "ALLOWED" if self.allowed else "DENIED"
+        lines = [f"{head}: {self.source} -> {self.destination} {self.protocol}/{self.port}"]
+        lines += [f"  {n}" for n in self.notes]
+        for d in (self.egress, self.ingress):
+            if d is not None:
+                lines.append("  " + d.explain())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"from": self.source, "to": self.destination, "protocol": self.protocol,
+                "port": self.port, "allowed": self.allowed, "connectionId": self.connection_id,
+                "notes": self.notes, "backend": self.backend,
+                "egress": self.egress.to_dict() if self.egress else None,
+                "ingress": self.ingress.to_dict() if self.ingress else None}
+
+
+class Connections:
+    """newConnection / deleteConnection: the set of open connections."""
+
+    def __init__(self):
+        self._ids = itertools.count(1)
+        self.open: dict[int, Connection] = {}
+
+    def new_connection(self, source: Endpoint, destination: Endpoint, protocol: str, port: int) -> Connection:
+        conn = Connection(next(self._ids), source, destination, protocol, port)
+        self.open[conn.connection_id] = conn
+        return conn
+
+    def delete_connection(self, connection_id: int) -> None:
+        self.open.pop(connection_id, None)
+
+    close_pod_connection = delete_connection
+
+
+def _name(cluster: Cluster, entry: Optional[Entry], ip) -> str:
+    if isinstance(entry, Attachment):
+        return f"{entry} ({ip})"
+    if isinstance(entry, ServiceVIP):
+        return f"{entry.service} ({ip})"
+    if isinstance(entry, NodeAddress):
+        return f"node {entry.node} ({ip})"
+    return str(ip)
+
+
+def _decide(cluster: Cluster, v: Verdict, src: Optional[Entry], src_ip, dst: Optional[Entry], dst_ip,
+            protocol: str, port: int) -> None:
+    """The one decision every primitive ends in: both ends are what the address plane
+    says sits at their addresses (an Attachment is a pod's interface)."""
+    plane = cluster.plane
+    src_pod = cluster.pods[src.pod] if isinstance(src, Attachment) else None
+    dst_pod = cluster.pods[dst.pod] if isinstance(dst, Attachment) else None
+    if plane.own_address(src, dst):
+        v.notes.append("traffic to one's own address is not policed")
+        v.allowed = True
+    elif src_pod is None and dst_pod is None:
+        v.notes.append("neither address belongs to a pod: not a connection of this cluster")
+    elif src_pod is not None and dst_pod is not None:
+        # allowNewConnectionToPod and allowNewConnectionFromPod; both are evaluated so
+        # the explanation is complete, and both must allow.
+        v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip)
+        v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip)
+        v.allowed = v.egress.allowed and v.ingress.allowed
+    elif dst_pod is None:
+        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port)
+        v.allowed = v.egress.allowed
+    elif plane.from_resident_node(src, dst) and not cluster.config.police_node_traffic:
+        v.notes.append(f"from node {src.node} to a pod on it: always allowed (pods cannot block "
+                       f"their node; see docs/semantics.md)")
+        v.allowed = True
+    else:
+        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port)
+        v.allowed = v.ingress.allowed
+
+
+def _pod_end(cluster: Cluster, pod: Pod, family: Optional[int]):
+    """(domain, entry, address) a pod is reached at or connects from, of `family`."""
+    for domain, ip in cluster.plane.lookup_pod_to_address_mappings(pod.key):
+        if family is None or ip.version == family:
+            return domain, cluster.plane.lookup(domain, ip), ip
+    return None
+
+
+def open_pod_connection(cluster: Cluster, connections: Connections, source: Pod, destination: Pod,
+                        protocol: str, port: int, family: Optional[int] = None) -> Verdict:
+    """openPodConnection: the destination's address (of `family`, its primary by
+    default) and the source's address of the same family, then the one decision."""
+    v = Verdict(False, None, source.key, destination.key, protocol, port)
+    dst = _pod_end(cluster, destination, family)
+    src = _pod_end(cluster, source, dst[2].version) if dst else None
+    if dst is None or src is None:
+        v.notes.append("no address of that family at one end")
+        return v
+    _decide(cluster, v, src[1], src[2], dst[1], dst[2], protocol, port)
+    if v.allowed:
+        v.connection = connections.new_connection(source.key, destination.key, protocol, port)
+    return v
+
+
+def select_one_pod(cluster: Cluster, service: str) -> Optional[Pod]:
+    """The seed's selectOnePod(): the model picks the first backend in name order, so
+    its answers are deterministic (the dataplane may balance differently, but every
+    backend is policed the same way)."""
+    pods = cluster.lookup_service_to_pod_mappings(service)
+    return cluster.pods[pods[0]] if pods else None
+
+
+def open_service_connection(cluster: Cluster, connections: Connections, source: Pod, service: str,
+                            protocol: str, port: int, backend: Optional[Pod] = None) -> Verdict:
+    """openServiceConnection: the service mapper picks a backend, then the connection is
+    policed as one to that pod, on the target port. Going through its own Service, a
+    pod IS policed (unlike its own address): the plane's own-address rule compares
+    what the packet is addressed to, and that is the Service."""
+    svc = cluster.services.get(service)
+    v = Verdict(False, None, source.key, service, protocol, port)
+    if svc is None:
+        v.notes.append(f"no service {service}")
+        return v
+    sp = next((p for p in svc.ports if p.port == port and p.protocol == protocol), None)
+    if sp is None:
+        v.notes.append(f"service {service} has no port {protocol}/{port}")
+        return v
+    backend = backend or select_one_pod(cluster, service)
+    if backend is None:
+        v.notes.append(f"service {service} has no endpoints")
+        return v
+    target = sp.target_port if sp.target_port is not None else sp.port
+    if isinstance(target, str):
+        target = backend.named_port(target, protocol)
+        if target is None:
+            v.notes.append(f"backend {backend.key} has no port named {sp.target_port}")
+            return v
+    v.backend = backend.key
+    v.notes.append(f"service {service} maps to backend {backend.key} port {target}")
+    dst = _pod_end(cluster, backend, None)
+    src = _pod_end(cluster, source, dst[2].version) if dst else None
+    if dst is None or src is None:
+        v.notes.append("no address of that family at one end")
+        return v
+    if src[1] == dst[1]:
+        # Through its own Service a pod is policed like any client of the Service.
+        v.egress = allow_new_connection_to_pod(cluster, source, backend, protocol, target, dst[2])
+        v.ingress = allow_new_connection_from_pod(cluster, backend, source, protocol, target, src[2])
+        v.allowed = v.egress.allowed and v.ingress.allowed
+    else:
+        _decide(cluster, v, src[1], src[2], dst[1], dst[2], protocol, target)
+    if v.allowed:
+        v.connection = connections.new_connection(source.key, backend.key, protocol, target)
+    return v
+
+
+def open_connection_with_ip_addresses(cluster: Cluster, connections: Connections, source_ip,
+                                      destination_ip, protocol: str, port: int,
+                                      source_domain: str = DEFAULT_DOMAIN,
+                                      destination_domain: str = DEFAULT_DOMAIN) -> Verdict:
+    """openConnectionWithIpAddresses (004 step 3: each address with its IP address
+    domain, the cluster's by default): what sits at each address decides; a Service
+    address is mapped to one backend pod."""
+    src_ip = ipaddress.ip_address(source_ip)
+    dst_ip = ipaddress.ip_address(destination_ip)
+    src = cluster.plane.lookup(source_domain, src_ip)
+    dst = cluster.plane.lookup(destination_domain, dst_ip)
+    if isinstance(dst, ServiceVIP) and isinstance(src, Attachment):
+        v = open_service_connection(cluster, connections, cluster.pods[src.pod], dst.service, protocol, port)
+        v.source, v.destination = _name(cluster, src, src_ip), _name(cluster, dst, dst_ip)
+        return v
+    v = Verdict(False, None, _name(cluster, src, src_ip), _name(cluster, dst, dst_ip), protocol, port)
+    _decide(cluster, v, src, src_ip, dst, dst_ip, protocol, port)
+    if v.allowed:
+        ends = [e.pod if isinstance(e, Attachment) else ip for e, ip in ((src, src_ip), (dst, dst_ip))]
+        v.connection = connections.new_connection(ends[0], ends[1], protocol, port)
+    return v

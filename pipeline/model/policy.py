@@ -1,0 +1,188 @@
+"""The network policy filter system of 004: allowNewConnection{To,From}{Pod,IpAddress},
+written plainly (linear scans), with an explanation of every answer.
+
+The semantics are those of networking.k8s.io/v1 NetworkPolicy; the choices Kubernetes
+leaves to implementations are in docs/semantics.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .cluster import Cluster
+from .objects import IPAddress, NetworkPolicy, Peer, Pod, Rule
+
+INGRESS, EGRESS = "Ingress", "Egress"
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """A rule of a policy, with its global id (docs/pipeline.md: policies sorted by
+    namespace/name, then ingress rules, then egress rules)."""
+
+    policy: str          # "ns/name"
+    direction: str       # Ingress | Egress
+    index: int           # position in spec.ingress / spec.egress
+    rule_id: int
+
+    def __str__(self) -> str:
+        return f"{self.policy} {self.direction.lower()}[{self.index}]"
+
+
+@dataclass
+class DirectionVerdict:
+    """One direction of one connection: who is isolated, by which policies, and which
+    rule (the lowest-numbered) allowed it."""
+
+    direction: str
+    local: Optional[str]                 # the pod the policies select, if a pod
+    isolated: bool = False
+    policies: list[str] = field(default_factory=list)
+    allowed: bool = True
+    rule: Optional[RuleRef] = None
+
+    def explain(self) -> str:
+        side = "egress from" if self.direction == EGRESS else "ingress to"
+        if self.local is None:
+            return f"{side} an address outside the cluster: not policed"
+        if not self.isolated:
+            return f"{side} {self.local}: not isolated (no policy selects it for {self.direction}), allowed"
+        pols = ", ".join(self.policies)
+        if self.allowed:
+            return f"{side} {self.local}: isolated by {pols}; allowed by {self.rule}"
+        return f"{side} {self.local}: isolated by {pols}; no rule allows it, denied"
+
+    def to_dict(self) -> dict:
+        return {"direction": self.direction, "pod": self.local, "isolated": self.isolated,
+                "policies": self.policies, "allowed": self.allowed,
+                "rule": None if self.rule is None else {
+                    "policy": self.rule.policy, "direction": self.rule.direction,
+                    "index": self.rule.index, "id": self.rule.rule_id}}
+
+
+def rule_ids(cluster: Cluster) -> dict[tuple[str, str, int], int]:
+    """The global rule numbering shared with the C tables (cached per generation)."""
+    cached = getattr(cluster, "_rule_ids", None)
+    if cached is not None and cached[0] == cluster.generation:
+        return cached[1]
+    ids: dict[tuple[str, str, int], int] = {}
+    for pol in cluster.policy_list():
+        for i in range(len(pol.ingress)):
+            ids[(pol.key, INGRESS, i)] = len(ids)
+        for i in range(len(pol.egress)):
+            ids[(pol.key, EGRESS, i)] = len(ids)
+    cluster._rule_ids = (cluster.generation, ids)
+    return ids
+
+
+def policy_selects(cluster: Cluster, pol: NetworkPolicy, pod: Pod, direction: str) -> bool:
+    """Only pods with an interface of their own are selected (the address plane gives
+    hostNetwork and finished pods none)."""
+    return (direction in pol.policy_types and pol.namespace == pod.namespace
+            and pol.pod_selector.matches(pod.labels) and cluster.attachment(pod.key) is not None)
+
+
+def policies_selecting(cluster: Cluster, pod: Pod, direction: str) -> list[NetworkPolicy]:
+    return [p for p in cluster.policy_list() if policy_selects(cluster, p, pod, direction)]
+
+
+def peer_matches(cluster: Cluster, pol: NetworkPolicy, peer: Peer,
+                 peer_pod: Optional[Pod], peer_ip: Optional[IPAddress]) -> bool:
+    """ipBlock matches any address it covers, pod addresses included; selectors match
+    pods only (peer_pod is None for every address that is not a pod's interface)."""
+    if peer.ip_block is not None:
+        return peer_ip is not None and peer.ip_block.contains(peer_ip)
+    if peer_pod is None:
+        return False
+    if peer.namespace_selector is None:
+        if peer_pod.namespace != pol.namespace:
+            return False
+    else:
+        ns = cluster.namespaces.get(peer_pod.namespace)
+        if ns is None or not peer.namespace_selector.matches(ns.labels):
+            return False
+    return peer.pod_selector is None or peer.pod_selector.matches(peer_pod.labels)
+
+
+def ports_match(rule: Rule, protocol: str, port: int, destination: Optional[Pod]) -> bool:
+    """No ports: every port of every protocol (ICMP included). Otherwise TCP/UDP/SCTP
+    only; a named port is resolved against the destination pod, per protocol."""
+    if rule.ports is None:
+        return True
+    for p in rule.ports:
+        if p.protocol != protocol:
+            continue
+        if p.port is None:
+            return True
+        if isinstance(p.port, str):
+            if destination is not None and destination.named_port(p.port, protocol) == port:
+                return True
+        elif p.end_port is not None:
+            if p.port <= port <= p.end_port:
+                return True
+        elif p.port == port:
+            return True
+    return False
+
+
+def rule_matches(cluster: Cluster, pol: NetworkPolicy, rule: Rule, peer_pod, peer_ip,
+                 protocol: str, port: int, destination: Optional[Pod]) -> bool:
+    if rule.peers is not None and not any(
+            peer_matches(cluster, pol, peer, peer_pod, peer_ip) for peer in rule.peers):
+        return False
+    return ports_match(rule, protocol, port, destination)
+
+
+def check_direction(cluster: Cluster, direction: str, local: Optional[Pod],
+                    peer_pod: Optional[Pod], peer_ip: Optional[IPAddress],
+                    protocol: str, port: int) -> DirectionVerdict:
+    """local: the pod policies are applied to (source for Egress, destination for
+    Ingress); None when that end is not a pod's interface (the address plane decides).
+    The destination of the connection is `peer_pod` for Egress and `local` for Ingress
+    (named ports resolve against it)."""
+    if local is None:
+        return DirectionVerdict(direction, None)
+    selecting = policies_selecting(cluster, local, direction)
+    verdict = DirectionVerdict(direction, local.key, isolated=bool(selecting),
+                               policies=[p.key for p in selecting])
+    if not selecting:
+        return verdict
+    destination = peer_pod if direction == EGRESS else local
+    ids = rule_ids(cluster)
+    verdict.allowed = False
+    for pol in selecting:            # sorted, so the first match has the lowest id
+        rules = pol.ingress if direction == INGRESS else pol.egress
+        for i, rule in enumerate(rules):
+            if rule_matches(cluster, pol, rule, peer_pod, peer_ip, protocol, port, destination):
+                verdict.allowed = True
+                verdict.rule = RuleRef(pol.key, direction, i, ids[(pol.key, direction, i)])
+                return verdict
+    return verdict
+
+
+# -- the seed's four primitives ------------------------------------------------------
+
+def allow_new_connection_to_pod(cluster: Cluster, source_pod: Pod, destination_pod: Pod,
+                                protocol: str, destination_port: int,
+                                destination_ip: Optional[IPAddress] = None) -> DirectionVerdict:
+    """Egress of source_pod towards destination_pod."""
+    ip = destination_ip or cluster.pod_address(destination_pod.key)
+    return check_direction(cluster, EGRESS, source_pod, destination_pod, ip, protocol, destination_port)
+
+
+def allow_new_connection_from_pod(cluster: Cluster, destination_pod: Pod, source_pod: Pod,
+                                  protocol: str, destination_port: int,
+                                  source_ip: Optional[IPAddress] = None) -> DirectionVerdict:
+    """Ingress of destination_pod from source_pod."""
+    ip = source_ip or cluster.pod_address(source_pod.key)
+    return check_direction(cluster, INGRESS, destination_pod, source_pod, ip, protocol, destination_port)
+
+
+def allow_new_connection_to_ip_address(cluster: Cluster, source_pod: Pod, destination_ip: IPAddress,
+                                       protocol: str, destination_port: int) -> DirectionVerdict:
+    return check_direction(cluster, EGRESS, source_pod, None, destination_ip, protocol, destination_port)
+
+
+def allow_new_connection_from_ip_address(cluster: Cluster, source_ip: IPAddress, destination_pod: Pod,
+                                         protocol: str, destination_port: int) -> DirectionVerdict:
+    return check_direction(cluster, INGRESS, destination_pod, None, source_ip, protocol, destination_port)

@@ -1,0 +1,97 @@
+"""How policies relate to a pod or a namespace (004: "show how policies are related",
+"which policies apply towards a namespace ... individual pods")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cluster import Cluster
+from .objects import Pod
+from .policy import EGRESS, INGRESS, peer_matches, policy_selects
+
+
+@dataclass
+class PodRelations:
+    pod: str
+    host_network: bool                                # spec.hostNetwork (shown, not decided on)
+    finished: bool = False                            # Succeeded/Failed: no address at all
+    selected: dict = field(default_factory=dict)      # direction -> [policy]
+    as_peer: list = field(default_factory=list)       # (policy, direction, rule index)
+
+    def to_dict(self) -> dict:
+        return {"pod": self.pod, "hostNetwork": self.host_network, "finished": self.finished,
+                "isolated": {d: bool(self.selected[d]) for d in (INGRESS, EGRESS)},
+                "selectedBy": self.selected,
+                "peerIn": [{"policy": p, "direction": d, "rule": i} for p, d, i in self.as_peer]}
+
+    def render(self) -> str:
+        note = (" (finished: holds no address, selected by nothing, reached by nothing)" if self.finished
+                else " (hostNetwork: node address, never selected)" if self.host_network else "")
+        lines = [f"pod {self.pod}{note}"]
+        for d in (INGRESS, EGRESS):
+            pols = self.selected[d]
+            if pols:
+                lines.append(f"  {d}: isolated by {', '.join(pols)}")
+            else:
+                lines.append(f"  {d}: not isolated (all {'sources' if d == INGRESS else 'destinations'} allowed)")
+        if self.as_peer:
+            lines.append("  admitted as a peer by:")
+            for p, d, i in self.as_peer:
+                lines.append(f"    {p} {d.lower()}[{i}]")
+        else:
+            lines.append("  admitted as a peer by no rule that names peers (rules without from/to admit everyone)")
+        return "\n".join(lines)
+
+
+def pod_relations(cluster: Cluster, pod: Pod) -> PodRelations:
+    endpoint = cluster.attachment(pod.key) is not None
+    rel = PodRelations(pod.key, pod.host_network, pod.finished)
+    addresses = [ip for _, ip in cluster.plane.lookup_pod_to_address_mappings(pod.key)]
+    for d in (INGRESS, EGRESS):
+        rel.selected[d] = [p.key for p in cluster.policy_list() if policy_selects(cluster, p, pod, d)]
+    for pol in cluster.policy_list():
+        for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
+            if d not in pol.policy_types:
+                continue
+            for i, rule in enumerate(rules):
+                if rule.peers is not None and any(
+                        peer_matches(cluster, pol, peer, pod if endpoint else None, ip)
+                        for peer in rule.peers for ip in (addresses or (None,))):
+                    rel.as_peer.append((pol.key, d, i))
+    return rel
+
+
+@dataclass
+class NamespaceRelations:
+    namespace: str
+    policies: list = field(default_factory=list)      # policies in the namespace
+    pods: list = field(default_factory=list)          # PodRelations of its pods
+
+    def to_dict(self) -> dict:
+        return {"namespace": self.namespace, "policies": self.policies,
+                "pods": [p.to_dict() for p in self.pods]}
+
+    def render(self) -> str:
+        lines = [f"namespace {self.namespace}"]
+        if not self.policies:
+            lines.append("  no policies in this namespace")
+        for p in self.policies:
+            sel = ", ".join(p["selects"]) or "no pod"
+            lines.append(f"  policy {p['name']} ({'+'.join(p['policyTypes'])}): selects {sel}")
+        for pr in self.pods:
+            lines.append("")
+            lines.extend("  " + line for line in pr.render().splitlines())
+        return "\n".join(lines)
+
+
+def namespace_relations(cluster: Cluster, namespace: str) -> NamespaceRelations:
+    rel = NamespaceRelations(namespace)
+    pods = cluster.pod_list(namespace)
+    for pol in cluster.policy_list():
+        if pol.namespace != namespace:
+            continue
+        selects = [p.key for p in pods
+                   if any(policy_selects(cluster, pol, p, d) for d in pol.policy_types)]
+        rel.policies.append({"name": pol.key, "policyTypes": list(pol.policy_types), "selects": selects})
+    rel.pods = [pod_relations(cluster, p) for p in pods]
+    return rel

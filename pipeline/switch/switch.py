@@ -1,0 +1,154 @@
+"""The soft switch's driver: Python decides, C moves packets.
+
+`Switch` owns the native switch (native/switch.c) around a Datapath's pipeline. Its
+one loop, `serve`, is: `ns_switch_run` for a slice of time (C polls, drains, runs
+batches, transmits; the GIL is released), then, between slices, apply pending table
+swaps and run the caller's `on_slice` (drain the capture ring and the event ring,
+print status, reload). `netsem up`, `netsem probe`'s switch process and the tests all
+run it. Tables change only by whole swap between batches (style P7).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .._native import ffi, lib
+from ..dataplane.constants import FORWARD_REASONS, LOCAL_REASONS, REASONS
+from ..dataplane.driver import Datapath
+from .topology import Topology, in_netns
+
+RING_VERSIONS = {"v2": lib.NS_SW_RING_V2, "v3": lib.NS_SW_RING_V3}
+SW_COUNTERS = [ffi.string(lib.ns_switch_counter_name(i)).decode() for i in range(lib.NS_SW_C_COUNT)]
+SW_DROPS = ("ttl_exceeded", "no_port", "no_neighbor", "oversize", "capture_dropped", "rewrite_failed")
+PORT_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", "drops", "local",
+               "ring_drops")
+
+
+def topology_pods(compiled) -> list[tuple[str, int, list]]:
+    """(name, port, addresses) of every pod interface that gets a namespace: those
+    the address plane has. hostNetwork pods have none: their address is their node's."""
+    plane = compiled.cluster.plane
+    return [(str(a), port, plane.addresses(a)) for port, a in sorted(compiled.attachments.items())]
+
+
+@dataclass
+class Stats:
+    t: float
+    ports: dict                      # port -> {field: value}
+    switch: dict                     # counter name -> value
+    reasons: dict                    # pipeline reason -> packets
+    connections: int
+    generation: int = 0
+
+
+class Switch:
+    """The native switch over `topo`, forwarding through a Datapath with `compiled`
+    tables installed."""
+
+    def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
+                 ring_bytes: int = 4 << 20, connections: int = 0, events: int = 0):
+        self.topo = topo
+        self.datapath = Datapath(connections=connections, events=events)
+        self.datapath.install(compiled)
+        self.generation = 1
+        ports = list(topo.ports.values())
+        sw = lib.ns_switch_new(self.datapath.pipeline, max(1, len(ports)), batch)
+        if sw == ffi.NULL:
+            raise MemoryError("ns_switch_new failed")
+        self._sw = ffi.gc(sw, lib.ns_switch_free)
+        rc = lib.ns_switch_set_ring(self._sw, RING_VERSIONS[ring], ring_bytes, 1)
+        if rc:
+            raise OSError(-rc, os.strerror(-rc), "ns_switch_set_ring")
+        with in_netns(topo.switch_netns):
+            for pp in ports:
+                pod_mac = pp.pod_mac if pp.pod_mac else ffi.NULL
+                if pp.tap_fd >= 0:
+                    rc = lib.ns_switch_add_tap(self._sw, pp.port, pp.tap_fd, pp.gw_mac, pod_mac)
+                else:
+                    rc = lib.ns_switch_add_port(self._sw, pp.port, pp.sw_ifname.encode(), pp.gw_mac, pod_mac)
+                if rc:
+                    raise OSError(-rc, f"{pp.key}: {os.strerror(-rc)}", pp.sw_ifname)
+        self._pstats = ffi.new("struct ns_switch_port_stats *")
+        self._lock = threading.Lock()
+        self._pending: list = []
+
+    @property
+    def compiled(self):
+        return self.datapath.compiled
+
+    # -- the loop ------------------------------------------------------------------
+    def run_for(self, seconds: float) -> int:
+        """Forwards for `seconds` (C loop, GIL released). Returns frames processed."""
+        n = lib.ns_switch_run(self._sw, max(1, int(seconds * 1000)))
+        if n < 0:
+            raise OSError(-n, os.strerror(-n), "ns_switch_run")
+        return n
+
+    def install(self, compiled, recheck: bool = False) -> int:
+        """Swaps in new tables between batches (call from the loop's thread)."""
+        deleted = self.datapath.install(compiled, recheck=recheck)
+        self.generation += 1
+        return deleted
+
+    def request_install(self, compiled, recheck: bool = False) -> threading.Event:
+        """From any thread: `serve` swaps the tables in between two slices; the
+        returned event is set once they are live."""
+        done = threading.Event()
+        with self._lock:
+            self._pending.append((compiled, recheck, done))
+        return done
+
+    def serve(self, stop: threading.Event, slice_s: float = 0.05,
+              on_slice: Optional[Callable[[], None]] = None) -> None:
+        """The switch loop: forward for a slice, apply pending swaps, run `on_slice`;
+        until `stop` is set (by on_slice, a signal handler or another thread)."""
+        while not stop.is_set():
+            self.run_for(slice_s)
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for compiled, recheck, done in pending:
+                self.install(compiled, recheck)
+                done.set()
+            if on_slice is not None:
+                on_slice()
+
+    # -- counters ------------------------------------------------------------------
+    def port_stats(self, port: int) -> dict:
+        if lib.ns_switch_port_stats(self._sw, port, self._pstats) != 0:
+            raise KeyError(port)
+        return {f: getattr(self._pstats, f) for f in PORT_FIELDS}
+
+    def stats(self) -> Stats:
+        p = self.datapath.pipeline
+        return Stats(t=time.monotonic(),
+                     ports={port: self.port_stats(port) for port in self.topo.ports},
+                     switch={name: lib.ns_switch_counter(self._sw, i) for i, name in enumerate(SW_COUNTERS)},
+                     reasons={name: lib.ns_pipeline_counter(p, i) for i, name in enumerate(REASONS)},
+                     connections=lib.ns_pipeline_connections(p), generation=self.generation)
+
+    def close(self) -> None:
+        if self._sw is not None:
+            sw, self._sw = self._sw, None
+            ffi.gc(sw, None)             # detach the finalizer, then free now
+            lib.ns_switch_free(sw)
+        self.datapath.close()
+
+
+def status_line(prev: Optional[Stats], cur: Stats, topo: Topology) -> str:
+    """One line: per-port rx/tx pps, drops by reason, connections tracked."""
+    dt = (cur.t - prev.t) if prev else 0.0
+    parts = []
+    for port, st in sorted(cur.ports.items()):
+        name = topo.ports[port].key
+        if prev and dt > 0:
+            rx = (st["rx_packets"] - prev.ports[port]["rx_packets"]) / dt
+            tx = (st["tx_packets"] - prev.ports[port]["tx_packets"]) / dt
+            parts.append(f"{name} rx {rx:.0f}/s tx {tx:.0f}/s")
+    drops = {k: v for k, v in cur.reasons.items() if v and k not in FORWARD_REASONS | LOCAL_REASONS}
+    drops.update({k: v for k, v in cur.switch.items() if v and k in SW_DROPS})
+    d = " ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"
+    return f"conns {cur.connections} | drops {d} | " + " | ".join(parts)

@@ -1,0 +1,164 @@
+"""`netsem up`: the topology, the switch in the foreground with a status line, flow
+records and metrics; SIGHUP reloads the manifests, Ctrl-C or SIGTERM tears
+everything down. Everything it prints is flushed line by line, and it says (on
+stderr, and as "ready" in the run's state file) when the switch forwards."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Optional
+
+from ..dataplane.compiler import compile_cluster
+from ..dataplane.flows import FlowBuilder
+from ..load.build import load_cluster
+from ..load.errors import ManifestErrors
+from .capture import Recorder
+from .switch import Switch, status_line, topology_pods
+from .topology import Topology
+
+EVENT_RING = 1 << 16
+
+
+class _Flows:
+    """Writes one flow record per event out of the pipeline's ring (`--flows`)."""
+
+    def __init__(self, switch: Switch, path: str):
+        self.switch = switch
+        self.f = sys.stdout if path == "-" else open(path, "a", buffering=1)
+        self.wall_offset = time.time_ns() - time.monotonic_ns()   # the switch runs on CLOCK_MONOTONIC
+        self._builders: dict = {}
+        self.written = 0
+
+    def drain(self) -> None:
+        dp = self.switch.datapath
+        for ev in dp.events():
+            compiled = dp.compiled_at(ev.generation)
+            b = self._builders.get(id(compiled))
+            if b is None:
+                b = self._builders[id(compiled)] = FlowBuilder(compiled)
+                if len(self._builders) > dp.KEEP:
+                    self._builders.pop(next(iter(self._builders)))
+            self.f.write(json.dumps(b.from_event(ev, self.wall_offset)) + "\n")
+            self.written += 1
+        self.f.flush()
+
+    def close(self) -> None:
+        self.drain()
+        if self.f is not sys.stdout:
+            self.f.close()
+
+
+def _same_interfaces(a, b) -> bool:
+    return topology_pods(a) == topology_pods(b)
+
+
+def run_up(files: list[str], config=None, port_type: str = "veth", stats_interval: float = 1.0,
+           prefix: Optional[str] = None, ring: str = "v2", out=sys.stderr,
+           duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
+           metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
+           max_connections: int = 0) -> int:
+    cluster, notes = load_cluster(files, config)
+    for n in notes:
+        print(f"note: {n}", file=out)
+    compiled = compile_cluster(cluster)
+    skipped = [p.key for p in cluster.pod_list() if cluster.attachment(p.key) is None]
+    if skipped:
+        print(f"note: no namespace for hostNetwork pods (their address is their node's): "
+              f"{', '.join(skipped)}", file=out)
+    stop = threading.Event()
+    reload = threading.Event()
+    old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *a: reload.set())
+    topo = sw = rec = flow_out = metrics = server = None
+    try:
+        topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
+        sw = Switch(compiled, topo, ring=ring, connections=max_connections,
+                    events=EVENT_RING if flows else 0)
+        if pcap:
+            rec = Recorder(sw, pcap)
+            print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "
+                  f"and out.pcapng", file=out)
+        if flows:
+            flow_out = _Flows(sw, flows)
+        if metrics_port is not None:
+            from .metrics import Metrics
+            metrics = Metrics(sw)
+            server = metrics.serve(metrics_port, metrics_address)
+            print(f"netsem up: metrics on http://{metrics_address}:{metrics_port}/metrics", file=out)
+        print(f"netsem up: prefix {topo.prefix}, {len(topo.ports)} pods "
+              f"(netsem exec --prefix {topo.prefix} NS/POD -- CMD); Ctrl-C stops", file=out)
+        for pp in sorted(topo.ports.values(), key=lambda p: p.port):
+            print(f"  port {pp.port:>3}  {pp.key:<30} {pp.netns:<14} "
+                  f"{' '.join(str(i) for i in pp.ips)}", file=out)
+        topo.mark_ready()
+        print("netsem up: ready", file=out)
+        out.flush()
+        t_end = time.monotonic() + duration if duration else None
+        state = {"prev": sw.stats(), "next": time.monotonic() + stats_interval, "compiled": compiled}
+
+        def tick():
+            if rec is not None:
+                rec.drain()
+            if flow_out is not None:
+                flow_out.drain()
+            if metrics is not None:
+                metrics.update()
+            if reload.is_set():
+                reload.clear()
+                _reload(files, config, sw, state, out)
+            now = time.monotonic()
+            if now >= state["next"]:
+                cur = sw.stats()
+                line = status_line(state["prev"], cur, topo)
+                out.write("\r\033[K" + line[:200] if out.isatty() else line + "\n")
+                out.flush()
+                state["prev"], state["next"] = cur, now + stats_interval
+            if t_end is not None and now >= t_end:
+                stop.set()
+
+        sw.serve(stop, slice_s=0.05, on_slice=tick)
+        if out.isatty():
+            out.write("\n")
+        return 0
+    finally:
+        if server is not None:
+            server[0].shutdown()
+        if rec is not None:
+            rec.close()
+            st = sw.stats().switch
+            print(f"netsem up: {rec.frames} frames recorded in {rec.path}/{{in,out}}.pcapng "
+                  f"({st['capture_dropped']} not recorded: capture ring full)", file=out)
+        if flow_out is not None:
+            flow_out.close()
+        if sw is not None:
+            sw.close()
+        if topo is not None:
+            topo.teardown()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _reload(files, config, sw: Switch, state: dict, out) -> None:
+    """SIGHUP: re-read the manifests and swap the tables; a bad manifest or a failed
+    compile keeps the running tables."""
+    try:
+        new_cluster, _ = load_cluster(files, config)
+        new = compile_cluster(new_cluster)
+        if not _same_interfaces(new, state["compiled"]):
+            print("netsem up: reload: pods or addresses changed; restart to rewire them (old tables kept)",
+                  file=out)
+        else:
+            sw.install(new)
+            state["compiled"] = new
+            print(f"netsem up: reloaded (generation {sw.generation})", file=out)
+    except ManifestErrors as e:
+        for err in e.errors:
+            print(err, file=out)
+        print("netsem up: reload failed; old tables kept", file=out)
+    except Exception as e:      # a compile error must not stop the switch
+        print(f"netsem up: reload failed ({e}); old tables kept", file=out)
+    out.flush()
