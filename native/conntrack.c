@@ -64,16 +64,20 @@ static int is_icmp(uint8_t proto)
     return proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
 }
 
-void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
+void ct_reply_of(const struct ct_key *k, const uint8_t *xdst, uint16_t xport, struct ct_key *r)
 {
-    const struct ct_key *k = &e->key;
-    memcpy(r->src, e->xlated ? e->xdst : k->dst, 16);
+    memcpy(r->src, xdst ? xdst : k->dst, 16);
     memcpy(r->dst, k->src, 16);
-    r->sport = e->xlated ? e->xport : k->dport;
+    r->sport = xdst ? xport : k->dport;
     r->dport = k->sport;
     r->zone = k->zone;
     r->proto = k->proto;
     r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
+}
+
+void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
+{
+    ct_reply_of(&e->key, e->xlated ? e->xdst : NULL, e->xport, r);
 }
 
 int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
@@ -179,6 +183,19 @@ uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t n
     return find_match(ct, key, ct_key_hash(key), now, 1, dir);
 }
 
+int ct_clashes(struct ct_table *ct, const struct ct_key *key, const uint8_t *xdst, uint16_t xport,
+               uint64_t now)
+{
+    if (!xdst && !ct->n_xlated)
+        return 0;   /* without translations a key's reply is its reversal: no clash */
+    struct ct_key r;
+    int dir;
+    ct_reply_of(key, xdst, xport, &r);
+    if (ct_lookup(ct, key, ct_key_hash(key), now, &dir) != NS_NONE32)
+        return 1;
+    return ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) != NS_NONE32;
+}
+
 /* ---- events ---- */
 struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64_t now)
 {
@@ -227,6 +244,7 @@ void ct_delete(struct ct_table *ct, uint32_t i)
         hidx_remove_at(&ct->idx, s);
     fifo_unlink(ct, i);
     ct->state_count[e->state]--;
+    ct->n_xlated -= e->xlated;
     e->state = CT_FREE;
     e->next = ct->free_head;
     ct->free_head = i;
@@ -302,6 +320,7 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
         e->xlated = 1;
         memcpy(e->xdst, xdst, 16);
         e->xport = xport;
+        ct->n_xlated++;
     }
     e->state = state;
     e->tclass = state_tclass[state];

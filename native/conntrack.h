@@ -91,6 +91,7 @@ struct ct_table {
     struct hidx idx;         /* ref = (index << 1 | dir) + 1 */
     struct ct_fifo fifo[CT_TCLASS_COUNT];
     uint32_t state_count[CT_STATE_COUNT];
+    uint32_t n_xlated;       /* entries with a translation (only they can clash) */
     struct ns_events *ev;    /* where expiries are reported (owned by the pipeline) */
 };
 
@@ -131,9 +132,15 @@ struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64
 void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
 /* Reclaims (reports and deletes) up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
-/* The reply key of entry i: the original key reversed, its source the translated
+/* The reply key of entry e: the original key reversed, its source the translated
  * destination when there is one. */
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r);
+/* The reply key an entry for `key` translated to (xdst, xport) would have (none: NULL). */
+void ct_reply_of(const struct ct_key *key, const uint8_t *xdst, uint16_t xport, struct ct_key *r);
+/* 1 when committing `key` (translated to xdst, xport, or not) would make a second
+ * connection answer to one of its keys: only possible where translations are. */
+int ct_clashes(struct ct_table *ct, const struct ct_key *key, const uint8_t *xdst, uint16_t xport,
+               uint64_t now);
 
 /* Per-protocol transitions for a packet hitting entry i in direction dir (TCP flags
  * or the first SCTP chunk type in `l4info`); refreshes; returns the new state. */

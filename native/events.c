@@ -8,7 +8,9 @@ int events_init(struct ns_events *ev, uint32_t cap)
         return 0;
     if (cap > (1u << 24))
         return -1;
-    uint32_t n = ns_pow2_at_least(cap);
+    uint32_t n = 1;
+    while (n < cap)
+        n <<= 1;   /* a power of two at least cap: indices are masked */
     ev->ring = calloc(n, sizeof(*ev->ring));
     if (!ev->ring)
         return -1;

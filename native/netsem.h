@@ -206,7 +206,8 @@ int ns_pipeline_ct_state(const struct ns_pipeline *p, uint16_t zone, const uint8
 /* Commits a connection whose destination is translated to (xdst16, xport), as the
  * service mapper does for a connection to a Service: replies come back from
  * (xdst16, xport) and leave translated to (dst16, dport). For tests and for
- * restoring state; the packet path commits its own. 0, or -1 when full. */
+ * restoring state; the packet path commits its own. 0, or -1 when full or when it
+ * would clash with a live connection (conntrack_clash). */
 int ns_pipeline_ct_commit_translated(struct ns_pipeline *p, uint16_t zone, const uint8_t *src16,
                                      const uint8_t *dst16, uint16_t sport, uint16_t dport,
                                      uint8_t proto, const uint8_t *xdst16, uint16_t xport,

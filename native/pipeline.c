@@ -148,6 +148,8 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
         return r;
 
     /* 6. commit */
+    if (ct_clashes(&p->ct, key, xlate ? xdst : NULL, xport, now))
+        return NS_R_CONNTRACK_CLASH;
     ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), xlate ? xdst : NULL, xport, now);
     if (ci == NS_NONE32)
         return NS_R_CONNTRACK_FULL;

@@ -135,6 +135,8 @@ int ns_pipeline_ct_commit_translated(struct ns_pipeline *p, uint16_t zone, const
 {
     struct ct_key k;
     ns_make_key(&k, zone, src16, dst16, sport, dport, proto, 0);
+    if (ct_clashes(&p->ct, &k, xdst16, xport, now_ns))
+        return -1;
     uint32_t i = ct_insert(&p->ct, &k, ct_key_hash(&k), ns_open_state(proto), xdst16, xport, now_ns);
     if (i == NS_NONE32)
         return -1;

@@ -49,7 +49,10 @@
     /* a non-opening packet of a TCP connection that was reset or has closed       */ \
     _(CONNECTION_CLOSED,       "connection_closed",       NS_DROP,    "conntrack")    \
     /* a new connection to a Service VIP: Services are not translated yet          */ \
-    _(SERVICE_UNSUPPORTED,     "service_unsupported",     NS_DROP,    "service")
+    _(SERVICE_UNSUPPORTED,     "service_unsupported",     NS_DROP,    "service")      \
+    /* a new connection whose replies would be taken for another connection's      */ \
+    /* (a translation clash, as Linux conntrack refuses to confirm one)             */ \
+    _(CONNTRACK_CLASH,         "conntrack_clash",         NS_DROP,    "commit")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

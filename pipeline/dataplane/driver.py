@@ -259,4 +259,4 @@ class Datapath:
         mapper commits one (for tests and restored state)."""
         if lib.ns_pipeline_ct_commit_translated(self._p, zone, addr16(src), addr16(dst), sport, dport, proto,
                                                 addr16(xdst), xport, in_port, now) != 0:
-            raise RuntimeError("conntrack full")
+            raise RuntimeError("conntrack full or clash")

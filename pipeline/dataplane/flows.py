@@ -36,7 +36,7 @@ DROP_REASON_DESC = {
     "icmp_error_misdirected": "UNKNOWN_CONNECTION_TRACKING_STATE",
     "connection_closed": "UNKNOWN_CONNECTION_TRACKING_STATE",
     "denied_egress": "POLICY_DENIED", "denied_ingress": "POLICY_DENIED",
-    "conntrack_full": "CT_MAP_INSERTION_FAILED",
+    "conntrack_full": "CT_MAP_INSERTION_FAILED", "conntrack_clash": "CT_MAP_INSERTION_FAILED",
     "service_unsupported": "SERVICE_BACKEND_NOT_FOUND",
 }
 VERDICTS = {"forward": "FORWARDED", "drop": "DROPPED", "local": "REDIRECTED"}

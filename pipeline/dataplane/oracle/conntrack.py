@@ -70,6 +70,12 @@ class ConnTable:
                 out.append(c)
         return out
 
+    def clashes(self, key: tuple, now: int, xlate=None) -> bool:
+        """A live connection already answers to the key, or to the reply key the new
+        connection would have (possible only where translations are)."""
+        conn = Connection(key, 0, 0, xlate=xlate)
+        return any(self.find(k, now)[0] is not None for k in (conn.key, conn.reply_key()))
+
     def insert(self, key: tuple, state: int, now: int, xlate=None) -> Optional[Connection]:
         """None when every entry is live and the table is at its limit."""
         if len(self.live) >= self.limit:

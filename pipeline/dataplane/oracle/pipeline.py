@@ -66,9 +66,10 @@ class OraclePipeline:
         """As Datapath.commit_translated: a connection whose destination is translated."""
         import ipaddress
         key = (zone, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, 0)
-        if self.conns.insert(key, ct.OPEN_STATE.get(proto, ct.S["ICMP"]), now,
-                             (ipaddress.ip_address(xdst), xport)) is None:
-            raise RuntimeError("conntrack full")
+        xlate = (ipaddress.ip_address(xdst), xport)
+        if self.conns.clashes(key, now, xlate) or \
+                self.conns.insert(key, ct.OPEN_STATE.get(proto, ct.S["ICMP"]), now, xlate) is None:
+            raise RuntimeError("conntrack full or clash")
 
     # -- the pipeline ----------------------------------------------------------------
     def process(self, frame: bytes, in_port: int, now: int) -> Result:
@@ -157,6 +158,8 @@ class OraclePipeline:
         if reason:
             raise Drop(reason)
         # 6. commit
+        if self.conns.clashes(key, now):
+            raise Drop("conntrack_clash")
         if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now) is None:
             raise Drop("conntrack_full")
         return self._forward(pkt, arrival, domain, now, out, "new", fkey, routed=True)

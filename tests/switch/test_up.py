@@ -1,0 +1,122 @@
+"""`netsem up` as a user runs it, in a subprocess: it says when it is ready, `netsem
+exec` started at the same moment waits for that, flow records name the deciding rule
+of every allowed and denied connection, and the metrics port serves the counters."""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from pipeline.switch.topology import down
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples")
+NETSEM = [sys.executable, "-m", "pipeline.cli"]
+CONNECT = """
+import socket, sys
+s = socket.socket()
+s.settimeout(1.0)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")          # a RST came back: the packets went both ways
+except OSError as e:
+    print("failed", e)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def up(tmp_path):
+    prefix = "nsm" + secrets.token_hex(2)
+    flows = tmp_path / "flows.jsonl"
+    port = free_port()
+    proc = subprocess.Popen(NETSEM + ["up", "-f", EXAMPLES, "--prefix", prefix, "--flows", str(flows),
+                                      "--metrics-port", str(port), "--stats-interval", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        yield proc, prefix, flows, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        down(prefix)
+
+
+def exec_in(prefix, pod, *argv, timeout=60):
+    r = subprocess.run(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", pod, "--", *argv],
+                       capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return r
+
+
+def test_up_flows_metrics_and_exec_waiting_for_ready(up):
+    proc, prefix, flows, port = up
+    # Started right away: exec must wait until the switch forwards (the run's state
+    # file may not even exist yet).
+    allowed = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", CONNECT, "198.18.0.3", "8080")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.strip() in ("connected", "refused"), allowed.stdout
+    denied = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", CONNECT, "198.18.0.2", "5432")
+    assert denied.stdout.startswith("failed"), denied.stdout
+    # Let the switch loop drain the ring (a slice is 50 ms).
+    deadline = time.monotonic() + 10
+    records = []
+    while time.monotonic() < deadline:
+        records = [json.loads(x) for x in flows.read_text().splitlines()] if flows.exists() else []
+        if any(r["netsem"]["event"] == "denied" for r in records) and \
+                any(r["netsem"]["event"] == "new" and r["IP"]["destination"] == "198.18.0.3" for r in records):
+            break
+        time.sleep(0.2)
+    new = [r for r in records if r["netsem"]["event"] == "new" and r["IP"]["destination"] == "198.18.0.3"]
+    assert new, records
+    assert new[0]["verdict"] == "FORWARDED"
+    assert new[0]["source"]["pod_name"] == "frontend-0" and new[0]["source"]["namespace"] == "shop"
+    assert new[0]["ingress_allowed_by"] == [{"kind": "NetworkPolicy", "namespace": "shop",
+                                             "name": "backend-allow-frontend", "rule": "ingress[0]"}]
+    denied = [r for r in records if r["netsem"]["event"] == "denied" and r["IP"]["destination"] == "198.18.0.2"]
+    assert denied and denied[0]["verdict"] == "DROPPED" and denied[0]["drop_reason_desc"] == "POLICY_DENIED"
+    # the default deny: named by the policies that isolate db-0 for ingress
+    assert denied[0]["netsem"]["reason"] == "denied_ingress" and denied[0]["traffic_direction"] == "INGRESS"
+    assert {(p["namespace"], p["name"]) for p in denied[0]["ingress_denied_by"]} == \
+        {("data", "db-allow-clients"), ("data", "default-deny-all")}
+    text = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:    # the snapshot is taken once a second
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if 'netsem_policy_rule_hits_total{direction="ingress",namespace="shop",' in text:
+            break
+        time.sleep(0.3)
+    assert 'netsem_port_packets_total{direction="rx",port="shop/frontend-0"}' in text
+    assert 'netsem_drops_total{reason="denied_ingress"}' in text
+    assert 'netsem_policy_rule_hits_total{direction="ingress",namespace="shop",policy="backend-allow-frontend",rule="0"}' in text
+    assert 'netsem_connections{state="SYN_SENT"}' in text or 'netsem_connections{state="CLOSED"}' in text
+    assert 'netsem_table_capacity{table="connections"} 1.048576e+06' in text
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "netsem up: ready" in err and "drops" in err
+    netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    assert not [n for n in netns if n.startswith(prefix)]
+
+
+def test_exec_gives_up_on_a_run_that_is_not_there():
+    r = subprocess.run(NETSEM + ["exec", "--prefix", "nsmzz9", "--timeout", "0.5", "t/a", "--", "true"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "no netsem run with prefix 'nsmzz9'" in r.stderr
