@@ -20,6 +20,8 @@ def ether():
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 OUTSIDE4 = ["198.19.0.7", "198.19.200.5", "198.18.0.250"]
 OUTSIDE6 = ["2001:db8::ff", "2001:db8:f::1"]
+NODE4, NODE6 = "198.19.128.1", "2001:db8:3::1"      # the default node's addresses
+CLOCK_END = (1 << 64) - 1
 DPORTS = [53, 80, 81, 90, 8080, 100]
 
 
@@ -48,19 +50,34 @@ def icmp_echo(family, ident, reply=False):
     return (ICMPv6EchoReply if reply else ICMPv6EchoRequest)(id=ident)
 
 
+def mapped(ip: str) -> str:
+    """An IPv4 address as IPv4-mapped IPv6 (what must never be taken for it)."""
+    return "::ffff:" + ip
+
+
+def padded(pkt, size: int):
+    """The packet grown to `size` bytes of frame (jumbo and GSO-sized frames)."""
+    room = size - len(raw(ether() / pkt))
+    return pkt / Raw(b"p" * room) if room > 0 else pkt
+
+
 @st.composite
-def sequences(draw, pods, ports, max_len=30):
-    """pods: [(key, [ip str])], ports: key -> switch port. Yields (frame, in_port, now)."""
+def sequences(draw, pods, ports, max_len=30, extra_dsts=()):
+    """pods: [(key, [ip str])], ports: key -> switch port; extra_dsts: addresses that
+    are not pods' (Service VIPs, nodes). Yields (frame, in_port, now)."""
     addrs = [(k, ip) for k, ips in pods for ip in ips]
     now = SECOND
+    if draw(st.integers(0, 9)) == 0:
+        now = CLOCK_END - draw(st.sampled_from([1, 5, 40, 200])) * SECOND   # the end of the clock
     flows = []          # (src, dst, sport, dport, proto, src_port, dst_port)
     pending_later = []
     out = []
     for _ in range(draw(st.integers(1, max_len))):
         op = draw(st.sampled_from(["new", "new", "new", "cont", "cont", "cont", "spoof", "outside",
-                                   "bad", "frag", "icmperr", "time", "vlan"]))
+                                   "bad", "frag", "icmperr", "time", "vlan", "icmp3rd", "mapped", "big",
+                                   "node", "extra", "close"]))
         if op == "time":
-            now += draw(st.sampled_from([1, 5, 31, 121, 200, 90000])) * SECOND
+            now = min(now + draw(st.sampled_from([1, 5, 31, 121, 200, 90000])) * SECOND, CLOCK_END)
             continue
         if op in ("new", "spoof", "vlan") and addrs:
             k1, a = draw(st.sampled_from(addrs))
@@ -92,7 +109,8 @@ def sequences(draw, pods, ports, max_len=30):
                 a, b, sport, dport, pa, pb = b, a, dport, sport, pb, pa
             fam = ipaddress.ip_address(a).version
             if proto == "ICMP":
-                pkt = l3(a, b) / icmp_echo(fam, sport, reply=reverse)
+                # the other end answering, or pinging back with the same identifier
+                pkt = l3(a, b) / icmp_echo(fam, sport, reply=reverse and what != "open")
             else:
                 pkt = l3(a, b) / l4(proto, sport, dport, what)
             out.append((raw(ether() / pkt), pa, now))
@@ -145,6 +163,94 @@ def sequences(draw, pods, ports, max_len=30):
                 out.append((raw(ether() / later), ports[k1], now))
         elif op == "bad":
             out.append((draw(malformed(addrs, ports)), draw(st.sampled_from(list(ports.values()) + [0, 0xFFFF])), now))
+        elif op == "icmp3rd" and flows and addrs:
+            # An ICMP error quoting a flow, from one of its ends or a router, to anyone:
+            # only the quoted packet's sender may receive it.
+            a, b, sport, dport, proto, pa, pb = draw(st.sampled_from(flows))
+            if proto == "ICMP":
+                continue
+            fam = ipaddress.ip_address(a).version
+            k3, c = draw(st.sampled_from([x for x in addrs if ipaddress.ip_address(x[1]).version == fam]
+                                         + [(None, a), (None, b)]))
+            sender = draw(st.sampled_from([(b, pb), (a, pa), (OUTSIDE4[1] if fam == 4 else OUTSIDE6[1], 0)]))
+            quoted = raw(l3(a, b) / l4(proto, sport, dport))[:(20 if fam == 4 else 40) + 8]
+            err = ICMP(type=3, code=1) if fam == 4 else ICMPv6DestUnreach(code=1)
+            out.append((raw(ether() / l3(sender[0], c) / err / Raw(quoted)), sender[1], now))
+        elif op == "mapped" and addrs:
+            # IPv6 packets from or to ::ffff:<a pod's IPv4 address>, and errors quoting one.
+            k, a = draw(st.sampled_from(addrs))
+            v4 = [x for _, x in addrs if ipaddress.ip_address(x).version == 4] or ["198.18.0.1"]
+            b = draw(st.sampled_from(v4))
+            kind = draw(st.sampled_from(["src", "dst", "error"]))
+            if kind == "src":
+                pkt = IPv6(src=mapped(b), dst=a if ":" in a else "2001:db8::1") / TCP(sport=1, dport=80, flags="S")
+                port = draw(st.sampled_from([ports[k], 0, 0xFFFF]))
+            elif kind == "dst":
+                pkt = IPv6(src=a if ":" in a else "2001:db8::1", dst=mapped(b)) / UDP(sport=1, dport=80)
+                port = draw(st.sampled_from([ports[k], 0xFFFF]))
+            else:
+                quoted = raw(IPv6(src=mapped(b), dst=mapped(OUTSIDE4[0])) / TCP(sport=1000, dport=80))[:48]
+                dst = draw(st.sampled_from([mapped(b)] + [x for _, x in addrs if ":" in x]))
+                pkt = IPv6(src=OUTSIDE6[1], dst=dst) / ICMPv6DestUnreach() / Raw(quoted)
+                port = 0
+            out.append((raw(ether() / pkt), port, now))
+        elif op == "big" and addrs:
+            # Frames over 2 KB: jumbo and GSO-sized, new or of a flow.
+            size = draw(st.sampled_from([2049, 9000, 65000]))
+            if flows and draw(st.booleans()):
+                a, b, sport, dport, proto, pa, pb = draw(st.sampled_from(flows))
+                if proto == "ICMP":
+                    continue
+                pkt, port = l3(a, b) / l4(proto, sport, dport, "data"), pa
+            else:
+                k, a = draw(st.sampled_from(addrs))
+                b = draw(st.sampled_from([x for _, x in addrs if ipaddress.ip_address(x).version ==
+                                          ipaddress.ip_address(a).version]))
+                pkt, port = l3(a, b) / UDP(sport=7, dport=draw(st.sampled_from(DPORTS))), ports[k]
+            if ipaddress.ip_address(pkt.src).version == 6 and size > 65000:
+                size = 65000 - 40
+            out.append((raw(ether() / padded(pkt, size)), port, now))
+        elif op == "close" and flows:
+            # A TCP flow closed by RST or by the FIN handshake, then more of it: only an
+            # opening packet may follow.
+            tcp_flows = [f for f in flows if f[4] == "TCP"]
+            if not tcp_flows:
+                continue
+            a, b, sport, dport, proto, pa, pb = draw(st.sampled_from(tcp_flows))
+            fwd = lambda w: (raw(ether() / l3(a, b) / l4("TCP", sport, dport, w)), pa, now)   # noqa: E731
+            back = lambda w: (raw(ether() / l3(b, a) / l4("TCP", dport, sport, w)), pb, now)  # noqa: E731
+            if draw(st.booleans()):
+                out += [fwd("open"), back("synack"), fwd("ack"), back("rst")]
+            else:
+                out += [fwd("open"), back("synack"), fwd("ack"), fwd("fin"), back("fin"), fwd("ack")]
+            out += [draw(st.sampled_from([fwd("data"), back("data"), fwd("ack"), fwd("open")]))]
+        elif op == "node" and addrs:
+            # The node (kubelet probes, hostNetwork pods) opens connections to pods.
+            k, b = draw(st.sampled_from(addrs))
+            fam = ipaddress.ip_address(b).version
+            a = NODE4 if fam == 4 else NODE6
+            if draw(st.integers(0, 4)) == 0:       # to no pod: nowhere to route it
+                b = OUTSIDE4[0] if fam == 4 else OUTSIDE6[0]
+            proto = draw(st.sampled_from(["TCP", "UDP", "ICMP"]))
+            if proto == "ICMP":
+                pkt, sport, dport = l3(a, b) / icmp_echo(fam, 77), 77, 77
+            else:
+                sport, dport = 4444, draw(st.sampled_from(DPORTS))
+                pkt = l3(a, b) / l4(proto, sport, dport)
+            out.append((raw(ether() / pkt), draw(st.sampled_from([0, 0xFFFF])), now))
+            flows.append((a, b, sport, dport, proto, 0, ports.get(k, 0) if b not in OUTSIDE4 + OUTSIDE6 else 0))
+        elif op == "extra" and addrs and extra_dsts:
+            # To a Service VIP or a node: from a pod, and replies from there.
+            k, a = draw(st.sampled_from(addrs))
+            fam = ipaddress.ip_address(a).version
+            dsts = [x for x in extra_dsts if ipaddress.ip_address(x).version == fam]
+            if not dsts:
+                continue
+            b = draw(st.sampled_from(dsts))
+            proto = draw(st.sampled_from(["TCP", "UDP"]))
+            dport = draw(st.sampled_from(DPORTS))
+            out.append((raw(ether() / l3(a, b) / l4(proto, 5555, dport)), ports[k], now))
+            flows.append((a, b, 5555, dport, proto, ports[k], 0))
     return out
 
 

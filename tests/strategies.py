@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pipeline.model.cluster import Cluster
 from pipeline.model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod,
-                              PolicyPort, Rule)
+                              PolicyPort, Rule, Service, ServicePort)
 from pipeline.model.selectors import LabelSelector, Requirement
 
 NAMESPACES = ["ns-a", "ns-b", "ns-c"]
@@ -19,8 +19,10 @@ PORTS = [ContainerPort(80, "TCP", "http"), ContainerPort(81, "TCP", "web"),
          ContainerPort(53, "UDP", "dns"), ContainerPort(90, "SCTP", "sig"),
          ContainerPort(8080, "TCP", "web2")]
 # Blocks over the pod ranges (198.18.0.0/24 v4 and 2001:db8::/120 v6) and outside.
+# IPv4-mapped IPv6 CIDRs must never match IPv4 traffic (nor break the compiler).
 CIDRS = ["198.18.0.0/24", "198.18.0.0/28", "198.18.0.16/28", "198.18.0.8/29", "198.18.0.0/16",
-         "198.19.0.0/24", "2001:db8::/120", "2001:db8::/124", "0.0.0.0/0", "::/0"]
+         "198.19.0.0/24", "2001:db8::/120", "2001:db8::/124", "0.0.0.0/0", "::/0",
+         "::ffff:198.18.0.0/120", "::ffff:0:0/96", "198.19.128.0/24"]
 
 labels_st = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=2)
 
@@ -40,7 +42,8 @@ def selectors(draw):
 def ip_blocks(draw):
     cidr = ipaddress.ip_network(draw(st.sampled_from(CIDRS)))
     excepts = []
-    for e in draw(st.lists(st.sampled_from(CIDRS), max_size=2)):
+    # Several excepts, often nested in one another (an except inside an except).
+    for e in draw(st.lists(st.sampled_from(CIDRS), max_size=3)):
         net = ipaddress.ip_network(e)
         if net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen:
             excepts.append(net)
@@ -89,8 +92,13 @@ def policies(draw, name):
                          tuple(draw(st.lists(rules(), max_size=2))))
 
 
+VIP4, VIP6 = "198.19.0.100", "2001:db8:2::100"
+
+
 @st.composite
 def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
+    """Namespaces, pods (dual stack, hostNetwork, finished ones holding a running pod's
+    old address), a Service and policies."""
     c = Cluster()
     for ns in NAMESPACES:
         c.add_namespace(Namespace(ns, draw(st.dictionaries(st.just("team"), st.sampled_from(VALUES), max_size=1))))
@@ -103,6 +111,14 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
         c.add_pod(Pod(draw(st.sampled_from(NAMESPACES)), f"pod-{i}", draw(labels_st),
                       tuple(PORTS[p] for p in ports),
                       host_network=draw(st.integers(0, 9)) == 0, ips=tuple(ips)))
+    for i in range(draw(st.integers(0, 2))):
+        # Finished: a Job's pod whose address a running pod may have taken since.
+        reused = draw(st.integers(1, n + 2))
+        c.add_pod(Pod(draw(st.sampled_from(NAMESPACES)), f"done-{i}", draw(labels_st), (),
+                      ips=(ipaddress.ip_address(f"198.18.0.{reused}"),), phase=draw(st.sampled_from(["Succeeded", "Failed"]))))
+    if draw(st.booleans()):
+        c.add_service(Service("ns-a", "svc", {"app": "x"}, (ServicePort(80, "TCP"),),
+                              (ipaddress.ip_address(VIP4), ipaddress.ip_address(VIP6))))
     for j in range(draw(st.integers(0, max_policies))):
         c.add_network_policy(draw(policies(f"pol-{j}")))
     return c

@@ -1,7 +1,9 @@
 """The native pipeline against the oracle: random clusters, random packet
-sequences, every packet's fate compared (docs/pipeline.md)."""
+sequences, every packet's fate compared (docs/pipeline.md). NETSEM_DIFF_EXAMPLES
+raises the number of clusters (the documented long run, docs/testing.md)."""
 
 import dataclasses
+import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -15,10 +17,11 @@ from .strategies import clusters
 
 def pods_and_ports(c, compiled):
     """The pod interfaces the address plane wires to switch ports: [(name, [address])]
-    and name -> port."""
+    and name -> port; and the addresses that are not pods' (Service VIPs, nodes)."""
     attachments = c.plane.attachments()
     pods = [(str(a), [str(ip) for ip in c.plane.addresses(a)]) for a in attachments]
-    return pods, {str(a): a.port for a in attachments}
+    others = sorted({str(ip) for _, ip, e in c.plane if not hasattr(e, "pod")})
+    return pods, {str(a): a.port for a in attachments}, others
 
 
 def compare(fast, oracle, packets, batch_by_time=True):
@@ -32,31 +35,37 @@ def compare(fast, oracle, packets, batch_by_time=True):
             f"packet {i} (in_port {port}, now {now}): native {g} != oracle {want}; frame {frame.hex()}")
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+EXAMPLES = int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_native_agrees_with_oracle_on_every_packet(data):
     c = data.draw(clusters(max_pods=6, max_policies=4))
     compiled = compile_cluster(c)
-    pods, ports = pods_and_ports(c, compiled)
+    pods, ports, others = pods_and_ports(c, compiled)
     if not pods:
         return
-    packets = data.draw(sequences(pods, ports))
-    fast = Datapath()
+    packets = data.draw(sequences(pods, ports, extra_dsts=others))
+    # Often small tables, so that full conntrack and fragment tables are met too.
+    conns, frags = data.draw(st.sampled_from([(0, 0), (0, 0), (4, 2), (16, 8)]))
+    fast = Datapath(connections=conns, fragments=frags)
     fast.install(compiled)
-    compare(fast, OraclePipeline(c), packets, batch_by_time=data.draw(st.booleans()))
+    compare(fast, OraclePipeline(c, connections_limit=conns or 1 << 20, fragments_limit=frags or 4096),
+            packets, batch_by_time=data.draw(st.booleans()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_agreement_across_a_policy_change(data):
     c = data.draw(clusters(max_pods=5, max_policies=4))
     compiled = compile_cluster(c)
-    pods, ports = pods_and_ports(c, compiled)
+    pods, ports, others = pods_and_ports(c, compiled)
     if not pods:
         return
     fast, oracle = Datapath(), OraclePipeline(c)
     fast.install(compiled)
-    first = data.draw(sequences(pods, ports, max_len=15))
+    first = data.draw(sequences(pods, ports, max_len=15, extra_dsts=others))
     compare(fast, oracle, first)
     # Change the policies: drop one, or add deny-all, then swap, with or without recheck.
     if c.policies and data.draw(st.booleans()):
@@ -69,6 +78,6 @@ def test_agreement_across_a_policy_change(data):
     recheck = data.draw(st.booleans())
     assert fast.install(compile_cluster(c), recheck=recheck) == oracle.install(c, recheck=recheck)
     # The clock goes on from where the first sequence left it.
-    later = [(f, p, t + first[-1][2]) for f, p, t in data.draw(sequences(pods, ports, max_len=15))] \
-        if first else []
+    later = [(f, p, min(t + first[-1][2], (1 << 64) - 1))
+             for f, p, t in data.draw(sequences(pods, ports, max_len=15, extra_dsts=others))] if first else []
     compare(fast, oracle, later)
