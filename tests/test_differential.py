@@ -48,10 +48,10 @@ def test_native_agrees_with_oracle_on_every_packet(data):
         return
     packets = data.draw(sequences(pods, ports, extra_dsts=others))
     # Often small tables, so that full conntrack and fragment tables are met too.
-    conns, frags = data.draw(st.sampled_from([(0, 0), (0, 0), (4, 2), (16, 8)]))
+    conns, frags = data.draw(st.sampled_from([(65536, 4096), (65536, 4096), (4, 2), (16, 8)]))
     fast = Datapath(connections=conns, fragments=frags)
     fast.install(compiled)
-    compare(fast, OraclePipeline(c, connections_limit=conns or 1 << 20, fragments_limit=frags or 4096),
+    compare(fast, OraclePipeline(c, connections_limit=conns, fragments_limit=frags),
             packets, batch_by_time=data.draw(st.booleans()))
 
 
