@@ -2,7 +2,6 @@
 sequences, every packet's fate compared (docs/pipeline.md). NETSEM_DIFF_EXAMPLES
 raises the number of clusters (the documented long run, docs/testing.md)."""
 
-import dataclasses
 import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st

@@ -5,10 +5,9 @@ import dataclasses
 from hypothesis import given, settings, strategies as st
 
 from pipeline.model.connections import Connections, open_pod_connection
-from pipeline.model.objects import NetworkPolicy, Rule
+from pipeline.model.objects import NetworkPolicy
 from pipeline.model.policy import EGRESS, INGRESS, policies_selecting
 from pipeline.model.reach import ReachComputer
-from pipeline.model.selectors import LabelSelector
 
 from .strategies import NAMESPACES, clusters, rules, selectors
 

@@ -3,7 +3,6 @@ packet-level one runs the C pipeline and the oracle side by side and checks both
 agree on the expected fate."""
 
 import io
-import ipaddress
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import sys
 
 import pytest
 from scapy.all import (ICMP, IP, TCP, UDP, ICMPv6DestUnreach, ICMPv6EchoRequest, IPerror,
-                       IPv6, Raw, TCPerror, raw)
+                       IPv6, Raw, raw)
 
 from pipeline.cli import main
 from pipeline.dataplane.compiler import compile_cluster

@@ -1,7 +1,6 @@
 """NetworkPolicy v1 semantics, one test per rule, using the examples of the
 Kubernetes documentation (concepts/services-networking/network-policies)."""
 
-import ipaddress
 
 import pytest
 

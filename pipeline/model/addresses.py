@@ -228,9 +228,6 @@ class AddressPlane:
         self._addresses.setdefault(entry, [])
         self._host_pods[pod] = entry
 
-    def node_of_host_pod(self, pod: str) -> Optional[NodeAddress]:
-        return self._host_pods.get(pod)
-
     def nodes(self) -> list[NodeAddress]:
         return sorted((e for e in self._addresses if isinstance(e, NodeAddress)),
                       key=lambda e: (e.domain, e.node))

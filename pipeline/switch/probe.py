@@ -33,7 +33,6 @@ import resource
 import selectors
 import socket
 import struct
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional

@@ -31,7 +31,6 @@ import os
 import secrets
 import socket
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional

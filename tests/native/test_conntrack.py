@@ -1,7 +1,6 @@
 """Connection tracker: state machines, directions, timeouts, capacity."""
 from scapy.layers.inet import ICMP, IP, TCP, UDP, UDPerror, IPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
-from scapy.layers.l2 import Ether
 from scapy.layers.sctp import (SCTP, SCTPChunkAbort, SCTPChunkData, SCTPChunkInit,
                                SCTPChunkInitAck, SCTPChunkShutdown)
 

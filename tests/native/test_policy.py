@@ -1,11 +1,9 @@
 """LPM, rule table, policy verdicts, and policy in the pipeline."""
-import ipaddress
 import random
 import time
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
-from scapy.layers.l2 import Ether
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 
 from conftest import (A, A6, B, B6, C, ENDPOINTS, ID_A, ID_B, ID_C, NONE, X, Pipe, a16,

@@ -1,5 +1,4 @@
 """Sanity filter: every parse/address reason, ordering, tuple filling."""
-import struct
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NS, IPv6, IPv6ExtHdrDestOpt,

@@ -3,8 +3,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 
 import pytest
 

@@ -53,12 +53,6 @@ class Compiled:
                 return a.port
         return None
 
-    def rule_ref(self, rule_id: int) -> Optional[tuple[str, str, int]]:
-        for k, v in self.policy.rules.items():
-            if v == rule_id:
-                return k
-        return None
-
     def stats(self) -> dict:
         """Entries per table (its capacity is `limits`)."""
         return {"interfaces": len(self.attachments), "identities": len(self.identities),

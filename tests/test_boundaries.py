@@ -1,0 +1,155 @@
+"""Every boundary of the sanity filter, enumerated: header lengths one short, exact and
+one long; every version nibble and header length of an ICMP error's quoted packet;
+IPv6 extension chains of every kind and length; L4 headers cut at every byte. Each
+frame goes through the C pipeline and the oracle, which must agree; random
+generators rarely land exactly on a boundary, a grid always does."""
+
+import itertools
+import struct
+
+from scapy.all import ICMP, IP, SCTP, TCP, UDP, ICMPv6DestUnreach, IPv6, Raw, SCTPChunkInit, raw
+
+from .packets import ether
+from .test_regressions import A, A6, B, B6, PA, PB, PODS, Both
+
+ETH4 = raw(ether())[:12] + b"\x08\x00"
+ETH6 = raw(ether())[:12] + b"\x86\xdd"
+
+
+def checksum(h: bytes) -> int:
+    s = sum(struct.unpack(f"!{len(h) // 2}H", h))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4(src, dst, proto, payload: bytes, ihl=5, total=None, frag=0, good_sum=True) -> bytes:
+    opts = b"\x01" * (max(ihl, 5) * 4 - 20)
+    total = 20 + len(opts) + len(payload) if total is None else total
+    h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total & 0xFFFF, 1, frag, 64, proto, 0,
+                              bytes(map(int, src.split("."))), bytes(map(int, dst.split("."))))) + opts
+    if good_sum:
+        h[10:12] = struct.pack("!H", checksum(bytes(h[:max(ihl, 5) * 4])))
+    return ETH4 + bytes(h) + payload
+
+
+def opened(both):
+    """Connections for the quoted packets to find: TCP, UDP, SCTP, ICMP echo, both families."""
+    for pkt, port in ((IP(src=A, dst=B) / TCP(sport=1000, dport=80, flags="S"), PA),
+                      (IP(src=A, dst=B) / UDP(sport=1000, dport=80), PA),
+                      (IP(src=A, dst=B) / SCTP(sport=1000, dport=80) / SCTPChunkInit(), PA),
+                      (IP(src=A, dst=B) / ICMP(type=8, id=7), PA),
+                      (IPv6(src=A6, dst=B6) / TCP(sport=1000, dport=80, flags="S"), PA),
+                      (IPv6(src=A6, dst=B6) / UDP(sport=1000, dport=80), PA)):
+        assert both.run(ether() / pkt, port).reason == "new"
+
+
+def test_icmpv4_errors_quoting_every_shape():
+    both = Both(PODS)
+    opened(both)
+    inners = []
+    for l4 in (TCP(sport=1000, dport=80), UDP(sport=1000, dport=80), SCTP(sport=1000, dport=80),
+               ICMP(type=8, id=7), ICMP(type=0, id=7), ICMP(type=3)):
+        inners.append(raw(IP(src=A, dst=B) / l4))
+        inners.append(raw(IP(src=B, dst=A, proto=l4.overload_fields.get(IP, {}).get("proto", 6)) / l4))
+    inners.append(raw(IP(src=A, dst=B, proto=47) / Raw(b"\x00" * 8)))
+    reasons = set()
+    for q in inners:
+        for version, ihl in itertools.product((4, 5, 6), (4, 5, 6, 15)):
+            quoted = bytes([(version << 4) | ihl]) + q[1:]
+            hl = ihl * 4
+            for cut in sorted({0, 8, 19, 20, 21, hl - 1, hl, hl + 7, hl + 8, hl + 9, len(quoted)}):
+                if cut < 0:
+                    continue
+                for src, dst, port in ((B, A, PB), (A, B, PA), ("198.19.7.7", A, 0)):
+                    frame = raw(ether() / IP(src=src, dst=dst) / ICMP(type=3, code=3) / Raw(quoted[:cut]))
+                    reasons.add(both.run(frame, port).reason)
+    assert {"related", "icmp_error_no_connection", "icmp_error_misdirected", "truncated_l4",
+            "bad_l4_header"} <= reasons, reasons
+
+
+def test_icmpv6_errors_quoting_every_shape():
+    both = Both(PODS)
+    opened(both)
+    reasons = set()
+    quotes = [raw(IPv6(src=A6, dst=B6) / TCP(sport=1000, dport=80)),
+              raw(IPv6(src=B6, dst=A6) / TCP(sport=80, dport=1000)),
+              raw(IPv6(src=A6, dst=B6) / UDP(sport=1000, dport=80)),
+              raw(IPv6(src=A6, dst=B6, nh=58) / Raw(bytes([128, 0, 0, 0, 0, 7, 0, 1]))),
+              raw(IPv6(src=A6, dst=B6, nh=58) / Raw(bytes([129, 0, 0, 0, 0, 7, 0, 1]))),
+              raw(IPv6(src=A6, dst=B6, nh=0) / Raw(b"\x06" + b"\x00" * 7)),
+              raw(IP(src=A, dst=B) / TCP(sport=1000, dport=80)) + b"\x00" * 20]
+    for q in quotes:
+        for version in (4, 6, 7):
+            quoted = bytes([(version << 4) | (q[0] & 0x0F)]) + q[1:]
+            for cut in (0, 8, 39, 40, 41, 47, 48, 49, len(quoted)):
+                for src, dst, port in ((B6, A6, PB), (A6, B6, PA)):
+                    frame = raw(ether() / IPv6(src=src, dst=dst) / ICMPv6DestUnreach() / Raw(quoted[:cut]))
+                    reasons.add(both.run(frame, port).reason)
+    assert {"related", "icmp_error_no_connection", "icmp_error_misdirected", "truncated_l4",
+            "bad_l4_header"} <= reasons, reasons
+
+
+def test_ipv4_headers_at_every_boundary():
+    both = Both(PODS)
+    reasons = set()
+    tcp = raw(TCP(sport=3000, dport=80, flags="S"))
+    for ihl, extra, frag, good in itertools.product((0, 4, 5, 6, 15), (-1, 0, 1, 40), (0, 0x2000, 0x0001, 0x2001, 0x4000),
+                                                    (True, False)):
+        hl = max(ihl, 5) * 4
+        total = hl + len(tcp) + extra
+        frame = ipv4(A, B, 6, tcp, ihl=ihl, total=total, frag=frag, good_sum=good)
+        for cut in (len(frame), 14 + 19, 14 + 20, 14 + hl):
+            reasons.add(both.run(frame[:cut], PA).reason)
+    assert {"truncated_ip", "bad_ip_header_length", "bad_ip_total_length", "bad_ip_checksum", "new",
+            "fragment_unknown"} <= reasons, reasons
+
+
+def test_ipv6_extension_chains():
+    both = Both(PODS)
+    reasons = set()
+    hops = {0: b"\x00\x00" + b"\x00" * 6, 43: b"\x00\x00" + b"\x00" * 6, 60: b"\x00\x01" + b"\x00" * 14,
+            44: None}
+    for chain in itertools.chain.from_iterable(itertools.product(hops, repeat=n) for n in range(0, 3)):
+        for last, body in ((6, raw(TCP(sport=4000, dport=80, flags="S"))), (17, raw(UDP(sport=4000, dport=80))),
+                           (58, bytes([128, 0, 0, 0, 0, 9, 0, 1])), (59, b""), (50, b"\x00" * 8)):
+            for frag in (0x0000, 0x0001, 0x0008, 0x0009):
+                payload = body
+                nexts = list(chain[1:]) + [last]
+                for h, nh in reversed(list(zip(chain, nexts))):
+                    if h == 44:
+                        payload = struct.pack("!BBHI", nh, 0, frag, 77) + payload
+                    else:
+                        payload = bytes([nh]) + hops[h][1:] + payload
+                first = chain[0] if chain else last
+                ip6 = raw(IPv6(src=A6, dst=B6, nh=first, plen=len(payload)))
+                frame = ETH6 + ip6 + payload
+                for cut in sorted({len(frame), 14 + 40, 14 + 41, 14 + 47, 14 + 48, len(frame) - 1}):
+                    reasons.add(both.run(frame[:cut], PA).reason)
+    # nine headers: one too many
+    nine = b"".join(bytes([0]) + b"\x00" * 7 for _ in range(8)) + bytes([6]) + b"\x00" * 7 + \
+        raw(TCP(sport=1, dport=80, flags="S"))
+    reasons.add(both.run(ETH6 + raw(IPv6(src=A6, dst=B6, nh=0, plen=len(nine))) + nine, PA).reason)
+    assert {"bad_ipv6_extension", "bad_ip_total_length", "unsupported_protocol", "new",
+            "fragment_unknown"} <= reasons, reasons
+
+
+def test_l4_headers_cut_at_every_byte():
+    both = Both(PODS)
+    reasons = set()
+    for l4 in (TCP(sport=5000, dport=80, flags="S", dataofs=5), TCP(sport=5001, dport=80, flags="S", dataofs=4),
+               TCP(sport=5002, dport=80, flags="S", dataofs=15), TCP(sport=5003, dport=80, flags="S") / Raw(b"x" * 40),
+               UDP(sport=5004, dport=80, len=8), UDP(sport=5005, dport=80, len=7), UDP(sport=5006, dport=80, len=30),
+               SCTP(sport=5007, dport=80) / SCTPChunkInit(), ICMP(type=8, id=3), ICMP(type=13)):
+        for fam in (4, 6):
+            pkt = (IP(src=A, dst=B) if fam == 4 else IPv6(src=A6, dst=B6)) / l4
+            whole = raw(ether() / pkt)
+            head = 14 + (20 if fam == 4 else 40)
+            for cut in range(head, min(len(whole), head + 44) + 1):
+                body = whole[head:cut]
+                if fam == 4:
+                    frame = ipv4(A, B, pkt[IP].proto, body)
+                else:
+                    frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=pkt[IPv6].nh, plen=len(body))) + body
+                reasons.add(both.run(frame, PA).reason)
+    assert {"truncated_l4", "bad_l4_header", "new", "unsupported_icmp"} <= reasons, reasons

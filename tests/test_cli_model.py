@@ -1,0 +1,81 @@
+"""The model's commands as a user runs them on the bundled example: the exact text a
+person reads and the JSON a program parses (`verdict`, `policies`, `reach`)."""
+
+import json
+import os
+
+from pipeline.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def run(capsys, *args):
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_verdict_explains_in_words(capsys):
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "shop/backend-0",
+                     "--port", "8080")
+    assert rc == 0
+    assert out.splitlines() == [
+        "ALLOWED: shop/frontend-0 -> shop/backend-0 TCP/8080",
+        "  egress from shop/frontend-0: not isolated (no policy selects it for Egress), allowed",
+        "  ingress to shop/backend-0: isolated by shop/backend-allow-frontend, shop/default-deny-ingress; "
+        "allowed by shop/backend-allow-frontend ingress[0]"]
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "data/db-0",
+                     "--port", "5432")
+    assert rc == 1
+    assert out.splitlines()[0] == "DENIED: shop/frontend-0 -> data/db-0 TCP/5432"
+    assert out.splitlines()[2] == ("  ingress to data/db-0: isolated by data/db-allow-clients, "
+                                   "data/default-deny-all; no rule allows it, denied")
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "198.19.9.9", "--to", "shop/backend-0",
+                     "--port", "8080")
+    assert rc == 1 and out.splitlines()[0] == "DENIED: 198.19.9.9 -> shop/backend-0 (198.18.0.3) TCP/8080"
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/backend-0", "--to", "198.19.200.200",
+                     "--port", "443")
+    assert out.splitlines()[1] == ("  egress from shop/backend-0: isolated by shop/backend-allow-frontend; "
+                                   "no rule allows it, denied")
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "198.19.128.1", "--to", "data/db-0",
+                     "--port", "5432")
+    assert rc == 0 and "from node node to a pod on it: always allowed" in out
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "198.19.1.1", "--to", "198.19.1.2",
+                     "--port", "1")
+    assert rc == 1 and "neither address belongs to a pod" in out
+
+
+def test_verdict_json(capsys):
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "shop/backend-0",
+                     "--port", "8080", "-o", "json")
+    v = json.loads(out)
+    assert (v["from"], v["to"], v["protocol"], v["port"], v["allowed"]) == \
+        ("shop/frontend-0", "shop/backend-0", "TCP", 8080, True)
+    assert v["connectionId"] == 1 and v["backend"] is None
+    assert v["egress"] == {"direction": "Egress", "pod": "shop/frontend-0", "isolated": False, "policies": [],
+                           "allowed": True, "rule": None}
+    assert v["ingress"] == {"direction": "Ingress", "pod": "shop/backend-0", "isolated": True,
+                            "policies": ["shop/backend-allow-frontend", "shop/default-deny-ingress"],
+                            "allowed": True,
+                            "rule": {"policy": "shop/backend-allow-frontend", "direction": "Ingress",
+                                     "index": 0, "id": 2}}
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "shop/backend",
+                     "--port", "80", "-o", "json")
+    v = json.loads(out)
+    assert v["backend"] == "shop/backend-0" and v["to"] == "shop/backend"
+    assert "service shop/backend maps to backend shop/backend-0 port 8080" in v["notes"]
+    rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "198.19.7.7",
+                     "--port", "80", "-o", "json")
+    v = json.loads(out)
+    assert v["ingress"] is None and v["egress"]["pod"] == "shop/frontend-0" and v["to"] == "198.19.7.7"
+
+
+def test_policies_of_a_pod_and_a_namespace(capsys):
+    rc, out, _ = run(capsys, "policies", "-f", EXAMPLES, "--pod", "shop/backend-0", "-o", "json")
+    rel = json.loads(out)
+    assert rel["selectedBy"] == {"Ingress": ["shop/backend-allow-frontend", "shop/default-deny-ingress"],
+                                 "Egress": ["shop/backend-allow-frontend"]}
+    assert rel["isolated"] == {"Ingress": True, "Egress": True} and not rel["hostNetwork"]
+    rc, out, _ = run(capsys, "policies", "-f", EXAMPLES, "--namespace", "data")
+    assert out.startswith("namespace data\n  policy data/backup-egress (Egress): selects data/backup-0")
