@@ -1,19 +1,6 @@
 /* Table set: endpoints, isolation, and the public ns_tables_* API. */
 #include "tables.h"
 
-static void ep_key(struct ns_endpoint_key *k, uint16_t zone, const uint8_t *addr16)
-{
-    memcpy(k->addr, addr16, 16);
-    k->zone = zone;
-    k->pad = 0;
-    k->pad2 = 0;
-}
-
-static uint32_t ep_hash(const struct ns_endpoint_key *k)
-{
-    return ns_hash_words(k, sizeof(*k), 0x2545f4914f6cdd1dull);
-}
-
 struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
 {
     struct ns_tables *t = calloc(1, sizeof(*t));
@@ -55,25 +42,6 @@ void ns_tables_free(struct ns_tables *t)
     free(t);
 }
 
-const struct ns_endpoint *tables_endpoint(const struct ns_tables *t, uint16_t zone,
-                                          const uint8_t *addr16)
-{
-    if (!t)
-        return NULL;
-    struct ns_endpoint_key k;
-    ep_key(&k, zone, addr16);
-    uint32_t h = ep_hash(&k);
-    const struct hidx *x = &t->ep_idx;
-    for (uint32_t i = h & x->mask; x->slots[i].ref; i = (i + 1) & x->mask) {
-        if (x->slots[i].hash != h)
-            continue;
-        const struct ns_endpoint *e = &t->ep[x->slots[i].ref - 1];
-        if (memcmp(&e->key, &k, sizeof(k)) == 0)
-            return e;
-    }
-    return NULL;
-}
-
 int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
                            uint8_t kind, uint16_t port, uint32_t identity, uint16_t node,
                            uint32_t owner)
@@ -96,13 +64,14 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
     uint32_t i = t->n_endpoints++;
     struct ns_endpoint *e = &t->ep[i];
     memset(e, 0, sizeof(*e));
-    ep_key(&e->key, zone, addr16);
+    memcpy(e->addr, addr16, 16);
+    e->zone = zone;
     e->kind = kind;
     e->port = port;
     e->identity = identity;
     e->node = node;
     e->owner = owner;
-    hidx_insert(&t->ep_idx, ep_hash(&e->key), i + 1);
+    hidx_insert(&t->ep_idx, tables_endpoint_hash(zone, addr16), i + 1);
     return 0;
 }
 

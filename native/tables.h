@@ -10,25 +10,19 @@
 #include "lpm.h"
 #include "rules.h"
 
-/* The hashed part of an endpoint (its first 24 bytes). */
-struct ns_endpoint_key {
+/* What sits at (zone, address). Half a cache line; the key is the address and the
+ * zone (the hash covers the address, seeded by the zone). */
+struct ns_endpoint {
     uint8_t addr[16];
     uint16_t zone;
-    uint16_t pad;
-    uint32_t pad2;
-};
-_Static_assert(sizeof(struct ns_endpoint_key) == 24, "ns_endpoint_key has no padding");
-
-struct ns_endpoint {
-    struct ns_endpoint_key key;
+    uint8_t kind;            /* NS_EP_* */
+    uint8_t pad;
     uint32_t identity;       /* pods; 0 (the world) for services and nodes */
     uint32_t owner;          /* the pod (all its interfaces), service or node it belongs to */
     uint16_t port;           /* pods: their switch port */
     uint16_t node;           /* pods: the node they run on; nodes: themselves */
-    uint8_t kind;            /* NS_EP_* */
-    uint8_t pad[3];
 };
-_Static_assert(sizeof(struct ns_endpoint) == 40, "ns_endpoint has no padding");
+_Static_assert(sizeof(struct ns_endpoint) == 32, "ns_endpoint has no padding");
 
 /* Defaults when an ns_table_limits field is 0. */
 #define NS_DEF_ENDPOINTS 65536u
@@ -54,9 +48,28 @@ struct ns_tables {
     struct rules rules;
 };
 
-/* NULL tables behave as empty ones. */
-const struct ns_endpoint *tables_endpoint(const struct ns_tables *t, uint16_t zone,
-                                          const uint8_t *addr16);
+static inline uint32_t tables_endpoint_hash(uint16_t zone, const uint8_t *addr16)
+{
+    return ns_hash_words(addr16, 16, 0x2545f4914f6cdd1dull ^ ((uint64_t)zone * 0x9E3779B97F4A7C15ull));
+}
+
+/* What sits at (zone, addr16), or NULL. NULL tables behave as empty ones. */
+static inline const struct ns_endpoint *tables_endpoint(const struct ns_tables *t, uint16_t zone,
+                                                        const uint8_t *addr16)
+{
+    if (!t)
+        return NULL;
+    uint32_t h = tables_endpoint_hash(zone, addr16);
+    const struct hidx *x = &t->ep_idx;
+    for (uint32_t i = h & x->mask; x->slots[i].ref; i = (i + 1) & x->mask) {
+        if (x->slots[i].hash != h)
+            continue;
+        const struct ns_endpoint *e = &t->ep[x->slots[i].ref - 1];
+        if (e->zone == zone && memcmp(e->addr, addr16, 16) == 0)
+            return e;
+    }
+    return NULL;
+}
 static inline uint16_t tables_port_zone(const struct ns_tables *t, uint16_t port)
 {
     return t ? t->port_zone[port] : NS_ZONE_DEFAULT;

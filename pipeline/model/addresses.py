@@ -148,10 +148,7 @@ class AddressPlane:
         a = a or self.attach(pod, interface, network, domain, node)
         if a.domain != domain:
             raise AddressError(f"{a}: interface is in domain {a.domain!r}, not {domain!r}")
-        if ip not in self._addresses[a]:
-            self._at[(domain, ip)] = a
-            self._addresses[a].append(ip)
-        return a
+        return self._map(domain, ip, a)
 
     def remove_address_to_pod_mapping(self, domain: str, address, pod: str) -> None:
         ip = ipaddress.ip_address(address)
@@ -180,13 +177,7 @@ class AddressPlane:
 
     # -- the seed's primitives: address <-> service --------------------------------------
     def add_address_to_service_mapping(self, domain: str, address, service: str) -> None:
-        ip = ipaddress.ip_address(address)
-        vip = ServiceVIP(service, domain)
-        self.check_free(domain, ip, vip)
-        self._at[(domain, ip)] = vip
-        lst = self._addresses.setdefault(vip, [])
-        if ip not in lst:
-            lst.append(ip)
+        self._map(domain, address, ServiceVIP(service, domain))
 
     def remove_address_to_service_mapping(self, domain: str, address, service: str) -> None:
         ip = ipaddress.ip_address(address)
@@ -211,14 +202,7 @@ class AddressPlane:
     # -- nodes ---------------------------------------------------------------------------
     def add_node_address(self, domain: str, address, node: str) -> NodeAddress:
         """A node's address. Several hostNetwork pods may share it: it is their node's."""
-        ip = ipaddress.ip_address(address)
-        entry = NodeAddress(node, domain)
-        self.check_free(domain, ip, entry)
-        self._at[(domain, ip)] = entry
-        lst = self._addresses.setdefault(entry, [])
-        if ip not in lst:
-            lst.append(ip)
-        return entry
+        return self._map(domain, address, NodeAddress(node, domain))
 
     def add_host_network_pod(self, pod: str, domain: str, addresses, node: str) -> None:
         """hostNetwork: the pod's addresses are its node's (it has no interface of its own)."""
@@ -231,6 +215,16 @@ class AddressPlane:
     def nodes(self) -> list[NodeAddress]:
         return sorted((e for e in self._addresses if isinstance(e, NodeAddress)),
                       key=lambda e: (e.domain, e.node))
+
+    def _map(self, domain: str, address, entry: Entry) -> Entry:
+        """(domain, address) -> entry, unless another entry holds it (AddressError)."""
+        ip = ipaddress.ip_address(address)
+        self.check_free(domain, ip, entry)
+        self._at[(domain, ip)] = entry
+        lst = self._addresses.setdefault(entry, [])
+        if ip not in lst:
+            lst.append(ip)
+        return entry
 
     # -- the rules that depend only on the two ends --------------------------------------
     @staticmethod
