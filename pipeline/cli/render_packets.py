@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..dataplane.constants import ICMP, ICMPV6, PORT_UNKNOWN, PORT_UPLINK, REWRITE_DST, REWRITE_SRC
+from ..dataplane.constants import (ICMP, ICMPV6, PORT_UNKNOWN, PORT_UPLINK, REWRITE_DST, REWRITE_SRC, SCTP,
+                                   TCP, UDP)
 from ..dataplane.results import Result
 
-PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", ICMP: "ICMP", ICMPV6: "ICMPv6"}
+PROTOCOLS = {TCP: "TCP", UDP: "UDP", SCTP: "SCTP", ICMP: "ICMP", ICMPV6: "ICMPv6"}
 
 
 class PacketRenderer:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..dataplane import constants as K
 from ..dataplane.compiler import compile_cluster
 from ..model.reach import ReachComputer, declared_ports
 from .probe_packets import craft, parse_reply, sctp_init
@@ -126,7 +127,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
             if any(p == "SCTP" for p, _ in combos):
                 for fam in {ip.version for ip in topo.by_key(pod.key).ips}:
                     s = _sock(ns_of[pod.key], socket.AF_INET if fam == 4 else socket.AF_INET6,
-                              socket.SOCK_RAW, 132)
+                              socket.SOCK_RAW, K.SCTP)
                     loop.add(s, selectors.EVENT_READ, ("sctp-watch", fam))
         # the probes
         tag = 0x4E530000
@@ -176,7 +177,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                 p.sport = 20000 + (p.tag & 0x7FFF) % 40000
                 pp = port_of[p.src.key]
                 p.frame = craft(pp.pod_mac, pp.gw_mac, p.src_ip, p.dst_ip, p.protocol, p.sport, p.port, p.tag)
-                pkt_probe[(6 if p.protocol == "TCP" else 17, str(p.dst_ip), str(p.src_ip),
+                pkt_probe[(K.PROTO_NUMBERS[p.protocol], str(p.dst_ip), str(p.src_ip),
                            p.port, p.sport)] = p
                 p.next_send = now
             elif p.protocol == "TCP":
@@ -200,7 +201,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
             else:
                 key = (p.src.key, fam)
                 if key not in sctp_tx:
-                    sctp_tx[key] = _sock(ns, fam, socket.SOCK_RAW, 132)
+                    sctp_tx[key] = _sock(ns, fam, socket.SOCK_RAW, K.SCTP)
                     sctp_tx[key].setblocking(False)
                     loop.owned.append(sctp_tx[key])
                 p.next_send = now
@@ -273,11 +274,11 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                             q = pkt_probe.get(r[:5]) if r else None
                             if q is None or q.allowed is not None:
                                 continue
-                            if r[0] == 6 and r[5] & 0x12 == 0x12:
+                            if r[0] == K.TCP and r[5] & 0x12 == 0x12:
                                 finish(q, True, "SYN-ACK received")
-                            elif r[0] == 6 and r[5] & 0x04:
+                            elif r[0] == K.TCP and r[5] & 0x04:
                                 finish(q, True, "RST received")
-                            elif r[0] == 17 and r[6][:4] == struct.pack("!I", q.tag):
+                            elif r[0] == K.UDP and r[6][:4] == struct.pack("!I", q.tag):
                                 finish(q, True, "echo received")
                     elif kind == "sctp-watch":
                         data = s.recv(4096)

@@ -11,6 +11,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 
+from ..dataplane import constants as K
+
 
 def sctp_init(sport: int, dport: int, tag: int) -> bytes:
     """An SCTP INIT (the tag as its initiate tag), checksum included, for a raw socket."""
@@ -39,8 +41,8 @@ def parse_reply(frame: bytes) -> Optional[tuple]:
         return None
     if TCP in pkt:
         t = pkt[TCP]
-        return (6, ip.src, ip.dst, t.sport, t.dport, int(t.flags), b"")
+        return (K.TCP, ip.src, ip.dst, t.sport, t.dport, int(t.flags), b"")
     if UDP in pkt:
         u = pkt[UDP]
-        return (17, ip.src, ip.dst, u.sport, u.dport, 0, bytes(u.payload))
+        return (K.UDP, ip.src, ip.dst, u.sport, u.dport, 0, bytes(u.payload))
     return None

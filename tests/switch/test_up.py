@@ -5,6 +5,7 @@ of every allowed and denied connection, and the metrics port serves the counters
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +34,14 @@ except OSError as e:
 """
 
 
+DENY_BACKEND = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: frontend-no-egress, namespace: shop}
+spec: {podSelector: {matchLabels: {app: frontend}}, policyTypes: [Egress]}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,11 +53,13 @@ def up(tmp_path):
     prefix = "nsm" + secrets.token_hex(2)
     flows = tmp_path / "flows.jsonl"
     port = free_port()
-    proc = subprocess.Popen(NETSEM + ["up", "-f", EXAMPLES, "--prefix", prefix, "--flows", str(flows),
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLES, manifests)
+    proc = subprocess.Popen(NETSEM + ["up", "-f", str(manifests), "--prefix", prefix, "--flows", str(flows),
                                       "--metrics-port", str(port), "--stats-interval", "0.3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        yield proc, prefix, flows, port
+        yield proc, prefix, flows, port, manifests
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -66,8 +77,8 @@ def exec_in(prefix, pod, *argv, timeout=60):
     return r
 
 
-def test_up_flows_metrics_and_exec_waiting_for_ready(up):
-    proc, prefix, flows, port = up
+def test_up_flows_metrics_reload_and_exec_waiting_for_ready(up):
+    proc, prefix, flows, port, manifests = up
     # Started right away: exec must wait until the switch forwards (the run's state
     # file may not even exist yet).
     allowed = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", CONNECT, "198.18.0.3", "8080")
@@ -108,10 +119,30 @@ def test_up_flows_metrics_and_exec_waiting_for_ready(up):
     assert 'netsem_policy_rule_hits_total{direction="ingress",namespace="shop",policy="backend-allow-frontend",rule="0"}' in text
     assert 'netsem_connections{state="SYN_SENT"}' in text or 'netsem_connections{state="CLOSED"}' in text
     assert 'netsem_table_capacity{table="connections"} 1.048576e+06' in text
+    # SIGHUP: a bad manifest keeps the old tables; a good one swaps them in.
+    (manifests / "shop" / "40-bad.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\n")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    (manifests / "shop" / "40-bad.yaml").unlink()
+    (manifests / "shop" / "40-deny.yaml").write_text(DENY_BACKEND)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    again = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", CONNECT, "198.18.0.3", "8080")
+    assert again.stdout.startswith("failed"), again.stdout
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [json.loads(x) for x in flows.read_text().splitlines()]
+        late = [r for r in records if r["netsem"]["event"] == "denied" and r["IP"]["destination"] == "198.18.0.3"]
+        if late:
+            break
+        time.sleep(0.2)
+    assert late and {p["name"] for p in late[0]["egress_denied_by"]} == {"frontend-no-egress"}
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "netsem up: ready" in err and "drops" in err
+    assert "metadata.name: Invalid value: 'Bad_Name'" in err and "reload failed; old tables kept" in err
+    assert "netsem up: reloaded (generation 2)" in err
     netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     assert not [n for n in netns if n.startswith(prefix)]
 
