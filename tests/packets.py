@@ -22,7 +22,7 @@ OUTSIDE4 = ["198.19.0.7", "198.19.200.5", "198.18.0.250"]
 OUTSIDE6 = ["2001:db8::ff", "2001:db8:f::1"]
 NODE4, NODE6 = "198.19.128.1", "2001:db8:3::1"      # the default node's addresses
 CLOCK_END = (1 << 64) - 1
-DPORTS = [53, 80, 81, 90, 8080, 100]
+DPORTS = [53, 80, 81, 90, 8080, 100, 0, 65535]
 
 
 def l3(src, dst, **kw):

@@ -19,6 +19,11 @@ def cmd_up(args) -> int:
     _need_root("up")
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         raise UsageError(f"--metrics-port: {args.metrics_port} is not a port number (1-65535)")
+    if not 0 <= args.max_connections <= 1 << 30:
+        raise UsageError(f"--max-connections: {args.max_connections} is not between 1 and {1 << 30} "
+                         "(0: the default)")
+    if args.stats_interval <= 0:
+        raise UsageError("--stats-interval must be more than 0 seconds")
     # Line by line even when redirected: scripts wait for "ready" and read flows live.
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)

@@ -1,0 +1,179 @@
+"""The stateful parts row by row, in C and in the oracle at once: every transition of
+docs/pipeline.md's state table (checked as states, not only as verdicts: a state
+decides a timeout), the fragment table's limits and expiry instants, every ICMP type,
+quoted echo identifiers, table accounting across deletions, and rechecks."""
+
+import pytest
+from scapy.all import (ICMP, IP, SCTP, TCP, UDP, ICMPv6EchoRequest, ICMPv6Unknown, IPv6, Raw,
+                       SCTPChunkAbort, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck, SCTPChunkShutdown,
+                       SCTPChunkShutdownAck, raw)
+
+from pipeline.dataplane.compiler import compile_cluster
+from pipeline.dataplane.constants import CT_STATE_NAMES
+
+from .conftest import cluster_from
+from .packets import ether
+from .test_regressions import A, A6, B, B6, PA, PB, PODS, Both
+
+SEC = 1_000_000_000
+
+
+def state(both, key, now):
+    """The state both implementations hold for key (src, dst, sport, dport, proto, echo)."""
+    src, dst, sport, dport, proto, echo = key
+    native = both.dp.ct_state(src, dst, sport, dport, proto, now, echo_reply=bool(echo))
+    import ipaddress
+    k = (0, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, echo)
+    conn, _ = both.oracle.conns.find(k, now)
+    oracle = CT_STATE_NAMES[conn.state] if conn is not None else None
+    assert native == oracle, (key, native, oracle)
+    return native
+
+
+def tcp(f, rev=False):
+    return (ether() / (IP(src=B, dst=A) / TCP(sport=80, dport=1000, flags=f) if rev else
+                       IP(src=A, dst=B) / TCP(sport=1000, dport=80, flags=f)), PB if rev else PA)
+
+
+TCP_ROWS = [  # (flags, from the reply side, the state after)
+    [("S", 0, "SYN_SENT"), ("S", 1, "SYN_SENT"), ("A", 0, "SYN_SENT"), ("SA", 0, "SYN_SENT"),
+     ("SA", 1, "SYN_RECV"), ("A", 1, "SYN_RECV"), ("SA", 0, "SYN_RECV"), ("A", 0, "ESTABLISHED"),
+     ("PA", 1, "ESTABLISHED"), ("FA", 1, "FIN_WAIT"), ("F", 1, "FIN_WAIT"), ("FA", 0, "LAST_ACK"),
+     ("A", 0, "LAST_ACK"), ("FA", 1, "LAST_ACK"), ("SA", 1, "LAST_ACK"), ("A", 1, "TIME_WAIT")],
+    [("S", 0, "SYN_SENT"), ("R", 1, "CLOSED"), ("S", 0, "SYN_SENT"), ("SA", 1, "SYN_RECV"),
+     ("RA", 0, "CLOSED")],
+    [("S", 0, "SYN_SENT"), ("SA", 1, "SYN_RECV"), ("A", 0, "ESTABLISHED"), ("F", 0, "FIN_WAIT"),
+     ("FA", 1, "LAST_ACK"), ("FA", 0, "LAST_ACK"), ("R", 0, "CLOSED")],
+]
+
+
+@pytest.mark.parametrize("rows", TCP_ROWS)
+def test_tcp_state_table(rows):
+    both = Both(PODS)
+    key = (A, B, 1000, 80, 6, 0)
+    for i, (flags, rev, want) in enumerate(rows):
+        both.run(*tcp(flags, rev), now=SEC + i)
+        assert state(both, key, SEC + i) == want, (i, flags, rev)
+
+
+def test_udp_sctp_icmp_state_tables_and_their_timeouts():
+    both = Both(PODS)
+    udp, back = (ether() / IP(src=A, dst=B) / UDP(sport=5, dport=80), PA), (ether() / IP(src=B, dst=A) / UDP(sport=80, dport=5), PB)
+    both.run(*udp, now=SEC)
+    assert state(both, (A, B, 5, 80, 17, 0), SEC) == "UDP_FIRST"
+    assert state(both, (A, B, 5, 80, 17, 0), 31 * SEC - 1) == "UDP_FIRST"
+    assert state(both, (A, B, 5, 80, 17, 0), 31 * SEC) is None
+    both.run(*udp, now=40 * SEC)
+    both.run(*back, now=41 * SEC)
+    assert state(both, (A, B, 5, 80, 17, 0), 41 * SEC) == "UDP_REPLIED"
+    assert state(both, (A, B, 5, 80, 17, 0), 221 * SEC - 1) == "UDP_REPLIED"
+    assert state(both, (A, B, 5, 80, 17, 0), 221 * SEC) is None
+    s = lambda c, rev=False: (ether() / (IP(src=B, dst=A) / SCTP(sport=80, dport=6) if rev else   # noqa: E731
+                                         IP(src=A, dst=B) / SCTP(sport=6, dport=80)) / c, PB if rev else PA)
+    key = (A, B, 6, 80, 132, 0)
+    for i, (pkt, want) in enumerate([(s(SCTPChunkInit()), "SCTP_INIT"), (s(SCTPChunkInitAck()), "SCTP_INIT"),
+                                     (s(SCTPChunkData(data=b"x"), True), "SCTP_INIT"),
+                                     (s(SCTPChunkInitAck(), True), "SCTP_ESTABLISHED"),
+                                     (s(SCTPChunkData(data=b"x")), "SCTP_ESTABLISHED"),
+                                     (s(SCTPChunkShutdown()), "SCTP_CLOSED"), (s(SCTPChunkShutdownAck(), True), "SCTP_CLOSED"),
+                                     (s(SCTPChunkInit()), "SCTP_INIT"), (s(SCTPChunkAbort(), True), "SCTP_CLOSED")]):
+        both.run(*pkt, now=300 * SEC + i)
+        assert state(both, key, 300 * SEC + i) == want, i
+    assert state(both, key, 318 * SEC) is None                      # SCTP_CLOSED lasts 10 s
+    both.run(ether() / IP(src=A, dst=B) / ICMP(type=8, id=40000), PA, now=400 * SEC)
+    assert state(both, (A, B, 40000, 40000, 1, 0), 400 * SEC) == "ICMP"
+    assert state(both, (B, A, 40000, 40000, 1, 1), 400 * SEC) == "ICMP"     # the reply's key
+    assert state(both, (B, A, 40000, 40000, 1, 0), 400 * SEC) is None       # not a request from b
+
+
+def test_fragment_table_limits_and_expiry_instants():
+    both = Both(PODS)
+    both.dp = __import__("pipeline.dataplane.driver", fromlist=["Datapath"]).Datapath(fragments=2)
+    both.dp.install(compile_cluster(both.cluster))
+    both.oracle = __import__("pipeline.dataplane.oracle", fromlist=["OraclePipeline"]).OraclePipeline(
+        both.cluster, fragments_limit=2)
+
+    def first(i):
+        return ether() / IP(src=A, dst=B, id=i, flags="MF") / UDP(sport=i, dport=80, len=100) / Raw(b"f" * 16)
+
+    def later(i):
+        return ether() / IP(src=A, dst=B, id=i, frag=3, proto=17) / Raw(b"l" * 8)
+    assert [both.run(first(i), PA, now=SEC).reason for i in (1, 2, 3)] == ["new", "new", "fragment_table_full"]
+    assert both.run(first(1), PA, now=SEC).reason == "established"     # re-recorded: not full
+    assert both.run(later(1), PA, now=31 * SEC - 1).reason == "fragment"
+    assert both.run(later(2), PA, now=31 * SEC).reason == "fragment_unknown"   # expiry == now: gone
+    assert both.run(first(3), PA, now=31 * SEC).reason == "new"         # room again
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_every_icmp_type(family):
+    both = Both(PODS)
+    seen = set()
+    for t in range(256):
+        if family == 4:
+            pkt = ether() / IP(src=A, dst=B) / ICMP(type=t, code=0, id=7) / Raw(raw(IP(src=B, dst=A) / UDP())[:28])
+        else:
+            pkt = ether() / IPv6(src=A6, dst=B6) / ICMPv6Unknown(type=t, code=0) / Raw(b"\x00\x07\x00\x01" + raw(
+                IPv6(src=B6, dst=A6) / UDP())[:48])
+        seen.add(both.run(pkt, PA, now=SEC + t).reason)
+    assert {"new", "no_connection", "unsupported_icmp", "icmp_error_no_connection"} <= seen, seen
+    assert ("neighbor_discovery" in seen) == (family == 6)
+
+
+def test_quoted_echo_identifiers_above_32767():
+    both = Both(PODS)
+    for ident in (1, 32767, 32768, 40000, 65535):
+        both.run(ether() / IP(src=A, dst=B) / ICMP(type=8, id=ident), PA)
+        # a's request, b's reply, and a request from b that was never sent (the echo
+        # flag tells it from the reply)
+        for q_src, q_dst, q_type, want in ((A, B, 8, "related"), (B, A, 0, "related"),
+                                           (B, A, 8, "icmp_error_no_connection")):
+            inner = raw(IP(src=q_src, dst=q_dst) / ICMP(type=q_type, id=ident))[:28]
+            sender, port = (q_dst, PB if q_dst == B else PA)
+            r = both.run(ether() / IP(src=sender, dst=q_src) / ICMP(type=11) / Raw(inner), port)
+            assert r.reason == want, (ident, q_src, q_type)
+        both.run(ether() / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=ident), PA)
+        inner = raw(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=ident))[:48]
+        r = both.run(ether() / IPv6(src=B6, dst=A6) / ICMPv6Unknown(type=3) / Raw(b"\x00" * 4 + inner), PB)
+        assert r.reason == "related", ident
+
+
+def test_a_small_table_counts_deleted_connections_out():
+    both = Both(PODS)
+    from pipeline.dataplane.driver import Datapath
+    from pipeline.dataplane.oracle import OraclePipeline
+    both.dp = Datapath(connections=2)
+    both.dp.install(compile_cluster(both.cluster))
+    both.oracle = OraclePipeline(both.cluster, connections_limit=2)
+    assert both.run(*tcp("S"), now=SEC).reason == "new"
+    assert both.run(*tcp("R", True), now=SEC).reason == "reply"
+    for i in range(5):                      # reopened: the reset entry is deleted each time
+        assert both.run(*tcp("S"), now=SEC + i).reason == "new"
+        assert both.run(*tcp("R", True), now=SEC + i).reason == "reply"
+    assert both.run(ether() / IP(src=A, dst=B) / UDP(sport=9, dport=80), PA, now=2 * SEC).reason == "new"
+    assert both.run(ether() / IP(src=A, dst=B) / UDP(sport=10, dport=80), PA, now=2 * SEC).reason == "conntrack_full"
+
+
+def test_recheck_counts_what_it_revokes_translated_or_not():
+    deny = PODS + """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: t}
+spec: {podSelector: {matchLabels: {app: b}}}
+"""
+    both = Both(PODS)
+    for sport in (1, 2, 3):
+        both.run(ether() / IP(src=A, dst=B) / UDP(sport=sport, dport=80), PA)
+    both.run(ether() / IP(src=B, dst=A) / UDP(sport=4, dport=80), PB)          # b -> a: survives
+    both.dp.commit_translated(A, "198.19.0.9", 5, 80, 17, B, 8080, PA, SEC)
+    both.oracle.commit_translated(A, "198.19.0.9", 5, 80, 17, B, 8080, SEC)
+    both.dp.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, PB, SEC)
+    both.oracle.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, SEC)
+    new = cluster_from(deny)
+    assert both.dp.install(compile_cluster(new), recheck=True) == both.oracle.install(new, recheck=True) == 4
+    # the same clash refused by both
+    with pytest.raises(RuntimeError):
+        both.dp.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, PB, SEC)
+    with pytest.raises(RuntimeError):
+        both.oracle.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, SEC)
