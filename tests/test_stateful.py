@@ -3,6 +3,8 @@ docs/pipeline.md's state table (checked as states, not only as verdicts: a state
 decides a timeout), the fragment table's limits and expiry instants, every ICMP type,
 quoted echo identifiers, table accounting across deletions, and rechecks."""
 
+import ipaddress
+
 import pytest
 from scapy.all import (ICMP, IP, SCTP, TCP, UDP, ICMPv6EchoRequest, ICMPv6Unknown, IPv6, Raw,
                        SCTPChunkAbort, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck, SCTPChunkShutdown,
@@ -10,6 +12,8 @@ from scapy.all import (ICMP, IP, SCTP, TCP, UDP, ICMPv6EchoRequest, ICMPv6Unknow
 
 from pipeline.dataplane.compiler import compile_cluster
 from pipeline.dataplane.constants import CT_STATE_NAMES
+from pipeline.dataplane.driver import Datapath
+from pipeline.dataplane.oracle import OraclePipeline
 
 from .conftest import cluster_from
 from .packets import ether
@@ -22,7 +26,6 @@ def state(both, key, now):
     """The state both implementations hold for key (src, dst, sport, dport, proto, echo)."""
     src, dst, sport, dport, proto, echo = key
     native = both.dp.ct_state(src, dst, sport, dport, proto, now, echo_reply=bool(echo))
-    import ipaddress
     k = (0, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, echo)
     conn, _ = both.oracle.conns.find(k, now)
     oracle = CT_STATE_NAMES[conn.state] if conn is not None else None
@@ -88,10 +91,9 @@ def test_udp_sctp_icmp_state_tables_and_their_timeouts():
 
 def test_fragment_table_limits_and_expiry_instants():
     both = Both(PODS)
-    both.dp = __import__("pipeline.dataplane.driver", fromlist=["Datapath"]).Datapath(fragments=2)
+    both.dp = Datapath(fragments=2)
     both.dp.install(compile_cluster(both.cluster))
-    both.oracle = __import__("pipeline.dataplane.oracle", fromlist=["OraclePipeline"]).OraclePipeline(
-        both.cluster, fragments_limit=2)
+    both.oracle = OraclePipeline(both.cluster, fragments_limit=2)
 
     def first(i):
         return ether() / IP(src=A, dst=B, id=i, flags="MF") / UDP(sport=i, dport=80, len=100) / Raw(b"f" * 16)
@@ -140,8 +142,6 @@ def test_quoted_echo_identifiers_above_32767():
 
 def test_a_small_table_counts_deleted_connections_out():
     both = Both(PODS)
-    from pipeline.dataplane.driver import Datapath
-    from pipeline.dataplane.oracle import OraclePipeline
     both.dp = Datapath(connections=2)
     both.dp.install(compile_cluster(both.cluster))
     both.oracle = OraclePipeline(both.cluster, connections_limit=2)

@@ -7,6 +7,7 @@ obvious over the fast."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from ...model.addresses import DEFAULT_DOMAIN, Attachment, NodeAddress
@@ -64,7 +65,6 @@ class OraclePipeline:
     def commit_translated(self, src, dst, sport: int, dport: int, proto: int, xdst, xport: int,
                           now: int, zone: int = 0) -> None:
         """As Datapath.commit_translated: a connection whose destination is translated."""
-        import ipaddress
         key = (zone, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, 0)
         xlate = (ipaddress.ip_address(xdst), xport)
         if self.conns.clashes(key, now, xlate) or \
