@@ -153,3 +153,54 @@ def test_l4_headers_cut_at_every_byte():
                     frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=pkt[IPv6].nh, plen=len(body))) + body
                 reasons.add(both.run(frame, PA).reason)
     assert {"truncated_l4", "bad_l4_header", "new", "unsupported_icmp"} <= reasons, reasons
+
+
+def test_ipv6_extension_limits_and_consistent_truncations():
+    both = Both(PODS)
+    tcp = raw(TCP(sport=4100, dport=80, flags="S"))
+    for n, want in ((8, "new"), (9, "bad_ipv6_extension")):
+        chain = b"".join(bytes([0]) + b"\x00" * 7 for _ in range(n - 1)) + bytes([6]) + b"\x00" * 7
+        frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=0, plen=len(chain) + len(tcp))) + chain + tcp
+        assert both.run(frame, PA).reason == want, n
+    # the payload length agrees with the frame, but ends inside an extension header
+    for ext in (b"\x00\x01" + b"\x00" * 14, struct.pack("!BBHI", 6, 0, 1, 9)):
+        nh = 0 if len(ext) == 16 else 44
+        for cut in range(0, len(ext) + 1):
+            body = ext[:cut]
+            frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=nh, plen=len(body))) + body
+            both.run(frame, PA)
+    # a payload length with its top bit set
+    big = raw(UDP(sport=4200, dport=80)) + b"b" * 40000
+    assert both.run(ETH6 + raw(IPv6(src=A6, dst=B6, nh=17, plen=len(big))) + big, PA).reason == "new"
+
+
+def test_atomic_fragments_are_whole_packets():
+    both = Both(PODS)
+    short = struct.pack("!HHHH", 4300, 80, 200, 0) + b"u" * 8     # UDP length > the payload
+    atomic = struct.pack("!BBHI", 17, 0, 0, 31)                  # offset 0, M = 0
+    frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=44, plen=len(atomic) + len(short))) + atomic + short
+    assert both.run(frame, PA).reason == "bad_l4_header"          # not a first fragment
+    ok = struct.pack("!HHHH", 4301, 80, 16, 0) + b"u" * 8
+    frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=44, plen=len(atomic) + len(ok))) + atomic + ok
+    assert both.run(frame, PA).reason == "new"
+    later = struct.pack("!BBHI", 17, 0, 8, 31) + b"l" * 8
+    frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=44, plen=len(later))) + later
+    assert both.run(frame, PA).reason == "fragment_unknown"       # nothing recorded for it
+
+
+def test_ipv4_header_checksums_of_every_kind():
+    import random
+    rnd = random.Random(5)
+    both = Both(PODS)
+    for i in range(3000):
+        ihl = rnd.choice([5, 5, 6, 15])
+        frame = bytearray(ipv4(A, B, 17, raw(UDP(sport=i % 60000 + 1, dport=80)), ihl=ihl, frag=rnd.randrange(65536)))
+        frame[15] = rnd.randrange(256)                   # TOS
+        frame[18:20] = rnd.randrange(65536).to_bytes(2, "big")   # identification
+        frame[22] = rnd.randrange(1, 256)                # TTL
+        hl = ihl * 4
+        frame[24:26] = b"\x00\x00"
+        frame[34:14 + hl] = bytes(rnd.randrange(256) for _ in range(hl - 20))
+        good = checksum(bytes(frame[14:14 + hl]))
+        frame[24:26] = struct.pack("!H", good if rnd.random() < 0.7 else rnd.randrange(65536))
+        both.run(bytes(frame), PA)

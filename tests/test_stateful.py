@@ -17,7 +17,7 @@ from pipeline.dataplane.oracle import OraclePipeline
 
 from .conftest import cluster_from
 from .packets import ether
-from .test_regressions import A, A6, B, B6, PA, PB, PODS, Both
+from .test_regressions import A, A6, B, B6, PA, PB, PC, PODS, Both
 
 SEC = 1_000_000_000
 
@@ -177,3 +177,70 @@ spec: {podSelector: {matchLabels: {app: b}}}
         both.dp.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, PB, SEC)
     with pytest.raises(RuntimeError):
         both.oracle.commit_translated(B, "198.19.0.9", 6, 80, 17, A, 8080, SEC)
+
+
+def test_ipv6_fragment_ids_and_first_fragments_of_live_connections():
+    both = Both(PODS)
+    both.dp = Datapath(fragments=1)
+    both.dp.install(compile_cluster(both.cluster))
+    both.oracle = OraclePipeline(both.cluster, fragments_limit=1)
+
+    def frag6(ident, offset, more, body):
+        h = bytes([17, 0]) + ((offset << 3) | more).to_bytes(2, "big") + ident.to_bytes(4, "big")
+        return raw(ether() / IPv6(src=A6, dst=B6, nh=44) / Raw(h + body))
+    udp = raw(UDP(sport=77, dport=80, len=200))[:8] + b"d" * 8
+    assert both.run(frag6(3_000_000_000, 0, 1, udp), PA).reason == "new"
+    assert both.run(frag6(3_000_000_000, 2, 0, b"x" * 8), PA).reason == "fragment"
+    assert both.run(frag6(7, 2, 0, b"x" * 8), PA).reason == "fragment_unknown"
+    # the table (1 entry) is full: a first fragment of the established flow cannot be recorded
+    assert both.run(frag6(8, 0, 1, udp), PA).reason == "fragment_table_full"
+
+
+def test_what_a_swap_leaves_behind():
+    """Connections of a pod the new tables no longer have: without recheck their packets
+    find no route; a recheck deletes them (neither end is a pod any more)."""
+    gone = PODS.replace("metadata: {name: b, namespace: t, labels: {app: b}}",
+                        "metadata: {name: b, namespace: t, labels: {app: b}}\n# gone") \
+        .replace("status: {podIPs: [{ip: 198.18.0.11}, {ip: \"2001:db8::11\"}]}", "status: {phase: Succeeded}")
+    both = Both(PODS)
+    both.run(ether() / IP(src="198.19.9.9", dst=B) / UDP(sport=1, dport=80), 0)
+    both.run(ether() / IP(src=A, dst=B) / UDP(sport=2, dport=80), PA)
+    new = cluster_from(gone)
+    assert both.dp.install(compile_cluster(new)) == both.oracle.install(new) == 0
+    assert both.run(ether() / IP(src="198.19.9.9", dst=B) / UDP(sport=1, dport=80), 0).reason == "no_route"
+    assert both.run(ether() / IP(src=A, dst=B) / UDP(sport=2, dport=80), PA).reason == "established"
+    assert both.dp.install(compile_cluster(new), recheck=True) == both.oracle.install(new, recheck=True) == 1
+
+
+def test_translations_that_would_share_a_reply_clash():
+    both = Both(PODS)
+    both.dp.commit_translated(A, "198.19.0.9", 5, 80, 6, B, 8080, PA, SEC)
+    both.oracle.commit_translated(A, "198.19.0.9", 5, 80, 6, B, 8080, SEC)
+    # another VIP, the same backend and client port: the replies would be the same tuple
+    with pytest.raises(RuntimeError):
+        both.dp.commit_translated(A, "198.19.0.10", 5, 80, 6, B, 8080, PA, SEC)
+    with pytest.raises(RuntimeError):
+        both.oracle.commit_translated(A, "198.19.0.10", 5, 80, 6, B, 8080, SEC)
+    # and a direct connection with that tuple is refused on the packet path
+    r = both.run(ether() / IP(src=A, dst=B) / TCP(sport=5, dport=8080, flags="S"), PA)
+    assert r.reason == "conntrack_clash"
+
+
+def test_the_same_address_in_two_ip_address_domains():
+    """004 step 3 in both implementations: pod c's second interface, in domain "blue",
+    has a's cluster address; packets from its port are looked up in blue."""
+    c = cluster_from(PODS)
+    net1 = c.plane.add_address_to_pod_mapping("blue", A, "t/c", interface="net1", network="blue")
+    c.plane.add_address_to_pod_mapping("blue", B, "t/b", interface="net1", network="blue")
+    both = Both.__new__(Both)
+    both.cluster = c
+    both.dp = Datapath()
+    both.dp.install(compile_cluster(c))
+    both.oracle = OraclePipeline(c)
+    syn = ether() / IP(src=A, dst=B) / TCP(sport=9, dport=80, flags="S")
+    r = both.run(syn, net1.port)
+    blue_b = c.plane.attachment("t/b", "net1").port
+    assert (r.reason, r.zone, r.out_port) == ("new", 1, blue_b)
+    r = both.run(syn, PA)                         # the same packet in the cluster's domain
+    assert (r.reason, r.zone, r.out_port) == ("new", 0, PB)
+    assert both.run(syn, PC).reason == "spoofed_source"     # c's eth0 does not have A
