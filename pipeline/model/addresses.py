@@ -71,6 +71,7 @@ class AddressPlane:
         self._at: dict[tuple[str, IPAddress], Entry] = {}
         self._addresses: dict[Entry, list[IPAddress]] = {}
         self._attachments: dict[tuple[str, str], Attachment] = {}   # (pod, interface) ->
+        self._by_pod: dict[str, dict[str, Attachment]] = {}          # pod -> interface ->
         self._by_port: dict[int, Attachment] = {}
         self._host_pods: dict[str, NodeAddress] = {}               # hostNetwork pod -> its node
 
@@ -115,6 +116,7 @@ class AddressPlane:
             raise AddressError(f"{pod}: more than {MAX_PORT} interfaces: no switch port left")
         a = Attachment(pod, interface, network, domain, port, node)
         self._attachments[(pod, interface)] = a
+        self._by_pod.setdefault(pod, {})[interface] = a
         self._by_port[port] = a
         self._addresses[a] = []
         return a
@@ -123,6 +125,10 @@ class AddressPlane:
         for ip in self._addresses.pop(a, []):
             self._at.pop((a.domain, ip), None)
         self._attachments.pop((a.pod, a.interface), None)
+        ifaces = self._by_pod.get(a.pod, {})
+        ifaces.pop(a.interface, None)
+        if not ifaces:
+            self._by_pod.pop(a.pod, None)
         self._by_port.pop(a.port, None)
 
     def attachments(self) -> list[Attachment]:
@@ -133,7 +139,8 @@ class AddressPlane:
         return self._attachments.get((pod, interface))
 
     def attachments_of(self, pod: str) -> list[Attachment]:
-        return [a for a in self.attachments() if a.pod == pod]
+        """The pod's interfaces, in switch-port order."""
+        return sorted(self._by_pod.get(pod, {}).values(), key=lambda a: a.port)
 
     def by_port(self, port: int) -> Optional[Attachment]:
         return self._by_port.get(port)

@@ -50,6 +50,7 @@ class ReachComputer:
         # The address each pod is reached at (its primary), and the address of each
         # family it connects from.
         self.dst_family = np.array([cluster.pod_address(p.key).version for p in self.pods])
+        self.address = {f: [cluster.pod_address(p.key, f) for p in self.pods] for f in (4, 6)}
         self._pod_sel: dict[LabelSelector, np.ndarray] = {}
         self._ns_sel: dict[LabelSelector, np.ndarray] = {}
         self._named: dict[tuple[str, str], np.ndarray] = {}
@@ -81,8 +82,8 @@ class ReachComputer:
         key = (peer.ip_block, family)
         v = self._blocks.get(key)
         if v is None:
-            v = np.array([(ip := self.cluster.pod_address(p.key, family)) is not None
-                          and peer.ip_block.contains(ip) for p in self.pods], dtype=bool)
+            v = np.array([ip is not None and peer.ip_block.contains(ip) for ip in self.address[family]],
+                         dtype=bool)
             self._blocks[key] = v
         return v
 
