@@ -144,6 +144,7 @@ class Bench:
         cpus = sorted(os.sched_getaffinity(0))
         self.gen_cpu, self.sw_cpu = cpus[0], cpus[-1]
         self.gen_cost: dict[str, float] = {}       # test -> generator CPU s per sent packet
+        self.tmp = tempfile.mkdtemp(prefix="netsem-bench-")
 
     def generate(self, topo: Topology, flows: int, seconds: float) -> int:
         pa = topo.ports[1]
@@ -221,15 +222,19 @@ class Bench:
             for test, flows in TESTS.items():
                 reps = []
                 for _ in range(self.reps):
+                    counters = os.path.join(self.tmp, "counters.json")
                     if kind == "switch":
                         # a fresh switch per repetition: every rep starts with empty conntrack
-                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS)
+                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
+                                           counters=counters)
                     try:
                         m = self.measure(topo, flows, self.sw_cpu if kind == "switch" else self.gen_cpu)
                     finally:
                         if pid:
                             stop_switch(pid)
                             pid = None
+                            with open(counters) as cf:
+                                m["verdicts"] = json.load(cf)["reasons"]
                     if m["received"]:
                         if kind == "switch":
                             m["cpu_us_per_packet"] = m["busy_s"] / m["received"] * 1e6
@@ -286,7 +291,8 @@ def summarize(kind: str, n: int, test: str, reps: list[dict], compile_s: float) 
     return {"forwarder": kind, "policies": n, "test": test, "sent_pps": med["sent_pps"],
             "rx_pps": med["rx_pps"], "loss": 1 - med["received"] / med["sent"] if med["sent"] else 0.0,
             "cpu_us_per_packet": statistics.median(cpu) if cpu else None,
-            "compile_s": compile_s if kind == "switch" else None, "reps": reps}
+            "compile_s": compile_s if kind == "switch" else None, "verdicts": med.get("verdicts"),
+            "reps": reps}
 
 
 def kernel_forwarding(topo: Topology) -> None:
@@ -307,7 +313,7 @@ def label(r: dict) -> str:
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     base = {r["test"]: r for r in rows if r["forwarder"] == "kernel"}
     print(f"{'configuration':<20} {'test':<7} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
-          f"{'µs/pkt':>7}", file=out)
+          f"{'µs/pkt':>7}  the switch's verdicts", file=out)
     for r in rows:
         b = base.get(r["test"])
         if r["test"] == "conn/s":
@@ -323,8 +329,17 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
         r["ratio_to_kernel"] = r["rx_pps"] / b["rx_pps"] if b and b["rx_pps"] else None
         cpu = r.get("cpu_us_per_packet")
         print(f"{label(r):<20} {r['test']:<7} {r['sent_pps']:>10.0f} {r['rx_pps']:>10.0f} "
-              f"{r['ratio_to_kernel'] or 0:>6.2f} {r['loss']:>6.1%} {'' if cpu is None else f'{cpu:.2f}':>7}",
-              file=out)
+              f"{r['ratio_to_kernel'] or 0:>6.2f} {r['loss']:>6.1%} {'' if cpu is None else f'{cpu:.2f}':>7}"
+              f"  {verdict_mix(r.get('verdicts'))}", file=out)
+
+
+def verdict_mix(counts) -> str:
+    """The pipeline's reasons for the test's packets (ARP and neighbour discovery aside)."""
+    if not counts:
+        return ""
+    counts = {k: v for k, v in counts.items() if k not in ("arp", "neighbor_discovery")}
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,7 @@ until SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -14,9 +15,10 @@ from .topology import Topology
 
 
 def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Optional[str] = None,
-                 connections: int = 0) -> int:
+                 connections: int = 0, counters: Optional[str] = None) -> int:
     """Forks the switch; returns its pid once its ports are open. connections: the
-    conntrack capacity (0: the pipeline's default)."""
+    conntrack capacity (0: the pipeline's default); counters: a file the switch writes
+    its packet counters to (per reason, and the switch's own) as JSON when it stops."""
     from .capture import Recorder
     from .switch import Switch
     r, w = os.pipe()
@@ -40,6 +42,11 @@ def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Opti
             sw.serve(stop, slice_s=0.05 if rec else 0.1, on_slice=rec.drain if rec else None)
             if rec is not None:
                 rec.close()
+            if counters:
+                st = sw.stats()
+                with open(counters, "w") as f:
+                    json.dump({"reasons": {k: v for k, v in st.reasons.items() if v},
+                               "switch": {k: v for k, v in st.switch.items() if v}}, f)
         except BaseException as e:    # report, never raise into the parent's code
             try:
                 os.write(w, f"error {e}".encode())
