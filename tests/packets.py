@@ -228,7 +228,9 @@ def sequences(draw, pods, ports, max_len=30, extra_dsts=()):
             # The node (kubelet probes, hostNetwork pods) opens connections to pods.
             k, b = draw(st.sampled_from(addrs))
             fam = ipaddress.ip_address(b).version
-            a = NODE4 if fam == 4 else NODE6
+            # the pods' node, or another address that is not a pod's (another node, a VIP)
+            a = draw(st.sampled_from([NODE4 if fam == 4 else NODE6] +
+                                     [x for x in extra_dsts if ipaddress.ip_address(x).version == fam]))
             if draw(st.integers(0, 4)) == 0:       # to no pod: nowhere to route it
                 b = OUTSIDE4[0] if fam == 4 else OUTSIDE6[0]
             proto = draw(st.sampled_from(["TCP", "UDP", "ICMP"]))

@@ -7,6 +7,8 @@ the compiled tables' sizes are what they should be."""
 import itertools
 import os
 
+from hypothesis import HealthCheck, given, settings
+
 from pipeline._native import ffi, lib
 from pipeline.dataplane import constants as K
 from pipeline.dataplane.addr16 import addr16
@@ -15,6 +17,7 @@ from pipeline.load.build import load_cluster
 from pipeline.model.connections import Connections, open_connection_with_ip_addresses
 
 from .conftest import cluster_from
+from .strategies import clusters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTS = [0, 1, 52, 53, 54, 79, 80, 81, 89, 90, 91, 5432, 8080, 9090, 65535]
@@ -95,7 +98,7 @@ spec:
 """
 
 
-def check_grid(cluster):
+def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP")):
     compiled = compile_cluster(cluster)
     plane = cluster.plane
     ends = [str(ip) for a in plane.attachments() for ip in plane.addresses(a)] + OUTSIDE + ["198.19.128.1"]
@@ -106,7 +109,7 @@ def check_grid(cluster):
         s_ep, d_ep = plane.lookup("cluster", src), plane.lookup("cluster", dst)
         if not hasattr(s_ep, "pod") and not hasattr(d_ep, "pod"):
             continue                    # not a connection of the cluster
-        for proto, port in itertools.product(("TCP", "UDP", "SCTP", "ICMP"), PORTS):
+        for proto, port in itertools.product(protocols, ports):
             if proto == "ICMP" and port:
                 continue
             v = open_connection_with_ip_addresses(cluster, Connections(), src, dst, proto, port)
@@ -150,3 +153,12 @@ def test_the_example_compiles_to_what_the_model_decides():
     assert compiled.stats() == {"interfaces": 5, "identities": 4, "endpoints": 10, "blocks": 1, "prefixes": 3,
                                 "rule_keys": 7, "rule_entries": 7}
     assert compiled.limits["endpoints"] >= compiled.stats()["endpoints"]
+
+
+@settings(max_examples=int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(max_pods=5, max_policies=4))
+def test_random_clusters_compile_to_what_the_model_decides(c):
+    """Every pair of ends and a few ports on random clusters: strong against the
+    compiler getting one feature wrong (an except, a named port, a range)."""
+    check_grid(c, ports=[0, 53, 80, 81, 90, 8080], protocols=("TCP", "UDP", "SCTP"))

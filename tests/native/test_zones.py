@@ -14,7 +14,8 @@ def zoned_tables(police_node=False):
     t = ffi.gc(t, lib.ns_tables_free)
     rows = [(0, SHARED, POD, 1, 10, 1, 1), (0, "10.9.0.2", POD, 2, 20, 1, 2),
             (1, SHARED, POD, 3, 30, 1, 3), (1, "10.9.0.2", POD, 4, 40, 1, 4),
-            (0, "10.9.1.1", SVC, 0, 0, 0, 1), (0, "10.9.2.1", NODE, 0, 0, 1, 1)]
+            (0, "10.9.1.1", SVC, 0, 0, 0, 1), (0, "10.9.2.1", NODE, 0, 0, 1, 1),
+            (0, "10.9.2.2", NODE, 0, 0, 2, 2)]
     for zone, addr, kind, port, ident, node, owner in rows:
         assert lib.ns_tables_add_endpoint(t, zone, a16(addr), kind, port, ident, node, owner) == 0
     assert lib.ns_tables_set_port_zone(t, 3, 1) == 0 and lib.ns_tables_set_port_zone(t, 4, 1) == 0
@@ -58,6 +59,8 @@ def test_nodes_and_services_are_endpoints_of_their_kind():
     p = Pipe(zoned_tables())
     # the node reaches the pods on it past their ingress isolation...
     assert p.one(syn("10.9.2.1", "10.9.0.2"), 0).reason == "new"
+    # ...not those on another node
+    assert p.one(syn("10.9.2.2", "10.9.0.2"), 0).reason == "denied_ingress"
     # ...not with the strict option
     assert Pipe(zoned_tables(police_node=True)).one(syn("10.9.2.1", "10.9.0.2"), 0).reason == "denied_ingress"
     # a Service VIP is not routed (Services are not translated yet), nor a source from outside
