@@ -1,6 +1,6 @@
 /* Every per-packet outcome (forward, local and drop reasons), declared once.
  * The X-macro generates the enum below and the name/verdict/stage tables in
- * pipeline.c; Python reads them through ns_reason_name(), ns_reason_verdict()
+ * pipeline_state.c; Python reads them through ns_reason_name(), ns_reason_verdict()
  * and ns_reason_stage(). The order is the public numbering: do not reorder, only
  * append. The stage is where the reason is decided; "parse" reasons are decided
  * before the packet's tuple can be trusted. */

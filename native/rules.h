@@ -1,4 +1,4 @@
-/* Rule table (the policy filter's, native/policy.c): rule key (local identity, dir, peer identity, block id) ->
+/* Rule table (probed by the policy filters, native/policy.c): rule key (local identity, dir, peer identity, block id) ->
  * span of segments (proto, port_lo, port_hi, rule_id) in one flat array. While
  * adding, a span holds the entries as given; seal turns each span into disjoint
  * port segments per protocol carrying the smallest covering rule id, sorted by

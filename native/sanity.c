@@ -114,6 +114,11 @@ static int parse_inner(const uint8_t *q, uint32_t qlen, int family, struct ns_pk
             (pkt->iproto == IP_ICMPV6 && family == 6 && (t[0] == 128 || t[0] == 129))) {
             pkt->isport = pkt->idport = rd16(t + 4);
             pkt->iecho = (t[0] == 0 || t[0] == 129);
+        } else {
+            /* An error about an error (or any non-echo ICMP) relates to no connection,
+             * as in Linux, where only queries have an inverse tuple. No connection
+             * has protocol 0, so the lookup misses. */
+            pkt->iproto = 0;
         }
         break;
     default:

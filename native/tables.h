@@ -1,6 +1,6 @@
 /* The table set one compile produces: endpoints ((zone, address) -> what sits
  * there: pod interface, Service VIP or node), the IP address domain of each port,
- * per-identity isolation flags, the LPM (lpm.h) and the rule table (policy.h).
+ * per-identity isolation flags, the LPM (lpm.h) and the rule table (rules.h).
  * Built on a fresh object, sealed, swapped into the pipeline; after seal only the
  * rule hit counters change. */
 #ifndef NS_TABLES_H

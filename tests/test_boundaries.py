@@ -163,12 +163,14 @@ def test_ipv6_extension_limits_and_consistent_truncations():
         frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=0, plen=len(chain) + len(tcp))) + chain + tcp
         assert both.run(frame, PA).reason == want, n
     # the payload length agrees with the frame, but ends inside an extension header
-    for ext in (b"\x00\x01" + b"\x00" * 14, struct.pack("!BBHI", 6, 0, 1, 9)):
+    # (a hop-by-hop header naming UDP next, too: the cut is the header's, not UDP's)
+    for ext in (b"\x00\x01" + b"\x00" * 14, b"\x11\x01" + b"\x00" * 14, struct.pack("!BBHI", 6, 0, 1, 9)):
         nh = 0 if len(ext) == 16 else 44
         for cut in range(0, len(ext) + 1):
             body = ext[:cut]
             frame = ETH6 + raw(IPv6(src=A6, dst=B6, nh=nh, plen=len(body))) + body
-            both.run(frame, PA)
+            r = both.run(frame, PA)
+            assert r.reason == ("truncated_l4" if cut == len(ext) and ext[0] else "bad_ipv6_extension"), (ext, cut)
     # a payload length with its top bit set
     big = raw(UDP(sport=4200, dport=80)) + b"b" * 40000
     assert both.run(ETH6 + raw(IPv6(src=A6, dst=B6, nh=17, plen=len(big))) + big, PA).reason == "new"
@@ -204,3 +206,14 @@ def test_ipv4_header_checksums_of_every_kind():
         good = checksum(bytes(frame[14:14 + hl]))
         frame[24:26] = struct.pack("!H", good if rnd.random() < 0.7 else rnd.randrange(65536))
         both.run(bytes(frame), PA)
+
+
+def test_ethernet_headers_cut_at_every_byte_with_and_without_a_vlan_tag():
+    both = Both(PODS)
+    udp = raw(IP(src=A, dst=B) / UDP(sport=4400, dport=80))
+    tagged = ETH4[:12] + b"\x81\x00\x00\x05" + ETH4[12:] + udp
+    for cut in range(0, 19):
+        assert both.run(tagged[:cut], PA).reason == ("truncated_ethernet" if cut < 18 else "truncated_ip"), cut
+    assert both.run(tagged, PA).reason == "new"
+    for cut in range(0, 15):
+        assert both.run((ETH4 + udp)[:cut], PA).reason == ("truncated_ethernet" if cut < 14 else "truncated_ip"), cut

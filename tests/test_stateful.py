@@ -17,7 +17,7 @@ from pipeline.dataplane.oracle import OraclePipeline
 
 from .conftest import cluster_from
 from .packets import ether
-from .test_regressions import A, A6, B, B6, PA, PB, PC, PODS, Both
+from .test_regressions import A, A6, B, B6, DENY_INGRESS, PA, PB, PC, PODS, Both
 
 SEC = 1_000_000_000
 
@@ -135,9 +135,31 @@ def test_quoted_echo_identifiers_above_32767():
             r = both.run(ether() / IP(src=sender, dst=q_src) / ICMP(type=11) / Raw(inner), port)
             assert r.reason == want, (ident, q_src, q_type)
         both.run(ether() / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=ident), PA)
-        inner = raw(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=ident))[:48]
-        r = both.run(ether() / IPv6(src=B6, dst=A6) / ICMPv6Unknown(type=3) / Raw(b"\x00" * 4 + inner), PB)
-        assert r.reason == "related", ident
+        for q_src, q_dst, q_type, want in ((A6, B6, 128, "related"), (B6, A6, 129, "related"),
+                                           (B6, A6, 128, "icmp_error_no_connection")):
+            inner = raw(IPv6(src=q_src, dst=q_dst) / ICMPv6Unknown(type=q_type, msgbody=ident.to_bytes(2, "big")
+                                                                     + b"\x00\x01"))[:48]
+            sender, port = (q_dst, PB if q_dst == B6 else PA)
+            r = both.run(ether() / IPv6(src=sender, dst=q_src) / ICMPv6Unknown(type=3) / Raw(b"\x00" * 4 + inner), port)
+            assert r.reason == want, (ident, q_src, q_type)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_an_error_about_an_error_relates_to_no_connection(family):
+    # An echo with identifier 0 has the ports an error's quote would get if it were
+    # read as an echo; only echoes and TCP, UDP and SCTP are quoted from connections.
+    both = Both(PODS)
+    if family == 4:
+        assert both.run(ether() / IP(src=A, dst=B) / ICMP(type=8, id=0, seq=0), PA).reason == "new"
+        quotes = [raw(IP(src=A, dst=B) / ICMP(type=t, code=c, id=0, seq=0))[:28] for t, c in ((3, 0), (3, 8), (13, 0), (11, 0))]
+        errors = [ether() / IP(src=B, dst=A) / ICMP(type=3, code=1) / Raw(q) for q in quotes]
+    else:
+        assert both.run(ether() / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=0, seq=0), PA).reason == "new"
+        quotes = [raw(IPv6(src=A6, dst=B6) / ICMPv6Unknown(type=t, code=c, msgbody=b"\x00" * 4))[:48]
+                  for t, c in ((1, 0), (1, 128), (130, 0), (2, 0))]
+        errors = [ether() / IPv6(src=B6, dst=A6) / ICMPv6Unknown(type=1) / Raw(b"\x00" * 4 + q) for q in quotes]
+    for e in errors:
+        assert both.run(e, PB).reason == "icmp_error_no_connection"
 
 
 def test_a_small_table_counts_deleted_connections_out():
@@ -244,3 +266,110 @@ def test_the_same_address_in_two_ip_address_domains():
     r = both.run(syn, PA)                         # the same packet in the cluster's domain
     assert (r.reason, r.zone, r.out_port) == ("new", 0, PB)
     assert both.run(syn, PC).reason == "spoofed_source"     # c's eth0 does not have A
+
+
+def _small(connections):
+    both = Both(PODS)
+    both.dp = Datapath(connections=connections)
+    both.dp.install(compile_cluster(both.cluster))
+    both.oracle = OraclePipeline(both.cluster, connections_limit=connections)
+    return both
+
+
+def _udp(sport):
+    return ether() / IP(src=A, dst=B) / UDP(sport=sport, dport=80), PA
+
+
+def test_a_full_table_takes_the_place_of_an_entry_that_expired_this_instant():
+    # The expired entry is the older one: a sweep that looked only at the newest
+    # entry, or kept an entry alive at its expiry instant, would report the table full.
+    both = _small(2)
+    assert both.run(*_udp(1), now=SEC).reason == "new"           # expires at 31 s
+    assert both.run(*tcp("S"), now=2 * SEC).reason == "new"      # lives a second longer
+    assert both.run(*_udp(2), now=31 * SEC - 1).reason == "conntrack_full"
+    assert both.run(*_udp(2), now=31 * SEC).reason == "new"
+    assert state(both, (A, B, 1, 80, 17, 0), 31 * SEC) is None
+    assert state(both, (A, B, 1000, 80, 6, 0), 31 * SEC) == "SYN_SENT"
+
+
+def test_a_connection_reopened_after_it_expired_counts_once():
+    both = _small(2)
+    assert both.run(*_udp(5), now=SEC).reason == "new"
+    assert both.run(*_udp(5), now=31 * SEC).reason == "new"      # the same key, reopened
+    assert both.run(*_udp(6), now=31 * SEC).reason == "new"      # so one place is still free
+    assert both.run(*_udp(7), now=31 * SEC).reason == "conntrack_full"
+
+
+def test_the_opener_acknowledges_before_a_connection_is_established_or_closed():
+    # Packets without ACK leave SYN_RECV and LAST_ACK as they are.
+    both = Both(PODS)
+    key = (A, B, 1000, 80, 6, 0)
+    rows = [("S", 0, "SYN_SENT"), ("SA", 1, "SYN_RECV"), ("P", 0, "SYN_RECV"), ("", 0, "SYN_RECV"),
+            ("A", 0, "ESTABLISHED"), ("F", 0, "FIN_WAIT"), ("FA", 1, "LAST_ACK"), ("P", 0, "LAST_ACK"),
+            ("U", 0, "LAST_ACK"), ("A", 0, "TIME_WAIT")]
+    for i, (flags, rev, want) in enumerate(rows):
+        both.run(*tcp(flags, rev), now=SEC + i)
+        assert state(both, key, SEC + i) == want, (i, flags, rev)
+
+
+def test_both_ends_are_looked_up_in_the_arrival_ip_address_domain():
+    # In "blue", B is a's second interface; in the cluster's domain it is b, which a
+    # policy isolates. A decision that looked the destination up in the cluster's
+    # domain would drop blue's connection.
+    c = cluster_from(PODS + """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: isolate-b, namespace: t}
+spec: {podSelector: {matchLabels: {app: b}}}
+""")
+    net1 = c.plane.add_address_to_pod_mapping("blue", A, "t/c", interface="net1", network="blue")
+    blue_a = c.plane.add_address_to_pod_mapping("blue", B, "t/a", interface="net1", network="blue")
+    both = Both.__new__(Both)
+    both.cluster, both.dp, both.oracle = c, Datapath(), OraclePipeline(c)
+    both.dp.install(compile_cluster(c))
+    syn = ether() / IP(src=A, dst=B) / TCP(sport=9, dport=80, flags="S")
+    r = both.run(syn, net1.port)
+    assert (r.reason, r.zone, r.out_port) == ("new", 1, blue_a.port)
+    assert both.run(syn, PA).reason == "denied_ingress"
+    assert both.oracle.install(c, recheck=True) == 0     # blue's connection stays
+    assert both.dp.install(compile_cluster(c), recheck=True) == 0
+
+
+def test_a_recheck_decides_on_each_connections_protocol_and_port():
+    open_80 = PODS + """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-80, namespace: t}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress: [{ports: [{port: 80, protocol: TCP}]}]
+"""
+    both = Both(PODS)
+    for dport in (80, 81):
+        syn = ether() / IP(src=A, dst=B) / TCP(sport=7, dport=dport, flags="S")
+        assert both.run(syn, PA).reason == "new"
+    both.run(ether() / IP(src=A, dst=B) / UDP(sport=7, dport=80), PA)
+    after = cluster_from(open_80)
+    assert both.dp.install(compile_cluster(after), recheck=True) == 2    # TCP 81, UDP 80
+    assert both.oracle.install(after, recheck=True) == 2
+    assert state(both, (A, B, 7, 80, 6, 0), SEC) == "SYN_SENT"
+    assert state(both, (A, B, 7, 81, 6, 0), SEC) is None
+
+
+@pytest.mark.parametrize("proto, opened", [(6, "SYN_SENT"), (17, "UDP_FIRST"), (132, "SCTP_INIT"), (1, "ICMP")])
+def test_a_committed_translation_opens_in_its_protocols_first_state(proto, opened):
+    both = Both(PODS)
+    both.dp.commit_translated(A, "198.19.0.9", 5, 80, proto, B, 8080, PA, SEC)
+    both.oracle.commit_translated(A, "198.19.0.9", 5, 80, proto, B, 8080, SEC)
+    assert state(both, (A, "198.19.0.9", 5, 80, proto, 0), SEC) == opened
+
+
+def test_a_recheck_leaves_out_connections_that_expired_at_the_last_packets_instant():
+    both = Both(PODS)
+    assert both.run(*_udp(1), now=SEC).reason == "new"           # expires at 31 s
+    assert both.run(*_udp(2), now=31 * SEC).reason == "new"      # the clock's last tick
+    after = cluster_from(PODS + DENY_INGRESS)
+    assert both.dp.install(compile_cluster(after), recheck=True) == 1
+    assert both.oracle.install(after, recheck=True) == 1

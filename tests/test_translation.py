@@ -109,7 +109,7 @@ def test_rewrite_frame_fixes_every_checksum():
     assert Ether(dp.rewritten(out, r))[UDP].chksum == 0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(1, int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120")) // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_translated_connections_agree_on_random_packets(data):
     """Random clusters, a few translated connections between random pods, and random

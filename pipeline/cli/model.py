@@ -19,7 +19,8 @@ def add_model_parsers(sub) -> None:
                    help="comma-separated subset of TCP,UDP,SCTP (default: TCP,UDP,SCTP with --ports; "
                         "with declared ports, the declared protocols)")
     r.add_argument("-n", "--namespace", help="only pods of this namespace (as sources and destinations)")
-    r.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    r.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                   help="table for people, json for programs (default table)")
     r.set_defaults(func=cmd_reach)
 
     v = sub.add_parser("verdict", help="explain one connection",
@@ -30,9 +31,11 @@ def add_model_parsers(sub) -> None:
     v.add_argument("--from", dest="src", required=True, metavar="SRC", help="ns/pod or an IP address")
     v.add_argument("--to", dest="dst", required=True, metavar="DST",
                    help="ns/pod, ns/service (when no such pod), or an IP address (pod, service or external)")
-    v.add_argument("--protocol", default="TCP", type=str.upper, choices=("TCP", "UDP", "SCTP", "ICMP"))
+    v.add_argument("--protocol", default="TCP", type=str.upper, choices=("TCP", "UDP", "SCTP", "ICMP"),
+                   help="default TCP; ICMP takes no port")
     v.add_argument("--port", type=int, default=None, help="destination port, 1-65535 (required except for ICMP)")
-    v.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    v.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                   help="text for people, json for programs (default text)")
     v.set_defaults(func=cmd_verdict)
 
     pl = sub.add_parser("policies", help="which policies apply to a pod or namespace",
@@ -40,9 +43,10 @@ def add_model_parsers(sub) -> None:
                                     "(per direction) and which admit it as a peer.")
     add_manifest_args(pl)
     g = pl.add_mutually_exclusive_group(required=True)
-    g.add_argument("--pod", metavar="NS/POD")
-    g.add_argument("--namespace", metavar="NS")
-    pl.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    g.add_argument("--pod", metavar="NS/POD", help="the policies that select this pod and those that admit it as a peer")
+    g.add_argument("--namespace", metavar="NS", help="every policy of this namespace and the pods it selects")
+    pl.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                    help="text for people, json for programs (default text)")
     pl.set_defaults(func=cmd_policies)
 
 

@@ -22,13 +22,16 @@ def add_replay_parser(sub) -> None:
                     "-o jsonl prints one flow record per packet, in the shape of `netsem up --flows`.")
     add_manifest_args(r)
     r.add_argument("--pcap", required=True, metavar="FILE", help="capture to replay (pcap or pcapng; - for stdin)")
-    r.add_argument("-o", "--output", choices=("text", "jsonl"), default="text")
+    r.add_argument("-o", "--output", choices=("text", "jsonl"), default="text",
+                   help="text: a line per packet; jsonl: a flow record per packet, the shape "
+                        "`netsem up --flows` writes (default text)")
     r.add_argument("--write", metavar="OUT.pcapng",
                    help="write the forwarded packets here (translated as they leave), one interface per "
                         "output port")
     r.add_argument("--check", action="store_true", help="compare with the oracle on every packet")
-    r.add_argument("--window-us", type=int, default=1000,
-                   help="packets less than this apart share one batch and its clock (default 1000)")
+    r.add_argument("--window-us", type=int, default=1000, metavar="MICROSECONDS",
+                   help="packets less than this many microseconds apart share one batch and its "
+                        "clock (default 1000)")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-packet lines, only the summary")
     r.set_defaults(func=cmd_replay)
 

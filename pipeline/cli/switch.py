@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 from .common import (UsageError, add_manifest_args, cluster_config, load, parse_ports,
                      parse_protocols)
+
+
+PREFIX_HELP = ("run name prefix: nsm followed by up to 6 letters or digits, named in every "
+               "namespace and link of the run (default: nsm + 4 random hex digits)")
+
+
+def run_prefix(value: str) -> str:
+    """--prefix, checked as it is parsed: a bad one is a usage error (exit 2)."""
+    from ..switch.topology import check_prefix
+    try:
+        check_prefix(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def _need_root(cmd: str) -> None:
@@ -21,7 +36,7 @@ def cmd_up(args) -> int:
         raise UsageError(f"--metrics-port: {args.metrics_port} is not a port number (1-65535)")
     if not 0 <= args.max_connections <= 1 << 30:
         raise UsageError(f"--max-connections: {args.max_connections} is not between 1 and {1 << 30} "
-                         "(0: the default)")
+                         "(or 0, the default)")
     if args.stats_interval <= 0:
         raise UsageError("--stats-interval must be more than 0 seconds")
     # Line by line even when redirected: scripts wait for "ready" and read flows live.
@@ -86,10 +101,11 @@ def add_switch_parsers(sub) -> None:
                                     "(established connections survive; a bad manifest keeps the old "
                                     "tables).")
     add_manifest_args(up)
-    up.add_argument("--port-type", choices=("veth", "tap"), default="veth")
+    up.add_argument("--port-type", choices=("veth", "tap"), default="veth",
+                    help="how pods are joined to the switch (default veth)")
     up.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                     help="seconds between status lines (default 1)")
-    up.add_argument("--prefix", help="run name prefix (nsm + up to 5 characters; default random)")
+    up.add_argument("--prefix", type=run_prefix, help=PREFIX_HELP)
     up.add_argument("--pcap", metavar="DIR",
                     help="record every frame that enters the switch to DIR/in.pcapng and every "
                          "frame it sends to DIR/out.pcapng (pcapng, one interface per port named "
@@ -98,10 +114,11 @@ def add_switch_parsers(sub) -> None:
     up.add_argument("--flows", metavar="FILE",
                     help="write one JSON line per connection event (new, denied, closed, expired, "
                          "revoked) and per dropped packet, in Hubble's flow vocabulary, to FILE "
-                         "(- for stdout)")
+                         "(- for stdout); off by default")
     up.add_argument("--metrics-port", type=int, metavar="N",
                     help="serve Prometheus metrics on port N (/metrics): packets and bytes per port, "
-                         "drops by reason, connections by state, hits per policy rule, table fill")
+                         "drops by reason, connections by state, hits per policy rule, table fill; "
+                         "off by default")
     up.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
                     help="address the metrics server listens on (default 127.0.0.1)")
     up.add_argument("--max-connections", type=int, default=0, metavar="N",
@@ -109,24 +126,26 @@ def add_switch_parsers(sub) -> None:
                          "connections are dropped conntrack_full")
     up.add_argument("--ring", choices=("v2", "v3"), default="v2",
                     help="AF_PACKET RX ring: v2 wakes per frame (low latency, default), v3 per block")
-    up.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    up.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
     up.set_defaults(func=cmd_up)
 
     dn = sub.add_parser("down", help="remove what soft-switch runs left behind",
                         description="Remove the namespaces, links and state files of a run (--prefix) "
                                     "or of every netsem run, including after a crash.")
-    dn.add_argument("--prefix", help="only this run")
+    dn.add_argument("--prefix", type=run_prefix, help="only this run (default: every netsem run)")
     dn.set_defaults(func=cmd_down)
 
     ex = sub.add_parser("exec", help="run a command inside a pod's namespace",
                         description="Run CMD inside the network namespace of pod NS/POD of a running "
                                     "`netsem up` (like kubectl exec), once the switch is ready. Exit "
                                     "status: the command's; 2 when the run is not there or not ready.")
-    ex.add_argument("--prefix", help="run prefix (needed when several runs are up)")
+    ex.add_argument("--prefix", type=run_prefix, help="the run's prefix (needed when several runs are up)")
     ex.add_argument("--timeout", type=float, default=120.0, metavar="S",
                     help="how long to wait for the run to be ready (default 120)")
-    ex.add_argument("pod", metavar="NS/POD")
-    ex.add_argument("argv", nargs="+", metavar="-- CMD")
+    ex.add_argument("pod", metavar="NS/POD", help="the pod, as namespace/name")
+    ex.add_argument("argv", nargs="+", metavar="CMD",
+                    help="the command and its arguments; put -- before it when it has options")
     ex.set_defaults(func=cmd_exec)
 
     pr = sub.add_parser("probe", help="real connections between every pair of pods, vs the model",
@@ -136,14 +155,18 @@ def add_switch_parsers(sub) -> None:
                                     "differs.")
     add_manifest_args(pr)
     pr.add_argument("--ports", help="comma-separated ports (default: the ports the pods declare)")
-    pr.add_argument("--protocols", default=None, help="comma-separated subset of TCP,UDP,SCTP")
-    pr.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    pr.add_argument("--protocols", default=None,
+                    help="comma-separated subset of TCP,UDP,SCTP (default: the protocols the pods declare)")
+    pr.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                    help="table for people, json for programs (default table)")
     pr.add_argument("--timeout", type=float, default=1.0, metavar="S",
                     help="how long a probe waits before calling it denied (default 1)")
     pr.add_argument("--mode", choices=("sockets", "packets"), default="sockets",
-                    help="sockets: kernel TCP/UDP sockets (SCTP always uses crafted packets)")
-    pr.add_argument("--prefix", help="run name prefix (default random)")
-    pr.add_argument("--port-type", choices=("veth", "tap"), default="veth")
+                    help="sockets (default): kernel TCP/UDP sockets; packets: crafted frames, "
+                         "answered by netsem itself (SCTP always uses crafted packets)")
+    pr.add_argument("--prefix", type=run_prefix, help=PREFIX_HELP)
+    pr.add_argument("--port-type", choices=("veth", "tap"), default="veth",
+                    help="how pods are joined to the switch (default veth)")
     pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
                                                   "DIR/out.pcapng (as netsem up --pcap)")
     pr.set_defaults(func=cmd_probe)

@@ -42,6 +42,14 @@ def _list(obj, errors, path: str) -> list:
     return obj
 
 
+def _spec(doc, errors) -> dict:
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, dict):
+        errors.add("spec", "must be an object")
+        return {}
+    return spec
+
+
 def parse_namespace(doc, errors) -> Optional[Namespace]:
     name, _, labels = _metadata(doc, errors, namespaced=False)
     check_dns_label(name, errors, "metadata.name")
@@ -51,10 +59,7 @@ def parse_namespace(doc, errors) -> Optional[Namespace]:
 def parse_pod(doc, errors) -> Optional[Pod]:
     name, namespace, labels = _metadata(doc, errors, namespaced=True)
     check_dns_subdomain(name, errors, "metadata.name")
-    spec = doc.get("spec") or {}
-    if not isinstance(spec, dict):
-        errors.add("spec", "must be an object")
-        spec = {}
+    spec = _spec(doc, errors)
     ports: list[ContainerPort] = []
     names: dict[str, str] = {}
     for ci, c in enumerate(_list(spec.get("containers"), errors, "spec.containers")):
@@ -114,10 +119,7 @@ def parse_pod(doc, errors) -> Optional[Pod]:
 def parse_service(doc, errors) -> Optional[Service]:
     name, namespace, _ = _metadata(doc, errors, namespaced=True)
     check_dns_label(name, errors, "metadata.name")
-    spec = doc.get("spec") or {}
-    if not isinstance(spec, dict):
-        errors.add("spec", "must be an object")
-        spec = {}
+    spec = _spec(doc, errors)
     selector = spec.get("selector")
     if selector is not None:
         selector = check_labels(selector, errors, "spec.selector")

@@ -15,28 +15,27 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
-def check_dns_label(name, errors, path: str) -> bool:
+def _check_name(name, errors, path: str, limit: int, pattern, what: str) -> bool:
     if not isinstance(name, str) or not name:
         errors.add(path, "Required value")
         return False
-    if len(name) > 63 or not DNS1123_LABEL.match(name):
-        errors.add(path, f"Invalid value: {name!r}: a lowercase RFC 1123 label must consist of "
-                   "lower case alphanumeric characters or '-', and must start and end with an "
-                   "alphanumeric character (at most 63 characters)")
+    if len(name) > limit or not pattern.match(name):
+        errors.add(path, f"Invalid value: {name!r}: {what}")
         return False
     return True
+
+
+def check_dns_label(name, errors, path: str) -> bool:
+    return _check_name(name, errors, path, 63, DNS1123_LABEL,
+                       "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                       "characters or '-', and must start and end with an alphanumeric character "
+                       "(at most 63 characters)")
 
 
 def check_dns_subdomain(name, errors, path: str) -> bool:
-    if not isinstance(name, str) or not name:
-        errors.add(path, "Required value")
-        return False
-    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-        errors.add(path, f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of "
-                   "lower case alphanumeric characters, '-' or '.', and must start and end with "
-                   "an alphanumeric character")
-        return False
-    return True
+    return _check_name(name, errors, path, 253, DNS1123_SUBDOMAIN,
+                       "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                       "characters, '-' or '.', and must start and end with an alphanumeric character")
 
 
 def check_label_key(key, errors, path: str) -> None:

@@ -89,6 +89,8 @@ class Metrics:
             drops.add_metric([name], s["switch"][name])
         yield packets
         yield drops
+        yield CounterMetricFamily("netsem_capture_missed", "Forwarded frames the capture ring had no room to record",
+                                  value=s["switch"]["capture_dropped"])
         conns = GaugeMetricFamily("netsem_connections", "Tracked connections by conntrack state", labels=["state"])
         for state, n in sorted(s["states"].items()):
             conns.add_metric([state], n)

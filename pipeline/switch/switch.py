@@ -23,7 +23,9 @@ from .topology import Topology, in_netns
 
 RING_VERSIONS = {"v2": lib.NS_SW_RING_V2, "v3": lib.NS_SW_RING_V3}
 SW_COUNTERS = [ffi.string(lib.ns_switch_counter_name(i)).decode() for i in range(lib.NS_SW_C_COUNT)]
-SW_DROPS = ("ttl_exceeded", "no_port", "no_neighbor", "oversize", "capture_dropped", "rewrite_failed")
+# Frames the switch dropped after the pipeline forwarded them. (`capture_dropped` is
+# not one: the frame went on, only its copy for the capture was lost.)
+SW_DROPS = ("ttl_exceeded", "no_port", "no_neighbor", "oversize", "rewrite_failed")
 PORT_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", "drops", "local",
                "ring_drops")
 

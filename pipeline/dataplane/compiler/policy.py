@@ -75,9 +75,8 @@ def _matchable(net) -> bool:
 
 
 def _net_key(net) -> tuple:
-    bits = net.max_prefixlen
-    ln = net.prefixlen
-    return (net.version, ln, int(net.network_address) >> (bits - ln) if ln else 0)
+    # a /0's network address is 0, so its shifted-out key is 0 as well
+    return (net.version, net.prefixlen, int(net.network_address) >> (net.max_prefixlen - net.prefixlen))
 
 
 def block_classes(blocks: dict) -> list:

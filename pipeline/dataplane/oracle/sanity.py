@@ -193,6 +193,8 @@ def parse_inner(family: int, q: bytes) -> tuple:
     elif (proto == ICMP and family == 4 and t[0] in (0, 8)) or (proto == ICMPV6 and family == 6 and t[0] in (128, 129)):
         sport = dport = struct.unpack_from("!H", t, 4)[0]
         echo = 1 if t[0] in (0, 129) else 0
+    elif proto in (ICMP, ICMPV6):
+        proto = 0          # an error about an error relates to no connection (native/sanity.c)
     return (src, dst, sport, dport, proto, echo)
 
 
