@@ -217,3 +217,44 @@ def test_ethernet_headers_cut_at_every_byte_with_and_without_a_vlan_tag():
     assert both.run(tagged, PA).reason == "new"
     for cut in range(0, 15):
         assert both.run((ETH4 + udp)[:cut], PA).reason == ("truncated_ethernet" if cut < 14 else "truncated_ip"), cut
+
+
+def test_every_address_class_as_source_and_destination():
+    """Multicast, broadcast, unspecified and loopback sources; those and link-local
+    destinations; IPv4-mapped addresses anywhere, including either end of a quoted
+    packet alone. Each has one reason, in both families, in C and in the oracle."""
+    both = Both(PODS)
+    bad_src = {4: ("224.0.0.1", "239.1.2.3", "255.255.255.255", "0.0.0.0", "127.0.0.1", "127.9.9.9"),
+               6: ("ff02::1", "ff05::2", "::", "::1")}
+    bad_dst = {4: bad_src[4] + ("169.254.1.1", "169.254.255.254"), 6: bad_src[6] + ("fe80::1", "febf::1")}
+    fine_src = {4: ("169.254.1.1",), 6: ("fe80::1", "fec0::1")}
+    for fam, (l3, a, b, port) in {4: (IP, A, B, PA), 6: (IPv6, A6, B6, PA)}.items():
+        for s in bad_src[fam]:
+            for d in (b, bad_dst[fam][0]):
+                assert both.run(ether() / l3(src=s, dst=d) / UDP(sport=1, dport=80), port).reason \
+                    == "bad_source_address", (s, d)
+        for s in fine_src[fam]:
+            assert both.run(ether() / l3(src=s, dst=b) / UDP(sport=1, dport=80), port).reason \
+                not in ("bad_source_address", "bad_destination_address"), s
+        for d in bad_dst[fam]:
+            assert both.run(ether() / l3(src=a, dst=d) / UDP(sport=1, dport=80), port).reason \
+                == "bad_destination_address", d
+    mapped = "::ffff:" + B
+    for s, d in ((mapped, B6), (A6, mapped)):
+        assert both.run(ether() / IPv6(src=s, dst=d) / UDP(sport=1, dport=80), PA).reason == "v4_mapped_address"
+        quoted = raw(IPv6(src=s, dst=d) / UDP(sport=1, dport=80))
+        frame = ether() / IPv6(src=B6, dst=A6) / ICMPv6DestUnreach() / Raw(quoted)
+        assert both.run(frame, PB).reason == "v4_mapped_address", (s, d)
+
+
+def test_unassigned_ports_and_unparsed_frames_as_users_see_them():
+    """A frame on a port no attachment holds is spoofed, whatever its source; a frame
+    too short to parse has no addresses in its record (null, not the text "None")."""
+    both = Both(PODS)
+    for port in (PA + 97, 1000, 0xFFFE):
+        assert both.run(ether() / IP(src=A, dst=B) / UDP(sport=1, dport=80), port).reason == "spoofed_source"
+    frame = raw(ether() / IP(src=A, dst=B) / UDP(sport=1, dport=80))[:20]
+    native = both.run(frame, PA)
+    oracle = both.oracle.process(frame, PA, 2 * 10**9)
+    for r in (native, oracle):
+        assert (r.verdict, r.reason, r.src, r.dst, r.out_port) == ("drop", "truncated_ip", None, None, 0), r

@@ -4,6 +4,7 @@ every boundary, both families. The C verdict and deciding rule of a new connecti
 (ns_tables_policy_check, then a SYN through the pipeline) must be the model's; and
 the compiled tables' sizes are what they should be."""
 
+import ipaddress
 import itertools
 import os
 
@@ -14,6 +15,7 @@ from pipeline.dataplane import constants as K
 from pipeline.dataplane.addr16 import addr16
 from pipeline.dataplane.compiler import compile_cluster
 from pipeline.load.build import load_cluster
+from pipeline.model.addresses import DEFAULT_DOMAIN
 from pipeline.model.connections import Connections, open_connection_with_ip_addresses
 
 from .conftest import cluster_from
@@ -162,3 +164,51 @@ def test_random_clusters_compile_to_what_the_model_decides(c):
     """Every pair of ends and a few ports on random clusters: strong against the
     compiler getting one feature wrong (an except, a named port, a range)."""
     check_grid(c, ports=[0, 53, 80, 81, 90, 8080], protocols=("TCP", "UDP", "SCTP"))
+
+
+def _many(pods: int, policies: int) -> str:
+    docs = ["apiVersion: v1\nkind: Namespace\nmetadata: {name: m}"]
+    for i in range(pods):
+        docs.append(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: m, labels: {{app: a{i % 7}}}}}\n"
+                    f"status: {{podIPs: [{{ip: 198.18.1.{i + 1}}}, {{ip: '2001:db8::1:{i + 1:x}'}}]}}")
+    for i in range(policies):
+        docs.append(f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: n{i}, namespace: m}}\n"
+                    f"spec:\n  podSelector: {{matchLabels: {{app: a{i % 7}}}}}\n"
+                    f"  ingress: [{{from: [{{ipBlock: {{cidr: 198.18.{i}.0/24, except: [198.18.{i}.128/25]}}}},"
+                    f" {{podSelector: {{matchLabels: {{app: a{(i + 1) % 7}}}}}}}], ports: [{{port: {80 + i}}}]}}]")
+    return "\n---\n".join(docs)
+
+
+def test_tables_are_sized_from_what_they_hold_and_a_cluster_that_does_not_fit_fails_whole():
+    """Each table gets 1.25 x its entries, at least 16 (identities: exactly, plus the
+    two reserved ids; rules: exactly, at least 1). Built with less room, the build
+    fails naming the first entry that did not fit, and what is installed keeps running."""
+    from pipeline.dataplane.compiler import CompileError
+    from pipeline.dataplane.driver import Datapath
+    from scapy.all import IP, TCP, raw
+
+    from .packets import ether
+    c = cluster_from(_many(40, 30))
+    compiled = compile_cluster(c)
+    s = compiled.stats()
+    assert (s["endpoints"], s["identities"], s["prefixes"]) == (82, 7, 61)    # 80 pods' + the node's 2
+    assert compiled.limits == {
+        "endpoints": int(82 * 1.25), "identities": 7 + 2, "rule_keys": int(s["rule_keys"] * 1.25),
+        "rule_entries": int(s["rule_entries"] * 1.25), "prefixes": int(61 * 1.25),
+        "class_blocks": int(61 * 1.25), "rules": 30}
+    empty = compile_cluster(cluster_from("apiVersion: v1\nkind: Namespace\nmetadata: {name: m}"))
+    assert empty.limits == {"endpoints": 16, "identities": 2, "rule_keys": 16, "rule_entries": 16,
+                            "prefixes": 16, "class_blocks": 16, "rules": 1}
+    dp = Datapath()
+    dp.install(compiled)
+    syn = raw(ether() / IP(src="198.18.1.6", dst="198.18.1.40") / TCP(sport=5, dport=84, flags="S"))  # p5 -> p39: n4
+    before = dp.run_batch([syn], [compiled.port_named("m/p5")], 10**9)[0]
+    try:
+        compile_cluster(c, limits_slack=0.5)
+    except CompileError as e:
+        what, _, address = str(e).rpartition(" ")
+        assert what == "table full or invalid: endpoint" and c.plane.lookup(DEFAULT_DOMAIN, ipaddress.ip_address(address)), e
+    else:
+        raise AssertionError("a build with half the room succeeded")
+    after = dp.run_batch([syn], [compiled.port_named("m/p5")], 2 * 10**9)[0]
+    assert before.verdict == after.verdict and before.reason == "new" and after.reason == "established"

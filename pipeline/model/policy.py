@@ -35,7 +35,7 @@ class DirectionVerdict:
     rule (the lowest-numbered) allowed it."""
 
     direction: str
-    local: Optional[str]                 # the pod the policies select, if a pod
+    local: str                           # the pod the policies select
     isolated: bool = False
     policies: list[str] = field(default_factory=list)
     allowed: bool = True
@@ -43,8 +43,6 @@ class DirectionVerdict:
 
     def explain(self) -> str:
         side = "egress from" if self.direction == EGRESS else "ingress to"
-        if self.local is None:
-            return f"{side} an address outside the cluster: not policed"
         if not self.isolated:
             return f"{side} {self.local}: not isolated (no policy selects it for {self.direction}), allowed"
         pols = ", ".join(self.policies)
@@ -133,15 +131,14 @@ def rule_matches(cluster: Cluster, pol: NetworkPolicy, rule: Rule, peer_pod, pee
     return ports_match(rule, protocol, port, destination)
 
 
-def check_direction(cluster: Cluster, direction: str, local: Optional[Pod],
+def check_direction(cluster: Cluster, direction: str, local: Pod,
                     peer_pod: Optional[Pod], peer_ip: Optional[IPAddress],
                     protocol: str, port: int) -> DirectionVerdict:
     """local: the pod policies are applied to (source for Egress, destination for
-    Ingress); None when that end is not a pod's interface (the address plane decides).
+    Ingress); an end that is not a pod's interface has no direction to check (the
+    address plane decides, in connections._decide).
     The destination of the connection is `peer_pod` for Egress and `local` for Ingress
     (named ports resolve against it)."""
-    if local is None:
-        return DirectionVerdict(direction, None)
     selecting = policies_selecting(cluster, local, direction)
     verdict = DirectionVerdict(direction, local.key, isolated=bool(selecting),
                                policies=[p.key for p in selecting])

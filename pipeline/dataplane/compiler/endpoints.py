@@ -30,7 +30,6 @@ class EndpointRow:
 @dataclass
 class EndpointTable:
     zones: dict = field(default_factory=dict)        # domain -> zone number
-    nodes: dict = field(default_factory=dict)        # node name -> number (from 1)
     rows: list = field(default_factory=list)          # EndpointRow
     port_zones: dict = field(default_factory=dict)   # switch port -> zone
 
@@ -52,7 +51,7 @@ def build_endpoints(cluster: Cluster, identity_of: dict) -> EndpointTable:
     pod_owner = {p: i + 1 for i, p in enumerate(pods)}
     services = sorted({e.service for _, _, e in plane if isinstance(e, ServiceVIP)})
     svc_owner = {s: i + 1 for i, s in enumerate(services)}
-    table = EndpointTable(zones, nodes)
+    table = EndpointTable(zones)
     for domain, ip, e in plane:
         z = zones[domain]
         if isinstance(e, Attachment):

@@ -40,8 +40,6 @@ V4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 @dataclass
 class Identity:
     id: int
-    namespace: str
-    labels: dict
     named_ports: frozenset           # {(name, protocol, port)}
     pods: list = field(default_factory=list)
 
@@ -64,7 +62,7 @@ def build_identities(cluster: Cluster) -> tuple[list, dict]:
         ik = _identity_key(p)
         ident = identities.get(ik)
         if ident is None:
-            ident = identities[ik] = Identity(len(identities) + 1, p.namespace, dict(p.labels), ik[2])
+            ident = identities[ik] = Identity(len(identities) + 1, ik[2])
         ident.pods.append(p)
         identity_of[p.key] = ident.id
     return sorted(identities.values(), key=lambda i: i.id), identity_of
@@ -107,7 +105,7 @@ def block_classes(blocks: dict) -> list:
         for ln in lengths[p.version]:
             if ln > p.prefixlen:
                 break
-            key = (p.version, ln, addr >> (bits - ln) if ln else 0)
+            key = (p.version, ln, addr >> (bits - ln))    # addr < 2**bits: 0 at ln 0
             inside.update(cidrs.get(key, ()))
             carved.update(excepts.get(key, ()))
         classes.append((p, sorted(inside - carved)))

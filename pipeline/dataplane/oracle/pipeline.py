@@ -86,7 +86,7 @@ class OraclePipeline:
         verdict = REASON_VERDICT[reason]
         if verdict != "forward":      # a dropped packet is reported as it arrived
             out = _Out(rules=out.rules, src=pkt.src, dst=pkt.dst, sport=pkt.sport, dport=pkt.dport)
-        return Result(verdict, reason, out.port if verdict == "forward" else 0,
+        return Result(verdict, reason, out.port,
                       CT_STATE_OF_REASON.get(reason, "none"), out.rules[0], out.rules[1],
                       pkt.family, pkt.proto, str(out.src) if out.src else None,
                       str(out.dst) if out.dst else None, out.sport, out.dport, zone, out.rewrite)
