@@ -64,7 +64,8 @@ def test_verdict_json(capsys):
                      "--port", "80", "-o", "json")
     v = json.loads(out)
     assert v["backend"] == "shop/backend-0" and v["to"] == "shop/backend"
-    assert "service shop/backend maps to backend shop/backend-0 port 8080" in v["notes"]
+    assert v["backendPort"] == 8080
+    assert v["notes"][0].startswith("service shop/backend maps to backend shop/backend-0 port 8080 ")
     rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "198.19.7.7",
                      "--port", "80", "-o", "json")
     v = json.loads(out)
@@ -79,3 +80,20 @@ def test_policies_of_a_pod_and_a_namespace(capsys):
     assert rel["isolated"] == {"Ingress": True, "Egress": True} and not rel["hostNetwork"]
     rc, out, _ = run(capsys, "policies", "-f", EXAMPLES, "--namespace", "data")
     assert out.startswith("namespace data\n  policy data/backup-egress (Egress): selects data/backup-0")
+
+
+def test_reach_with_services_polices_every_ready_backend(capsys):
+    rc, out, _ = run(capsys, "reach", "-f", EXAMPLES, "--ports", "80", "--protocols", "TCP", "--services")
+    assert rc == 0
+    table = out[out.index("Services  (row: from"):].splitlines()
+    assert table[1].split() == ["1", "2", "3"]
+    assert table[5].split() == ["shop/frontend-0", "X", ".", "."]    # db denied, backend and frontend allowed
+    assert table[-3:] == ["  1: data/db TCP/5432", "  2: shop/backend TCP/80", "  3: shop/frontend TCP/80"]
+    rc, out, _ = run(capsys, "reach", "-f", EXAMPLES, "--ports", "80", "--protocols", "TCP", "--services", "-o", "json")
+    cells = json.loads(out)
+    svc = {(c["from"], c["service"], c["port"]): c for c in cells if "service" in c}
+    assert len(cells) - len(svc) == 25 and len(svc) == 15
+    c = svc[("shop/frontend-0", "shop/backend", 80)]
+    assert c["allowed"] and c["to"] == "shop/backend" and c["backends"] == [
+        {"backend": "shop/backend-0", "address": c["backends"][0]["address"], "port": 8080, "allowed": True}]
+    assert not svc[("shop/frontend-0", "data/db", 5432)]["allowed"]

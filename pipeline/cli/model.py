@@ -19,6 +19,10 @@ def add_model_parsers(sub) -> None:
                    help="comma-separated subset of TCP,UDP,SCTP (default: TCP,UDP,SCTP with --ports; "
                         "with declared ports, the declared protocols)")
     r.add_argument("-n", "--namespace", help="only pods of this namespace (as sources and destinations)")
+    r.add_argument("--services", action="store_true",
+                   help="also every pod to every port of every Service with a virtual IP (all their ports, "
+                        "whatever --ports says), policed against each ready backend; JSON cells gain "
+                        "\"service\" and \"backends\"")
     r.add_argument("-o", "--output", choices=("table", "json"), default="table",
                    help="table for people, json for programs (default table)")
     r.set_defaults(func=cmd_reach)
@@ -51,8 +55,8 @@ def add_model_parsers(sub) -> None:
 
 
 def cmd_reach(args) -> int:
-    from ..model.reach import ReachComputer, declared_ports
-    from .render import print_matrix_table, stream_matrix_json
+    from ..model.reach import ReachComputer, declared_ports, service_reach
+    from .render import print_matrix_table, print_service_table, service_cell_dict, stream_matrix_json
     cluster = load(args)
     protocols = parse_protocols(args.protocols)
     if args.namespace and args.namespace not in cluster.namespaces:
@@ -67,13 +71,17 @@ def cmd_reach(args) -> int:
             print("note: no pod declares a container port; pass --ports", file=sys.stderr)
     computer = ReachComputer(cluster, pods)
     matrices = (computer.matrix(proto, port) for proto, port in combos)
+    services = service_reach(cluster, pods, args.namespace) if args.services else None
     if args.output == "json":
-        stream_matrix_json(matrices, sys.stdout)
+        stream_matrix_json(matrices, sys.stdout, map(service_cell_dict, services or ()))
     else:
         for i, m in enumerate(matrices):
             if i:
                 print()
             print_matrix_table(m, sys.stdout)
+        if services is not None:
+            print()
+            print_service_table(services, sys.stdout)
     return 0
 
 

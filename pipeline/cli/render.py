@@ -25,9 +25,34 @@ def print_matrix_table(m: Matrix, out: IO[str]) -> None:
         print(f"{i + 1:>{num}}  {name:<{width}}  {cells}", file=out)
 
 
-def stream_matrix_json(matrices: Iterable[Matrix], out: IO[str]) -> None:
+def service_cell_dict(c) -> dict:
+    return {"from": c.source, "to": c.service, "service": c.service, "protocol": c.protocol, "port": c.port,
+            "allowed": c.allowed,
+            "backends": [{"backend": b.pod or str(b.address), "address": str(b.address), "port": b.port,
+                          "allowed": ok} for b, ok in c.backends]}
+
+
+def print_service_table(cells: list, out: IO[str]) -> None:
+    """Rows are source pods; columns are numbered Service ports, listed underneath."""
+    cols = sorted({(c.service, c.protocol, c.port) for c in cells})
+    rows = sorted({c.source for c in cells})
+    print("Services  (row: from, column: service port; . allowed through every ready backend, "
+          "~ through some, X through none, - no ready backend: rejected)", file=out)
+    if not cols or not rows:
+        print("  (no services with a virtual IP)", file=out)
+        return
+    by = {(c.source, c.service, c.protocol, c.port): c.mark for c in cells}
+    num, width = len(str(len(cols))), max(len(r) for r in rows)
+    print(f"{'':<{width}}  " + " ".join(f"{j + 1:>{num}}" for j in range(len(cols))), file=out)
+    for r in rows:
+        print(f"{r:<{width}}  " + " ".join(f"{by.get((r,) + col, ' '):>{num}}" for col in cols), file=out)
+    for j, (svc, proto, port) in enumerate(cols):
+        print(f"  {j + 1:>{num}}: {svc} {proto}/{port}", file=out)
+
+
+def stream_matrix_json(matrices: Iterable[Matrix], out: IO[str], extra: Iterable[dict] = ()) -> None:
     """A JSON list of {from, to, protocol, port, allowed}, written cell by cell so a
-    million-cell matrix never becomes one string."""
+    million-cell matrix never becomes one string; then the `extra` cells (Services)."""
     out.write("[")
     first = True
     for m in matrices:
@@ -42,6 +67,9 @@ def stream_matrix_json(matrices: Iterable[Matrix], out: IO[str]) -> None:
             if chunk:
                 out.write(("\n" if first else ",\n") + ",\n".join(chunk))
                 first = False
+    for cell in extra:
+        out.write(("\n" if first else ",\n") + json.dumps(cell))
+        first = False
     out.write("\n]\n")
 
 

@@ -10,9 +10,10 @@ import ipaddress
 from dataclasses import replace
 from typing import Iterable
 
-from ..model.addresses import AddressError
+from ..model.addresses import DEFAULT_DOMAIN, AddressError, Attachment, ServiceVIP
 from ..model.cluster import Cluster, ClusterConfig
-from ..model.objects import EndpointSlice, IPAddress, Namespace, NetworkPolicy, Pod, Service
+from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, Namespace, NetworkPolicy,
+                             Pod, Service)
 from .errors import ManifestError, ManifestErrors
 from .manifests import LoadResult, load
 
@@ -67,6 +68,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
             if ip in taken:
                 err(doc, "spec.clusterIPs", f"Duplicate value: {str(ip)!r}: assigned to a pod")
     svc_alloc = _Allocator(config.service_cidrs[0], svc_taken)
+    services = _allocate_node_ports(services, err)
     if errors:
         raise ManifestErrors(errors)
 
@@ -80,6 +82,13 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
     for doc, svc in sorted(services, key=lambda ds: ds[1].key):
         if not svc.cluster_ips and not svc.headless:
             svc = replace(svc, cluster_ips=(svc_alloc.next(),))
+        clashes = [(i, ip) for i, ip in enumerate(svc.external_ips)
+                   if cluster.plane.lookup(DEFAULT_DOMAIN, ip) is not None]
+        for i, ip in clashes:
+            err(doc, f"spec.externalIPs[{i}]", f"Duplicate value: {str(ip)!r}: already the address of "
+                f"{_what(cluster.plane.lookup(DEFAULT_DOMAIN, ip))}")
+        if clashes:
+            continue
         try:
             cluster.add_service(svc)
         except AddressError as e:
@@ -89,6 +98,47 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
     if errors:
         raise ManifestErrors(errors)
     return cluster
+
+
+def _what(entry) -> str:
+    if isinstance(entry, Attachment):
+        return f"pod {entry.pod}"
+    if isinstance(entry, ServiceVIP):
+        return f"service {entry.service}"
+    return f"node {entry.node}"
+
+
+def _allocate_node_ports(services: list, err) -> list:
+    """NodePort and LoadBalancer Services: a nodePort given is kept (two Services may
+    not give the same one for one protocol); the others get the lowest free port of
+    the range, in Service name order, as the API server's allocator would for an
+    empty cluster."""
+    lo, hi = NODE_PORT_RANGE
+    used: dict[tuple, str] = {}
+    for doc, svc in services:
+        for i, p in enumerate(svc.ports):
+            if p.node_port is None:
+                continue
+            other = used.setdefault((p.node_port, p.protocol), svc.key)
+            if other != svc.key:
+                err(doc, f"spec.ports[{i}].nodePort", f"Invalid value: {p.node_port}: provided port is "
+                    f"already allocated (to service {other})")
+    free = (n for n in range(lo, hi + 1) if not any((n, pr) in used for pr in L4_PROTOCOLS))
+    out = []
+    for doc, svc in sorted(services, key=lambda ds: ds[1].key):
+        if svc.node_ports and any(p.node_port is None for p in svc.ports):
+            ports = []
+            for p in svc.ports:
+                if p.node_port is None:
+                    n = next(free, None)
+                    if n is None:
+                        err(doc, "spec.ports", f"Internal error: the node port range {lo}-{hi} is full")
+                        n = 0
+                    p = replace(p, node_port=n)
+                ports.append(p)
+            svc = replace(svc, ports=tuple(ports))
+        out.append((doc, svc))
+    return out
 
 
 class _Allocator:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..model.objects import (ContainerPort, EndpointSlice, IPBlock, Namespace, NetworkPolicy, Peer,
-                             Pod, PolicyPort, Rule, Service, ServicePort)
+from ..model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Rule)
 from .selectors import parse_selector
-from .validation import (check_dns_label, check_dns_subdomain, check_labels, check_port_name,
-                         check_port_number, check_protocol, parse_cidr, parse_ip)
+from .service_kinds import parse_endpointslice, parse_service
+from .validation import (check_dns_label, check_dns_subdomain, check_port_name,
+                         check_port_number, check_protocol, parse_cidr, parse_ip, read_list, read_metadata,
+                         read_spec)
 
 SUPPORTED = {
     ("v1", "Namespace"), ("v1", "Pod"), ("v1", "Service"),
@@ -20,53 +21,23 @@ POLICY_TYPES = ("Ingress", "Egress")
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
-def _metadata(doc, errors, namespaced: bool):
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict):
-        errors.add("metadata", "Required value")
-        return None, None, {}
-    name = meta.get("name")
-    namespace = meta.get("namespace") or "default" if namespaced else None
-    if namespaced:
-        check_dns_label(namespace, errors, "metadata.namespace")
-    labels = check_labels(meta.get("labels"), errors, "metadata.labels")
-    return name, namespace, labels
-
-
-def _list(obj, errors, path: str) -> list:
-    if obj is None:
-        return []
-    if not isinstance(obj, list):
-        errors.add(path, "must be a list")
-        return []
-    return obj
-
-
-def _spec(doc, errors) -> dict:
-    spec = doc.get("spec") or {}
-    if not isinstance(spec, dict):
-        errors.add("spec", "must be an object")
-        return {}
-    return spec
-
-
 def parse_namespace(doc, errors) -> Optional[Namespace]:
-    name, _, labels = _metadata(doc, errors, namespaced=False)
+    name, _, labels = read_metadata(doc, errors, namespaced=False)
     check_dns_label(name, errors, "metadata.name")
     return Namespace(name, labels)
 
 
 def parse_pod(doc, errors) -> Optional[Pod]:
-    name, namespace, labels = _metadata(doc, errors, namespaced=True)
+    name, namespace, labels = read_metadata(doc, errors, namespaced=True)
     check_dns_subdomain(name, errors, "metadata.name")
-    spec = _spec(doc, errors)
+    spec = read_spec(doc, errors)
     ports: list[ContainerPort] = []
     names: dict[str, str] = {}
-    for ci, c in enumerate(_list(spec.get("containers"), errors, "spec.containers")):
+    for ci, c in enumerate(read_list(spec.get("containers"), errors, "spec.containers")):
         if not isinstance(c, dict):
             errors.add(f"spec.containers[{ci}]", "must be an object")
             continue
-        for pi, p in enumerate(_list(c.get("ports"), errors, f"spec.containers[{ci}].ports")):
+        for pi, p in enumerate(read_list(c.get("ports"), errors, f"spec.containers[{ci}].ports")):
             path = f"spec.containers[{ci}].ports[{pi}]"
             if not isinstance(p, dict):
                 errors.add(path, "must be an object")
@@ -97,7 +68,7 @@ def parse_pod(doc, errors) -> Optional[Pod]:
             errors.add("status.phase", f"Unsupported value: {phase!r}: supported values: "
                        + ", ".join(f'"{p}"' for p in POD_PHASES))
         raw = [x.get("ip") if isinstance(x, dict) else x
-               for x in _list(status.get("podIPs"), errors, "status.podIPs")]
+               for x in read_list(status.get("podIPs"), errors, "status.podIPs")]
         if not raw and status.get("podIP"):
             raw = [status["podIP"]]
         for i, r in enumerate(raw):
@@ -113,79 +84,22 @@ def parse_pod(doc, errors) -> Optional[Pod]:
             if p is not None and p != ips[0]:
                 errors.add("status.podIP", f"Invalid value: {primary!r}: must be the same as podIPs[0] ({ips[0]})")
     return Pod(namespace, name, labels, tuple(ports), host_network, tuple(ips), phase,
-               node_name if isinstance(node_name, str) else None)
+               node_name if isinstance(node_name, str) else None, _ready(status, errors))
 
 
-def parse_service(doc, errors) -> Optional[Service]:
-    name, namespace, _ = _metadata(doc, errors, namespaced=True)
-    check_dns_label(name, errors, "metadata.name")
-    spec = _spec(doc, errors)
-    selector = spec.get("selector")
-    if selector is not None:
-        selector = check_labels(selector, errors, "spec.selector")
-    ports = []
-    for i, p in enumerate(_list(spec.get("ports"), errors, "spec.ports")):
-        path = f"spec.ports[{i}]"
-        if not isinstance(p, dict):
-            errors.add(path, "must be an object")
-            continue
-        ok = check_port_number(p.get("port"), errors, f"{path}.port")
-        proto = check_protocol(p.get("protocol"), errors, f"{path}.protocol")
-        tp = p.get("targetPort")
-        if isinstance(tp, str):          # IntOrString: a string is a port name, never digits
-            ok = check_port_name(tp, errors, f"{path}.targetPort") and ok
-        elif tp is not None:
-            ok = check_port_number(tp, errors, f"{path}.targetPort") and ok
-        pname = p.get("name")
-        if pname is not None and not isinstance(pname, str):
-            errors.add(f"{path}.name", "must be a string")
-        if ok:
-            ports.append(ServicePort(p["port"], proto, pname, tp))
-    headless = spec.get("clusterIP") == "None"
-    ips = []
-    raw = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    for i, r in enumerate(_list(raw, errors, "spec.clusterIPs")):
-        if r == "None":
-            continue
-        ip = parse_ip(r, errors, f"spec.clusterIPs[{i}]")
-        if ip is not None:
-            ips.append(ip)
-    return Service(namespace, name, selector, tuple(ports), tuple(ips), headless)
-
-
-def parse_endpointslice(doc, errors) -> Optional[EndpointSlice]:
-    name, namespace, labels = _metadata(doc, errors, namespaced=True)
-    check_dns_subdomain(name, errors, "metadata.name")
-    at = doc.get("addressType")
-    if at not in ("IPv4", "IPv6", "FQDN"):
-        errors.add("addressType", f"Unsupported value: {at!r}: supported values: \"FQDN\", \"IPv4\", \"IPv6\"")
-    addresses = []
-    for i, ep in enumerate(_list(doc.get("endpoints"), errors, "endpoints")):
-        if not isinstance(ep, dict):
-            errors.add(f"endpoints[{i}]", "must be an object")
-            continue
-        cond = ep.get("conditions") or {}
-        ready = cond.get("ready", True) if isinstance(cond, dict) else True
-        for j, a in enumerate(_list(ep.get("addresses"), errors, f"endpoints[{i}].addresses")):
-            if at == "FQDN":
-                continue
-            ip = parse_ip(a, errors, f"endpoints[{i}].addresses[{j}]")
-            if ip is not None and ready is not False:
-                if (at == "IPv4") != (ip.version == 4):
-                    errors.add(f"endpoints[{i}].addresses[{j}]", f"Invalid value: {a!r}: must be an {at} address")
-                else:
-                    addresses.append(ip)
-    ports = []
-    for i, p in enumerate(_list(doc.get("ports"), errors, "ports")):
-        if not isinstance(p, dict):
-            errors.add(f"ports[{i}]", "must be an object")
-            continue
-        ok = check_port_number(p.get("port"), errors, f"ports[{i}].port") if p.get("port") is not None else False
-        proto = check_protocol(p.get("protocol"), errors, f"ports[{i}].protocol")
-        if ok:
-            ports.append(ServicePort(p["port"], proto, p.get("name") or None))
-    return EndpointSlice(namespace, name, labels.get("kubernetes.io/service-name"),
-                         tuple(addresses), tuple(ports))
+def _ready(status, errors) -> bool:
+    """status.conditions[type=Ready]: "True" is ready; "False" and "Unknown" are not.
+    A pod without that condition (a manifest as written, not as the API returns it) is
+    taken as ready, as a pod without a phase is taken as running."""
+    if not isinstance(status, dict):
+        return True
+    for i, c in enumerate(read_list(status.get("conditions"), errors, "status.conditions")):
+        if isinstance(c, dict) and c.get("type") == "Ready":
+            if c.get("status") not in ("True", "False", "Unknown"):
+                errors.add(f"status.conditions[{i}].status", f"Unsupported value: {c.get('status')!r}: "
+                           'supported values: "False", "True", "Unknown"')
+            return c.get("status") == "True"
+    return True
 
 
 def _parse_peer(obj, errors, path: str) -> Optional[Peer]:
@@ -221,7 +135,7 @@ def _parse_ipblock(obj, errors, path: str) -> Optional[Peer]:
     if obj.get("cidr") is None:
         errors.add(f"{path}.cidr", "Required value")
     excepts = []
-    for i, e in enumerate(_list(obj.get("except"), errors, f"{path}.except")):
+    for i, e in enumerate(read_list(obj.get("except"), errors, f"{path}.except")):
         net = parse_cidr(e, errors, f"{path}.except[{i}]")
         if net is None or cidr is None:
             continue
@@ -264,7 +178,7 @@ def _parse_policy_port(obj, errors, path: str) -> Optional[PolicyPort]:
 
 def _parse_rules(rules, errors, path: str, peer_key: str) -> tuple[Rule, ...]:
     out = []
-    for i, r in enumerate(_list(rules, errors, path)):
+    for i, r in enumerate(read_list(rules, errors, path)):
         rp = f"{path}[{i}]"
         if r is None:
             r = {}
@@ -273,9 +187,9 @@ def _parse_rules(rules, errors, path: str, peer_key: str) -> tuple[Rule, ...]:
             continue
         for k in sorted(set(r) - {peer_key, "ports"}):
             errors.add(f"{rp}.{k}", "unknown field")
-        raw_peers = _list(r.get(peer_key), errors, f"{rp}.{peer_key}")
+        raw_peers = read_list(r.get(peer_key), errors, f"{rp}.{peer_key}")
         peers = [_parse_peer(p, errors, f"{rp}.{peer_key}[{j}]") for j, p in enumerate(raw_peers)]
-        raw_ports = _list(r.get("ports"), errors, f"{rp}.ports")
+        raw_ports = read_list(r.get("ports"), errors, f"{rp}.ports")
         ports = [_parse_policy_port(p, errors, f"{rp}.ports[{j}]") for j, p in enumerate(raw_ports)]
         out.append(Rule(tuple(p for p in peers if p) if raw_peers else None,
                         tuple(p for p in ports if p) if raw_ports else None))
@@ -283,7 +197,7 @@ def _parse_rules(rules, errors, path: str, peer_key: str) -> tuple[Rule, ...]:
 
 
 def parse_networkpolicy(doc, errors) -> Optional[NetworkPolicy]:
-    name, namespace, _ = _metadata(doc, errors, namespaced=True)
+    name, namespace, _ = read_metadata(doc, errors, namespaced=True)
     check_dns_subdomain(name, errors, "metadata.name")
     spec = doc.get("spec")
     if not isinstance(spec, dict):

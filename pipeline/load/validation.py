@@ -133,3 +133,36 @@ def parse_cidr(value, errors, path: str):
     except ValueError:
         errors.add(path, f"Invalid value: {value!r}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
         return None
+
+
+# -- reading a document's common parts --------------------------------------------------
+
+def read_metadata(doc, errors, namespaced: bool):
+    """(name, namespace or None, labels) of any object."""
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        errors.add("metadata", "Required value")
+        return None, None, {}
+    name = meta.get("name")
+    namespace = meta.get("namespace") or "default" if namespaced else None
+    if namespaced:
+        check_dns_label(namespace, errors, "metadata.namespace")
+    labels = check_labels(meta.get("labels"), errors, "metadata.labels")
+    return name, namespace, labels
+
+
+def read_list(obj, errors, path: str) -> list:
+    if obj is None:
+        return []
+    if not isinstance(obj, list):
+        errors.add(path, "must be a list")
+        return []
+    return obj
+
+
+def read_spec(doc, errors) -> dict:
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, dict):
+        errors.add("spec", "must be an object")
+        return {}
+    return spec

@@ -107,7 +107,8 @@ class Cluster:
         if svc.key in self.services:
             self.remove_service(svc.key)
         self.ensure_namespace(svc.namespace)
-        for ip in svc.cluster_ips:
+        # externalIPs are the Service's too: traffic to ip:port is load balanced alike.
+        for ip in svc.cluster_ips + svc.external_ips:
             self.plane.add_address_to_service_mapping(DEFAULT_DOMAIN, ip, svc.key)
         self.services[svc.key] = svc
         self._map_service_to_pods(svc.key)
@@ -147,7 +148,7 @@ class Cluster:
             return False
         return all(pod.labels.get(k) == v for k, v in svc.selector.items())
 
-    def _slices_of(self, svc: str) -> list[EndpointSlice]:
+    def slices_of(self, svc: str) -> list[EndpointSlice]:
         return [s for s in self.endpoint_slices.values()
                 if s.service is not None and f"{s.namespace}/{s.service}" == svc]
 
@@ -155,7 +156,7 @@ class Cluster:
         """EndpointSlices, when a service has any, say which pods back it; otherwise its
         selector does (what the EndpointSlice controller would compute)."""
         svc = self.services[key]
-        slices = self._slices_of(key)
+        slices = self.slices_of(key)
         if slices:
             for s in slices:
                 for ip in s.addresses:
@@ -172,7 +173,7 @@ class Cluster:
         mine = {ip for _, ip in self.plane.lookup_pod_to_address_mappings(pod_key)} \
             if self.attachment(pod_key) else set()
         for key, svc in self.services.items():
-            slices = self._slices_of(key)
+            slices = self.slices_of(key)
             if slices:
                 if any(ip in mine for s in slices for ip in s.addresses):
                     self.add_pod_to_service_mapping(pod_key, key)

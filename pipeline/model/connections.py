@@ -17,6 +17,7 @@ from typing import Optional, Union
 from .addresses import DEFAULT_DOMAIN, Attachment, Entry, NodeAddress, ServiceVIP
 from .cluster import Cluster
 from .objects import IPAddress, Pod
+from .services import Backend, ready_backends, select_one_backend, service_backends
 from .policy import (DirectionVerdict, allow_new_connection_from_ip_address,
                      allow_new_connection_from_pod, allow_new_connection_to_ip_address,
                      allow_new_connection_to_pod)
@@ -46,7 +47,8 @@ class Verdict:
     egress: Optional[DirectionVerdict] = None
     ingress: Optional[DirectionVerdict] = None
     notes: list[str] = field(default_factory=list)
-    backend: Optional[str] = None        # openServiceConnection: the pod chosen
+    backend: Optional[str] = None        # openServiceConnection: the pod chosen (or address)
+    backend_port: Optional[int] = None   # and its target port
 
     @property
     def connection_id(self) -> int:
@@ -71,7 +73,7 @@ class Verdict:
     def to_dict(self) -> dict:
         return {"from": self.source, "to": self.destination, "protocol": self.protocol,
                 "port": self.port, "allowed": self.allowed, "connectionId": self.connection_id,
-                "notes": self.notes, "backend": self.backend,
+                "notes": self.notes, "backend": self.backend, "backendPort": self.backend_port,
                 "egress": self.egress.to_dict() if self.egress else None,
                 "ingress": self.ingress.to_dict() if self.ingress else None}
 
@@ -158,55 +160,62 @@ def open_pod_connection(cluster: Cluster, connections: Connections, source: Pod,
     return v
 
 
-def select_one_pod(cluster: Cluster, service: str) -> Optional[Pod]:
-    """The seed's selectOnePod(): the model picks the first backend in name order, so
-    its answers are deterministic (the dataplane may balance differently, but every
-    backend is policed the same way)."""
-    pods = cluster.lookup_service_to_pod_mappings(service)
-    return cluster.pods[pods[0]] if pods else None
+def select_one_pod(cluster: Cluster, service: str, protocol: str, port: int) -> Optional[Pod]:
+    """The seed's selectOnePod(), for one port of the Service (see services.py): the
+    pod of the first ready backend."""
+    svc = cluster.services.get(service)
+    sp = svc.port(protocol, port) if svc else None
+    b = select_one_backend(cluster, svc, sp) if sp else None
+    return cluster.pods[b.pod] if b is not None and b.pod is not None else None
 
 
 def open_service_connection(cluster: Cluster, connections: Connections, source: Pod, service: str,
-                            protocol: str, port: int, backend: Optional[Pod] = None) -> Verdict:
-    """openServiceConnection: the service mapper picks a backend, then the connection is
-    policed as one to that pod, on the target port. Going through its own Service, a
+                            protocol: str, port: int, backend: Optional[Backend] = None) -> Verdict:
+    """openServiceConnection: the service mapper picks a ready backend of that Service
+    port, then the connection is policed as one to the backend's address, on its
+    target port (what kube-proxy's DNAT makes of it). Going through its own Service, a
     pod IS policed (unlike its own address): the plane's own-address rule compares
-    what the packet is addressed to, and that is the Service."""
+    what the packet is addressed to, and that is the Service. `backend` asks for one
+    of the port's ready backends (what a dataplane may pick instead of the first)."""
     svc = cluster.services.get(service)
     v = Verdict(False, None, source.key, service, protocol, port)
     if svc is None:
         v.notes.append(f"no service {service}")
         return v
-    sp = next((p for p in svc.ports if p.port == port and p.protocol == protocol), None)
+    if svc.headless:
+        v.notes.append(f"service {service} is headless: it has no virtual IP; clients connect to its pods")
+        return v
+    sp = svc.port(protocol, port)
     if sp is None:
-        v.notes.append(f"service {service} has no port {protocol}/{port}")
+        v.notes.append(f"service {service} has no port {protocol}/{port}: dropped, never delivered")
         return v
-    backend = backend or select_one_pod(cluster, service)
-    if backend is None:
-        v.notes.append(f"service {service} has no endpoints")
+    mine = {ip.version for _, ip in cluster.plane.lookup_pod_to_address_mappings(source.key)}
+    ready = [b for b in ready_backends(cluster, svc, sp) if b.address.version in mine]
+    if backend is not None:
+        ready = [b for b in ready if b == backend]
+    if not ready:
+        listed = service_backends(cluster, svc, sp)
+        why = f"{len(listed)} listed, none ready" if listed else "none listed"
+        v.notes.append(f"service {service} port {protocol}/{port} has no ready backend ({why}): "
+                       f"rejected, as kube-proxy does (TCP reset, ICMP port unreachable otherwise)")
         return v
-    target = sp.target_port if sp.target_port is not None else sp.port
-    if isinstance(target, str):
-        target = backend.named_port(target, protocol)
-        if target is None:
-            v.notes.append(f"backend {backend.key} has no port named {sp.target_port}")
-            return v
-    v.backend = backend.key
-    v.notes.append(f"service {service} maps to backend {backend.key} port {target}")
-    dst = _pod_end(cluster, backend, None)
-    src = _pod_end(cluster, source, dst[2].version) if dst else None
-    if dst is None or src is None:
-        v.notes.append("no address of that family at one end")
-        return v
-    if src[1] == dst[1]:
+    chosen = ready[0]
+    v.backend, v.backend_port = chosen.pod or str(chosen.address), chosen.port
+    v.notes.append(f"service {service} maps to backend {chosen} "
+                   f"(the first of {len(ready)} ready; the dataplane balances over all)")
+    src_ip = next(ip for _, ip in cluster.plane.lookup_pod_to_address_mappings(source.key)
+                  if ip.version == chosen.address.version)
+    dst_entry = cluster.plane.lookup(DEFAULT_DOMAIN, chosen.address)
+    src_entry = cluster.plane.lookup(DEFAULT_DOMAIN, src_ip)
+    if chosen.pod == source.key:
         # Through its own Service a pod is policed like any client of the Service.
-        v.egress = allow_new_connection_to_pod(cluster, source, backend, protocol, target, dst[2])
-        v.ingress = allow_new_connection_from_pod(cluster, backend, source, protocol, target, src[2])
+        v.egress = allow_new_connection_to_pod(cluster, source, source, protocol, chosen.port, chosen.address)
+        v.ingress = allow_new_connection_from_pod(cluster, source, source, protocol, chosen.port, src_ip)
         v.allowed = v.egress.allowed and v.ingress.allowed
     else:
-        _decide(cluster, v, src[1], src[2], dst[1], dst[2], protocol, target)
+        _decide(cluster, v, src_entry, src_ip, dst_entry, chosen.address, protocol, chosen.port)
     if v.allowed:
-        v.connection = connections.new_connection(source.key, backend.key, protocol, target)
+        v.connection = connections.new_connection(source.key, chosen.pod or chosen.address, protocol, chosen.port)
     return v
 
 

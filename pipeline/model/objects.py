@@ -40,6 +40,7 @@ class Pod:
     ips: tuple[IPAddress, ...] = ()        # status.podIPs, primary first
     phase: str = "Running"                 # status.phase ("" when absent: treated as running)
     node_name: Optional[str] = None        # spec.nodeName
+    ready: bool = True                     # status.conditions Ready (absent: ready)
 
     @property
     def key(self) -> str:
@@ -66,6 +67,12 @@ class ServicePort:
     protocol: str = "TCP"
     name: Optional[str] = None
     target_port: Union[int, str, None] = None   # None: same as port
+    node_port: Optional[int] = None             # NodePort/LoadBalancer: given or allocated
+
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+NODE_PORT_RANGE = (30000, 32767)                # kube-apiserver's default --service-node-port-range
+DEFAULT_AFFINITY_TIMEOUT = 10800                # sessionAffinityConfig.clientIP.timeoutSeconds
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,45 @@ class Service:
     ports: tuple[ServicePort, ...] = ()
     cluster_ips: tuple[IPAddress, ...] = ()
     headless: bool = False
+    type: str = "ClusterIP"
+    external_ips: tuple[IPAddress, ...] = ()
+    session_affinity: str = "None"              # or "ClientIP"
+    affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
+    publish_not_ready: bool = False             # publishNotReadyAddresses
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def node_ports(self) -> bool:
+        return self.type in ("NodePort", "LoadBalancer")
+
+    def port(self, protocol: str, port: int) -> Optional[ServicePort]:
+        return next((p for p in self.ports if p.port == port and p.protocol == protocol), None)
+
+
+@dataclass(frozen=True)
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice. ready None (the condition left out) means
+    ready, as consumers of the API must read it."""
+
+    addresses: tuple[IPAddress, ...]
+    ready: Optional[bool] = None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready is not False
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    """A port of an EndpointSlice: named as the Service port it serves; port None
+    means the endpoints serve all ports (the API's own reading of a nil port)."""
+
+    port: Optional[int]
+    protocol: str = "TCP"
+    name: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +129,12 @@ class EndpointSlice:
     namespace: str
     name: str
     service: Optional[str]                    # kubernetes.io/service-name label
-    addresses: tuple[IPAddress, ...] = ()     # ready endpoints
-    ports: tuple[ServicePort, ...] = ()
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        return tuple(ip for e in self.endpoints for ip in e.addresses)
 
 
 @dataclass(frozen=True)

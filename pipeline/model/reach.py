@@ -189,3 +189,46 @@ def declared_ports(cluster: Cluster, protocols: Optional[list[str]] = None) -> l
     """The (protocol, port) pairs the pods' containers declare."""
     seen = {(cp.protocol, cp.port) for p in cluster.pods.values() for cp in p.ports}
     return sorted(x for x in seen if protocols is None or x[0] in protocols)
+
+
+@dataclass
+class ServiceCell:
+    """One source pod to one Service port: the verdict through each ready backend (of
+    the source's address families). A dataplane may pick any of them, so the cell is
+    allowed only when every one allows; none ready means the connection is rejected."""
+
+    source: str
+    service: str
+    protocol: str
+    port: int
+    backends: list                   # [(Backend, allowed)]
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.backends) and all(ok for _, ok in self.backends)
+
+    @property
+    def mark(self) -> str:
+        oks = [ok for _, ok in self.backends]
+        return "-" if not oks else "." if all(oks) else "X" if not any(oks) else "~"
+
+
+def service_reach(cluster: Cluster, pods: list[Pod], namespace: Optional[str] = None) -> list[ServiceCell]:
+    """Every pod to every port of every Service with a virtual IP (of `namespace`),
+    through openServiceConnection once per ready backend."""
+    from .connections import Connections, open_service_connection
+    from .services import ready_backends
+    cells = []
+    for svc in sorted(cluster.services.values(), key=lambda s: s.key):
+        if svc.headless or not cluster.plane.lookup_service_to_address_mappings(svc.key) \
+                or namespace not in (None, svc.namespace):
+            continue
+        for sp in svc.ports:
+            backends = ready_backends(cluster, svc, sp)
+            for pod in pods:
+                families = {ip.version for _, ip in cluster.plane.lookup_pod_to_address_mappings(pod.key)}
+                verdicts = [(b, open_service_connection(cluster, Connections(), pod, svc.key, sp.protocol, sp.port,
+                                                        backend=b).allowed)
+                            for b in backends if b.address.version in families]
+                cells.append(ServiceCell(pod.key, svc.key, sp.protocol, sp.port, verdicts))
+    return cells
