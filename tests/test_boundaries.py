@@ -258,3 +258,45 @@ def test_unassigned_ports_and_unparsed_frames_as_users_see_them():
     oracle = both.oracle.process(frame, PA, 2 * 10**9)
     for r in (native, oracle):
         assert (r.verdict, r.reason, r.src, r.dst, r.out_port) == ("drop", "truncated_ip", None, None, 0), r
+
+
+def test_outside_to_outside_is_never_routed_and_a_denial_names_the_side_that_allowed():
+    """An ICMP error about a connection from outside, sent from one outside address to
+    another, has no port to go to (no_route), on the uplink and in replay alike; sent
+    by the pod, it is related. A connection that egress allows by a rule and ingress
+    denies reports that egress rule with the denial, in C and in the oracle."""
+    from .test_regressions import DENY_INGRESS
+    allow_out = """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-out, namespace: t}
+spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{ports: [{port: 80}]}]}
+"""
+    both = Both(PODS + DENY_INGRESS + allow_out)
+    syn = IP(src="198.19.200.1", dst=A) / TCP(sport=1000, dport=80, flags="S")
+    assert both.run(ether() / syn, 0).reason == "denied_ingress"
+    both = Both(PODS + allow_out)
+    assert both.run(ether() / syn, 0).reason == "new"
+    for port in (0, 0xFFFF):
+        away = ether() / IP(src="198.19.200.9", dst="198.19.200.1") / ICMP(type=3, code=4) / Raw(raw(syn)[:28])
+        assert both.run(away, port).reason == "no_route"
+        back = ether() / IP(src=A, dst="198.19.200.1") / ICMP(type=3, code=4) / Raw(raw(syn)[:28])
+        assert both.run(back, PA if port == 0 else port).reason == "related"
+        assert both.run(ether() / IP(src="198.19.200.1", dst="198.19.200.2") / TCP(flags="S"), port).reason \
+            == "no_route"
+    both = Both(PODS + DENY_INGRESS + allow_out)
+    r = both.run(ether() / IP(src=A, dst=B) / TCP(sport=1000, dport=80, flags="S"), PA)
+    assert r.reason == "denied_ingress" and r.egress_rule is not None and r.ingress_rule is None, r
+
+
+def test_a_fragmented_icmp_error_is_related_and_its_later_fragment_follows():
+    both = Both(PODS)
+    syn = IP(src=A, dst=B) / TCP(sport=1000, dport=80, flags="S")
+    assert both.run(ether() / syn, PA).reason == "new"
+    icmp = raw(ICMP(type=3, code=4) / Raw(raw(syn)[:28] + b"x" * 36))
+    first = IP(src=B, dst=A, id=77, flags="MF", proto=1) / Raw(icmp[:40])
+    later = IP(src=B, dst=A, id=77, frag=5, proto=1) / Raw(icmp[40:])
+    assert both.run(ether() / first, PB, 2 * 10**9).reason == "related"
+    r = both.run(ether() / later, PB, 3 * 10**9)
+    assert (r.reason, r.out_port) == ("fragment", PA)
