@@ -4,6 +4,8 @@ person reads and the JSON a program parses (`verdict`, `policies`, `reach`)."""
 import json
 import os
 
+import pytest
+
 from pipeline.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,3 +99,10 @@ def test_reach_with_services_polices_every_ready_backend(capsys):
     assert c["allowed"] and c["to"] == "shop/backend" and c["backends"] == [
         {"backend": "shop/backend-0", "address": c["backends"][0]["address"], "port": 8080, "allowed": True}]
     assert not svc[("shop/frontend-0", "data/db", 5432)]["allowed"]
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"netsem {version('netsem')}"
