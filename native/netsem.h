@@ -35,6 +35,7 @@
 /* ns_result.rewrite: which end the pipeline translated (ns_rewrite_frame applies it). */
 #define NS_REWRITE_SRC 1
 #define NS_REWRITE_DST 2
+#define NS_FLOW_HASH_SEED 0x510e527fade682d1  /* ns_flow_hash's seed (the oracle hashes alike) */
 
 enum ns_verdict { NS_FORWARD = 0, NS_DROP = 1, NS_LOCAL = 2 };
 enum ns_ct_state { NS_CT_NONE = 0, NS_CT_NEW = 1, NS_CT_ESTABLISHED = 2,
@@ -49,6 +50,9 @@ struct ns_table_limits {
     uint32_t prefixes;       /* LPM prefixes */
     uint32_t class_blocks;   /* block ids listed by all classes together */
     uint32_t rules;          /* rule ids are 0..rules-1 (hit counters) */
+    uint32_t frontends;      /* Service (zone, VIP, protocol, port) frontends */
+    uint32_t backends;       /* backends of all frontends together */
+    uint32_t maglev_slots;   /* Maglev slots of all frontends together */
     uint32_t pad;
 };
 
@@ -144,6 +148,17 @@ int ns_tables_add_class_block(struct ns_tables *t, uint32_t class_id, uint32_t b
 int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir,
                        uint32_t peer_identity, uint32_t block_id, uint8_t proto,
                        uint16_t port_lo, uint16_t port_hi, uint32_t rule_id);
+/* A Service frontend: a new connection to (zone, addr16, proto, port), an address
+ * added as NS_EP_SERVICE, goes to backend slots[h % m], h = ns_flow_hash() of its
+ * tuple; backend i is (backend_addrs16 + 16 i, backend_ports[i]). n = 0: no ready
+ * backend, the connection is refused. m is 1..65535 and every slot < n. */
+int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *addr16, uint8_t proto,
+                           uint16_t port, uint16_t n, const uint8_t *backend_addrs16,
+                           const uint16_t *backend_ports, uint16_t m, const uint16_t *slots);
+/* The hash that picks a backend: of (src, dst, sport, dport, proto) as the service
+ * mapper sees them (addresses 16 bytes, IPv4 mapped; ports in host order). */
+uint32_t ns_flow_hash(const uint8_t *src16, const uint8_t *dst16, uint16_t sport, uint16_t dport,
+                      uint8_t proto);
 /* Builds lookup structures; after this no add is accepted. 0 or -1. */
 int ns_tables_seal(struct ns_tables *t);
 /* Memory held by the tables, in bytes. */

@@ -48,11 +48,14 @@
     _(ICMP_ERROR_MISDIRECTED,  "icmp_error_misdirected",  NS_DROP,    "conntrack")    \
     /* a non-opening packet of a TCP connection that was reset or has closed       */ \
     _(CONNECTION_CLOSED,       "connection_closed",       NS_DROP,    "conntrack")    \
-    /* a new connection to a Service VIP: Services are not translated yet          */ \
-    _(SERVICE_UNSUPPORTED,     "service_unsupported",     NS_DROP,    "service")      \
+    /* a new connection to a Service VIP on a protocol/port it does not expose      */ \
+    _(SERVICE_PORT_UNKNOWN,    "service_port_unknown",    NS_DROP,    "service")      \
     /* a new connection whose replies would be taken for another connection's      */ \
     /* (a translation clash, as Linux conntrack refuses to confirm one)             */ \
-    _(CONNTRACK_CLASH,         "conntrack_clash",         NS_DROP,    "commit")
+    _(CONNTRACK_CLASH,         "conntrack_clash",         NS_DROP,    "commit")       \
+    /* a new connection to a Service port without a ready backend (kube-proxy       */ \
+    /* rejects it: the switch answers, see docs/pipeline.md)                         */ \
+    _(SERVICE_NO_BACKEND,      "service_no_backend",      NS_DROP,    "service")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

@@ -15,11 +15,18 @@ struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
     if (!t->lim.prefixes) t->lim.prefixes = NS_DEF_PREFIXES;
     if (!t->lim.class_blocks) t->lim.class_blocks = NS_DEF_CLASS_BLOCKS;
     if (!t->lim.rules) t->lim.rules = NS_DEF_RULES;
+    if (!t->lim.frontends) t->lim.frontends = NS_DEF_FRONTENDS;
+    if (!t->lim.backends) t->lim.backends = NS_DEF_BACKENDS;
+    if (!t->lim.maglev_slots) t->lim.maglev_slots = NS_DEF_MAGLEV_SLOTS;
     t->ep = calloc(t->lim.endpoints, sizeof(*t->ep));
     t->isolation = calloc(t->lim.identities, 1);
     t->port_zone = calloc(NS_PORTS, sizeof(*t->port_zone));
     t->rule_hits = calloc(t->lim.rules, sizeof(*t->rule_hits));
+    t->fe = calloc(t->lim.frontends, sizeof(*t->fe));
+    t->be = calloc(t->lim.backends, sizeof(*t->be));
+    t->maglev = calloc(t->lim.maglev_slots, sizeof(*t->maglev));
     if (!t->ep || !t->isolation || !t->port_zone || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
+        !t->fe || !t->be || !t->maglev || hidx_init(&t->fe_idx, t->lim.frontends) != 0 ||
         lpm_init(&t->lpm, t->lim.prefixes, t->lim.class_blocks) != 0 ||
         rules_init(&t->rules, t->lim.rule_keys, t->lim.rule_entries) != 0) {
         ns_tables_free(t);
@@ -37,6 +44,10 @@ void ns_tables_free(struct ns_tables *t)
     free(t->port_zone);
     free(t->rule_hits);
     hidx_fini(&t->ep_idx);
+    free(t->fe);
+    free(t->be);
+    free(t->maglev);
+    hidx_fini(&t->fe_idx);
     lpm_fini(&t->lpm);
     rules_fini(&t->rules);
     free(t);
@@ -72,6 +83,44 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
     e->node = node;
     e->owner = owner;
     hidx_insert(&t->ep_idx, tables_endpoint_hash(zone, addr16), i + 1);
+    return 0;
+}
+
+int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *addr16, uint8_t proto,
+                           uint16_t port, uint16_t n, const uint8_t *backend_addrs16,
+                           const uint16_t *backend_ports, uint16_t m, const uint16_t *slots)
+{
+    if (!t || t->sealed || m == 0 || t->n_frontends >= t->lim.frontends ||
+        n > t->lim.backends - t->n_backends || (n && m > t->lim.maglev_slots - t->n_slots))
+        return -1;
+    const struct ns_endpoint *e = tables_endpoint(t, zone, addr16);
+    if (!e || e->kind != NS_EP_SERVICE || tables_frontend(t, zone, addr16, proto, port))
+        return -1;
+    for (uint32_t i = 0; n && i < m; i++)
+        if (slots[i] >= n)
+            return -1;
+    uint32_t fi = t->n_frontends++;
+    struct ns_frontend *f = &t->fe[fi];
+    memset(f, 0, sizeof(*f));
+    memcpy(f->addr, addr16, 16);
+    f->zone = zone;
+    f->proto = proto;
+    f->port = port;
+    f->n_backends = n;
+    f->m = m;
+    f->first_backend = t->n_backends;
+    f->first_slot = t->n_slots;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ns_backend *b = &t->be[t->n_backends++];
+        memset(b, 0, sizeof(*b));
+        memcpy(b->addr, backend_addrs16 + 16 * i, 16);
+        b->port = backend_ports[i];
+    }
+    if (n) {
+        memcpy(t->maglev + t->n_slots, slots, (size_t)m * sizeof(uint16_t));
+        t->n_slots += m;
+    }
+    hidx_insert(&t->fe_idx, tables_frontend_hash(zone, addr16, proto, port), fi + 1);
     return 0;
 }
 
@@ -149,7 +198,10 @@ uint64_t ns_tables_memory(const struct ns_tables *t)
     return sizeof(*t) + (uint64_t)t->lim.endpoints * sizeof(struct ns_endpoint) +
            hidx_bytes(&t->ep_idx) + t->lim.identities + lpm_bytes(&t->lpm) +
            rules_bytes(&t->rules) + NS_PORTS * sizeof(uint16_t) +
-           (uint64_t)t->lim.rules * sizeof(uint64_t);
+           (uint64_t)t->lim.rules * sizeof(uint64_t) +
+           (uint64_t)t->lim.frontends * sizeof(struct ns_frontend) + hidx_bytes(&t->fe_idx) +
+           (uint64_t)t->lim.backends * sizeof(struct ns_backend) +
+           (uint64_t)t->lim.maglev_slots * sizeof(uint16_t);
 }
 
 int ns_tables_lookup_endpoint(const struct ns_tables *t, uint16_t zone, const uint8_t *addr16,

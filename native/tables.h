@@ -34,6 +34,34 @@ _Static_assert(sizeof(struct ns_endpoint) == 32, "ns_endpoint has no padding");
 #define NS_DEF_RULES 65536u
 #define NS_PORTS 65536u          /* port -> zone covers every uint16 port */
 
+/* A Service frontend (zone, VIP, protocol, port) and where its backends and Maglev
+ * slots are in be[] and maglev[] (docs/pipeline.md, "3. Service mapper"). */
+struct ns_frontend {
+    uint8_t addr[16];
+    uint16_t zone;
+    uint16_t port;
+    uint8_t proto;
+    uint8_t pad;
+    uint16_t n_backends;     /* ready backends; 0: refused */
+    uint16_t m;              /* Maglev slots */
+    uint16_t pad2;
+    uint32_t first_backend;  /* be[first_backend + i] */
+    uint32_t first_slot;     /* maglev[first_slot + h % m] = i */
+    uint32_t pad3;
+};
+_Static_assert(sizeof(struct ns_frontend) == 40, "ns_frontend has no padding");
+
+struct ns_backend {
+    uint8_t addr[16];
+    uint16_t port;
+    uint16_t pad[3];
+};
+_Static_assert(sizeof(struct ns_backend) == 24, "ns_backend has no padding");
+
+#define NS_DEF_FRONTENDS 4096u
+#define NS_DEF_BACKENDS 65536u
+#define NS_DEF_MAGLEV_SLOTS (1u << 20)
+
 struct ns_tables {
     struct ns_table_limits lim;
     int sealed;
@@ -46,6 +74,11 @@ struct ns_tables {
     uint8_t *isolation;          /* [lim.identities], NS_ISOLATED_* bits */
     struct lpm lpm;
     struct rules rules;
+    uint32_t n_frontends, n_backends, n_slots;
+    struct ns_frontend *fe;
+    struct hidx fe_idx;          /* (zone, VIP, proto, port) -> fe (ref = index + 1) */
+    struct ns_backend *be;
+    uint16_t *maglev;
 };
 
 static inline uint32_t tables_endpoint_hash(uint16_t zone, const uint8_t *addr16)
@@ -78,6 +111,32 @@ static inline void tables_count_hit(struct ns_tables *t, uint32_t rule)
 {
     if (t && rule < t->lim.rules)
         t->rule_hits[rule]++;
+}
+
+static inline uint32_t tables_frontend_hash(uint16_t zone, const uint8_t *addr16, uint8_t proto,
+                                           uint16_t port)
+{
+    uint64_t seed = 0x6a09e667f3bcc909ull ^ ((uint64_t)zone << 32 | (uint64_t)proto << 16 | port);
+    return ns_hash_words(addr16, 16, seed);
+}
+
+/* The frontend of (zone, VIP, proto, port), or NULL. */
+static inline const struct ns_frontend *tables_frontend(const struct ns_tables *t, uint16_t zone,
+                                                        const uint8_t *addr16, uint8_t proto,
+                                                        uint16_t port)
+{
+    if (!t || !t->n_frontends)
+        return NULL;
+    const struct hidx *x = &t->fe_idx;
+    uint32_t h = tables_frontend_hash(zone, addr16, proto, port);
+    for (uint32_t i = h & x->mask; x->slots[i].ref; i = (i + 1) & x->mask) {
+        if (x->slots[i].hash != h)
+            continue;
+        const struct ns_frontend *f = &t->fe[x->slots[i].ref - 1];
+        if (f->zone == zone && f->proto == proto && f->port == port && memcmp(f->addr, addr16, 16) == 0)
+            return f;
+    }
+    return NULL;
 }
 
 #endif

@@ -94,6 +94,9 @@ def policies(draw, name):
 
 
 VIP4, VIP6 = "198.19.0.100", "2001:db8:2::100"
+SERVICE_PORTS = (ServicePort(80, "TCP", "a"), ServicePort(81, "TCP", "b", "web"),
+                 ServicePort(53, "UDP", "c", "dns"), ServicePort(53, "TCP", "d", 5353),
+                 ServicePort(90, "SCTP", "e", "sig"))
 
 
 @st.composite
@@ -111,15 +114,19 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
         ports = tuple(sorted(draw(st.sets(st.sampled_from(range(len(PORTS))), max_size=3))))
         c.add_pod(Pod(draw(st.sampled_from(NAMESPACES)), f"pod-{i}", draw(labels_st),
                       tuple(PORTS[p] for p in ports),
-                      host_network=draw(st.integers(0, 9)) == 0, ips=tuple(ips)))
+                      host_network=draw(st.integers(0, 9)) == 0, ips=tuple(ips),
+                      ready=draw(st.integers(0, 3)) != 0))
     for i in range(draw(st.integers(0, 2))):
         # Finished: a Job's pod whose address a running pod may have taken since.
         reused = draw(st.integers(1, n + 2))
         c.add_pod(Pod(draw(st.sampled_from(NAMESPACES)), f"done-{i}", draw(labels_st), (),
                       ips=(ipaddress.ip_address(f"198.18.0.{reused}"),), phase=draw(st.sampled_from(["Succeeded", "Failed"]))))
     if draw(st.booleans()):
-        c.add_service(Service("ns-a", "svc", {"app": "x"}, (ServicePort(80, "TCP"),),
-                              (ipaddress.ip_address(VIP4), ipaddress.ip_address(VIP6))))
+        # Ports by number and by name (pods without the name back no such port), one
+        # number on two protocols; pods not ready back nothing new.
+        c.add_service(Service("ns-a", "svc", {"app": "x"}, SERVICE_PORTS,
+                              (ipaddress.ip_address(VIP4), ipaddress.ip_address(VIP6)),
+                              publish_not_ready=draw(st.integers(0, 4)) == 0))
     for j in range(draw(st.integers(0, max_policies))):
         c.add_network_policy(draw(policies(f"pol-{j}")))
     return c

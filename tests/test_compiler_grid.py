@@ -143,7 +143,7 @@ def test_the_compiled_tables_decide_as_the_model_on_every_pair_and_port():
     # 7 pod addresses and the node's two; 3 ipBlocks over 6 prefixes (the IPv4 space
     # is one of them: 0.0.0.0/0 is it); identities in pod order: a/api, a/web, b/db, b/job
     assert compiled.stats() == {"interfaces": 4, "identities": 4, "endpoints": 9, "blocks": 3, "prefixes": 6,
-                                "rule_keys": 21, "rule_entries": 27}
+                                "rule_keys": 21, "rule_entries": 27, "frontends": 0, "backends": 0}
     assert compiled.identity_of == {"a/api": 1, "a/web": 2, "b/db": 3, "b/job": 4}
     assert compiled.policy.isolation == {1: 1, 2: 2, 3: 3}     # api ingress, web egress, db both
 
@@ -153,7 +153,7 @@ def test_the_example_compiles_to_what_the_model_decides():
     compiled, checked = check_grid(cluster)
     assert checked > 1000
     assert compiled.stats() == {"interfaces": 5, "identities": 4, "endpoints": 10, "blocks": 1, "prefixes": 3,
-                                "rule_keys": 7, "rule_entries": 7}
+                                "rule_keys": 7, "rule_entries": 7, "frontends": 3, "backends": 4}
     assert compiled.limits["endpoints"] >= compiled.stats()["endpoints"]
 
 
@@ -195,10 +195,11 @@ def test_tables_are_sized_from_what_they_hold_and_a_cluster_that_does_not_fit_fa
     assert compiled.limits == {
         "endpoints": int(82 * 1.25), "identities": 7 + 2, "rule_keys": int(s["rule_keys"] * 1.25),
         "rule_entries": int(s["rule_entries"] * 1.25), "prefixes": int(61 * 1.25),
-        "class_blocks": int(61 * 1.25), "rules": 30}
+        "class_blocks": int(61 * 1.25), "rules": 30, "frontends": 16, "backends": 16, "maglev_slots": 256}
     empty = compile_cluster(cluster_from("apiVersion: v1\nkind: Namespace\nmetadata: {name: m}"))
     assert empty.limits == {"endpoints": 16, "identities": 2, "rule_keys": 16, "rule_entries": 16,
-                            "prefixes": 16, "class_blocks": 16, "rules": 1}
+                            "prefixes": 16, "class_blocks": 16, "rules": 1, "frontends": 16, "backends": 16,
+                            "maglev_slots": 256}
     dp = Datapath()
     dp.install(compiled)
     syn = raw(ether() / IP(src="198.18.1.6", dst="198.18.1.40") / TCP(sport=5, dport=84, flags="S"))  # p5 -> p39: n4

@@ -97,4 +97,4 @@ def test_native_and_oracle_agree_on_mutated_captures():
             done += 1
     # The mutations reach every stage.
     assert {"new", "established", "reply", "related", "spoofed_source", "no_connection", "bad_ip_checksum",
-            "truncated_ip", "v4_mapped_address", "service_unsupported"} <= reasons, reasons
+            "truncated_ip", "v4_mapped_address", "service_port_unknown"} <= reasons, reasons

@@ -1,5 +1,5 @@
-"""A pipeline that can rewrite: Service VIPs are dropped with their own reason until
-Services land; a connection whose destination is translated (as the service mapper
+"""A pipeline that can rewrite: a new connection to a Service VIP is translated to a
+ready backend (and refused with its own reason where the VIP cannot take it); a connection whose destination is translated (as the service mapper
 will commit one) has its packets translated and its replies reverse-translated, the
 same in C and in the oracle; ns_rewrite_frame writes it into frames with correct
 checksums."""
@@ -7,7 +7,7 @@ checksums."""
 import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
-from scapy.all import IP, SCTP, TCP, UDP, IPv6, Raw, SCTPChunkData, raw
+from scapy.all import ICMP, IP, SCTP, TCP, UDP, IPv6, Raw, SCTPChunkData, raw
 from scapy.layers.l2 import Ether
 
 from pipeline.dataplane.compiler import compile_cluster
@@ -25,18 +25,33 @@ SEC = 1_000_000_000
 VIP = "198.19.0.50"
 
 
-def test_a_new_connection_to_a_service_vip_is_dropped_never_routed():
+def test_a_new_connection_to_a_service_vip_goes_to_a_ready_backend_and_back():
+    """The shop's backend Service: VIP:80 -> backend-0:8080 (policed there: frontend
+    is allowed), replies from the VIP; a port the Service does not expose is dropped;
+    db's Service is refused to frontend by db's policy, as backend-0's own address is."""
     cluster, _ = load_cluster([os.path.join(ROOT, "examples", "shop")])
-    vip = cluster.plane.lookup_service_to_address_mappings("shop/backend")[0][1]
-    fe = cluster.pod_address("shop/frontend-0")
-    port = cluster.attachment("shop/frontend-0").port
+    vip = str(cluster.plane.lookup_service_to_address_mappings("shop/backend")[0][1])
+    fe, be = (str(cluster.pod_address(k)) for k in ("shop/frontend-0", "shop/backend-0"))
+    pfe, pbe = (cluster.attachment(k).port for k in ("shop/frontend-0", "shop/backend-0"))
     dp = Datapath()
     dp.install(compile_cluster(cluster))
     oracle = OraclePipeline(cluster)
-    frame = raw(ether() / IP(src=str(fe), dst=str(vip)) / TCP(sport=1, dport=80, flags="S"))
-    native = dp.run_batch([frame], [port], SEC)[0]
-    assert native.comparable() == oracle.process(frame, port, SEC).comparable()
-    assert (native.verdict, native.reason) == ("drop", "service_unsupported")
+
+    def run(pkt, port, now):
+        frame = raw(ether() / pkt)
+        native = dp.run_batch([frame], [port], now)[0]
+        assert native.comparable() == oracle.process(frame, port, now).comparable()
+        return native
+    r = run(IP(src=fe, dst=vip) / TCP(sport=1, dport=80, flags="S"), pfe, SEC)
+    assert (r.reason, r.rewrite, r.dst, r.dport, r.out_port) == ("new", REWRITE_DST, be, 8080, pbe)
+    r = run(IP(src=be, dst=fe) / TCP(sport=8080, dport=1, flags="SA"), pbe, 2 * SEC)
+    assert (r.reason, r.rewrite, r.src, r.sport, r.out_port) == ("reply", REWRITE_SRC, vip, 80, pfe)
+    assert run(IP(src=fe, dst=vip) / TCP(sport=2, dport=81, flags="S"), pfe, 3 * SEC).reason == "service_port_unknown"
+    assert run(IP(src=fe, dst=vip) / UDP(sport=2, dport=80), pfe, 3 * SEC).reason == "service_port_unknown"
+    assert run(IP(src=fe, dst=vip) / ICMP(), pfe, 3 * SEC).reason == "service_port_unknown"
+    db = str(cluster.plane.lookup_service_to_address_mappings("data/db")[0][1])
+    r = run(IP(src=fe, dst=db) / TCP(sport=3, dport=5432, flags="S"), pfe, 4 * SEC)
+    assert (r.verdict, r.reason) == ("drop", "denied_ingress")
 
 
 def translated(both, proto="TCP"):

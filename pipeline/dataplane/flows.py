@@ -37,7 +37,7 @@ DROP_REASON_DESC = {
     "connection_closed": "UNKNOWN_CONNECTION_TRACKING_STATE",
     "denied_egress": "POLICY_DENIED", "denied_ingress": "POLICY_DENIED",
     "conntrack_full": "CT_MAP_INSERTION_FAILED", "conntrack_clash": "CT_MAP_INSERTION_FAILED",
-    "service_unsupported": "SERVICE_BACKEND_NOT_FOUND",
+    "service_port_unknown": "SERVICE_BACKEND_NOT_FOUND", "service_no_backend": "SERVICE_BACKEND_NOT_FOUND",
 }
 VERDICTS = {"forward": "FORWARDED", "drop": "DROPPED", "local": "REDIRECTED"}
 TCP_FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
@@ -166,7 +166,14 @@ class FlowBuilder:
                            xdst=ev.xdst, xport=ev.xport)
 
     def from_result(self, r, in_port: int, time_ns: int, extra: Optional[dict] = None) -> dict:
-        """A record for one packet's Result (replay)."""
+        """A record for one packet's Result (replay): the packet as it leaves, its
+        addresses and ports translated; netsem.translated_destination/_source say
+        which side the service mapper's translation rewrote, and to what."""
+        xlated = {}
+        if r.rewrite & K.REWRITE_DST:
+            xlated["translated_destination"] = {"address": r.dst, "port": r.dport}
+        if r.rewrite & K.REWRITE_SRC:
+            xlated["translated_source"] = {"address": r.src, "port": r.sport}
         event = {"new": "new", "drop": "denied" if r.reason in ("denied_egress", "denied_ingress")
                  else "dropped"}.get(r.ct_state if r.verdict == "forward" else r.verdict, "packet")
         return self.record(time_ns=time_ns, verdict=r.verdict, reason=r.reason, event=event, zone=r.zone,
@@ -175,4 +182,4 @@ class FlowBuilder:
                            out_port=r.out_port if r.verdict == "forward" else None,
                            egress_rule=r.egress_rule, ingress_rule=r.ingress_rule,
                            is_reply=r.ct_state == "reply",
-                           extra={"ct_state": r.ct_state, "rewrite": r.rewrite, **(extra or {})})
+                           extra={"ct_state": r.ct_state, "rewrite": r.rewrite, **xlated, **(extra or {})})

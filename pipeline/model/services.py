@@ -13,6 +13,7 @@ and selectOnePod; a real Service answers per port, because
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -85,3 +86,53 @@ def select_one_backend(cluster: Cluster, svc: Service, sp: ServicePort,
     pick another; every backend is policed the same way."""
     ready = ready_backends(cluster, svc, sp, family)
     return ready[0] if ready else None
+
+
+# -- Maglev: which backend a connection goes to ---------------------------------------
+# The dataplane spreads new connections over the ready backends by a hash of their
+# tuple (kube-proxy's iptables mode picks at random; IPVS and Cilium hash). Maglev
+# (Eisenbud et al., NSDI 2016) fills a table of m slots so that every backend holds
+# about m/n of them and removing one backend moves only the tuples it held. The
+# compiler loads this table into C; the oracle reads it as well, so a tuple's backend
+# is decided here once.
+
+MAGLEV_SIZES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521)   # primes
+MAX_BACKENDS = MAGLEV_SIZES[-1] // 10
+
+
+def maglev_size(n: int) -> int:
+    """The smallest table with at least 10 slots per backend (≤ 1 % imbalance)."""
+    if n > MAX_BACKENDS:
+        raise ValueError(f"{n} backends: at most {MAX_BACKENDS} per Service port")
+    return next(m for m in MAGLEV_SIZES if m >= 10 * n)
+
+
+def _digest(text: str, person: bytes, m: int) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8, person=person).digest(), "big") % m
+
+
+def maglev_table(backends: list[Backend]) -> list[int]:
+    """Slot -> index into `backends` (empty when there is none). Each backend's
+    preference list is a permutation of the slots seeded by its address and port, so
+    the table depends on which backends there are, not on the cluster's other state."""
+    n = len(backends)
+    if n == 0:
+        return []
+    m = maglev_size(n)
+    names = [f"{b.address}|{b.port}" for b in backends]
+    offset = [_digest(s, b"netsem-offset", m) for s in names]
+    skip = [_digest(s, b"netsem-skip", m - 1) + 1 for s in names]
+    table = [-1] * m
+    nxt = [0] * n
+    filled = 0
+    while True:
+        for i in range(n):
+            c = (offset[i] + nxt[i] * skip[i]) % m
+            while table[c] >= 0:
+                nxt[i] += 1
+                c = (offset[i] + nxt[i] * skip[i]) % m
+            table[c] = i
+            nxt[i] += 1
+            filled += 1
+            if filled == m:
+                return table

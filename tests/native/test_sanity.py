@@ -26,7 +26,7 @@ def test_reason_table():
         "fragment_unknown", "fragment_table_full", "no_connection",
         "icmp_error_no_connection", "unsupported_icmp", "denied_egress", "denied_ingress",
         "conntrack_full", "v4_mapped_address", "icmp_error_misdirected", "connection_closed",
-        "service_unsupported", "conntrack_clash"]
+        "service_port_unknown", "conntrack_clash", "service_no_backend"]
     assert lib.ns_reason_name(len(REASONS)) == lib.ns_reason_name(-1)
 
 

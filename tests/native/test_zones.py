@@ -63,8 +63,8 @@ def test_nodes_and_services_are_endpoints_of_their_kind():
     assert p.one(syn("10.9.2.2", "10.9.0.2"), 0).reason == "denied_ingress"
     # ...not with the strict option
     assert Pipe(zoned_tables(police_node=True)).one(syn("10.9.2.1", "10.9.0.2"), 0).reason == "denied_ingress"
-    # a Service VIP is not routed (Services are not translated yet), nor a source from outside
-    assert p.one(syn("10.9.0.2", "10.9.1.1"), 2).reason == "service_unsupported"
+    # a Service VIP with no frontend for the port is not routed, nor a source from outside
+    assert p.one(syn("10.9.0.2", "10.9.1.1"), 2).reason == "service_port_unknown"
     assert p.one(E / IP(src="10.9.1.1", dst="10.9.0.2") / UDP(sport=1, dport=2), 0).reason == "spoofed_source"
     # a pod's address from outside is spoofed; a node's is not
     assert p.one(syn(SHARED, "10.9.0.2", 5), 0).reason == "spoofed_source"

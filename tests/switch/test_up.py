@@ -159,3 +159,60 @@ def test_exec_gives_up_on_a_run_that_is_not_there():
     r = subprocess.run(NETSEM + ["exec", "--prefix", "nsmzz9", "--timeout", "0.5", "t/a", "--", "true"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "no netsem run with prefix 'nsmzz9'" in r.stderr
+
+
+SERVE_ONE = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+s.settimeout(20)
+for _ in range(int(sys.argv[2])):
+    c, peer = s.accept()
+    c.sendall(f"{peer[0]}\\n".encode())   # who the backend sees
+    c.close()
+"""
+ASK = """
+import socket, sys
+s = socket.socket()
+s.settimeout(2.0)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("answer", s.recv(100).decode().strip(), s.getpeername()[0])
+except OSError as e:
+    print("failed", e)
+"""
+
+
+def test_a_cluster_ip_reaches_its_backend_with_the_client_address_and_answers_from_itself(up):
+    """Real TCP through shop/backend's ClusterIP (198.19.0.2:80 -> backend-0:8080):
+    the backend sees the client's own address, the client sees the VIP answer. A port
+    the Service does not expose, and a client policy does not allow, get nothing."""
+    proc, prefix, flows, port, manifests = up
+    server = subprocess.Popen(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", "shop/backend-0", "--",
+                                        sys.executable, "-c", SERVE_ONE, "8080", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline:
+            r = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", ASK, "198.19.0.2", "80")
+            if r.stdout.startswith("answer"):
+                break
+            time.sleep(0.5)
+        assert r.stdout.split() == ["answer", "198.18.0.4", "198.19.0.2"], (r.stdout, r.stderr)
+        assert exec_in(prefix, "shop/frontend-0", sys.executable, "-c", ASK, "198.19.0.2", "81").stdout \
+            .startswith("failed")
+        assert exec_in(prefix, "data/backup-0", sys.executable, "-c", ASK, "198.19.0.2", "80").stdout \
+            .startswith("failed")
+        deadline = time.monotonic() + 10
+        reasons = set()
+        while time.monotonic() < deadline and not {"service_port_unknown", "denied_egress"} <= reasons:
+            records = [json.loads(x) for x in flows.read_text().splitlines()] if flows.exists() else []
+            reasons = {x["netsem"]["reason"] for x in records if x["IP"]["destination"] == "198.19.0.2"}
+            time.sleep(0.2)
+        assert {"service_port_unknown", "denied_egress", "new"} <= reasons, reasons   # backup: egress to db only
+    finally:
+        server.kill()
+        server.wait()

@@ -14,6 +14,7 @@ from ...model.addresses import Attachment
 from ...model.cluster import Cluster
 from .endpoints import EndpointTable, build_endpoints
 from .policy import Identity, PolicyTables, build_identities, build_policy
+from .services import ServiceTable, build_services
 
 __all__ = ["CompileError", "Compiled", "Identity", "compile_cluster"]
 
@@ -32,6 +33,7 @@ class Compiled:
     identity_of: dict                # pod key -> identity id
     endpoints: EndpointTable
     policy: PolicyTables
+    services: ServiceTable
     limits: dict                     # ns_table_limits, as allocated
     tables: object = None
 
@@ -58,7 +60,8 @@ class Compiled:
         return {"interfaces": len(self.attachments), "identities": len(self.identities),
                 "endpoints": len(self.endpoints.rows), "blocks": len(self.policy.blocks),
                 "prefixes": len(self.policy.classes), "rule_keys": len(self.policy.entries),
-                "rule_entries": self.policy.n_entries}
+                "rule_entries": self.policy.n_entries, "frontends": len(self.services.frontends),
+                "backends": self.services.n_backends}
 
 
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
@@ -67,6 +70,7 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     idents, identity_of = build_identities(cluster)
     endpoints = build_endpoints(cluster, identity_of)
     policy = build_policy(cluster, idents)
+    services = build_services(cluster, endpoints.zones)
     n_entries = policy.n_entries
     limits = ffi.new("struct ns_table_limits *")
     limits.endpoints = max(16, int(len(endpoints.rows) * limits_slack))
@@ -76,6 +80,9 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     limits.prefixes = max(16, int(len(policy.classes) * limits_slack))
     limits.class_blocks = max(16, int(len(policy.classes) * limits_slack))
     limits.rules = max(1, len(policy.rules))
+    limits.frontends = max(16, int(len(services.frontends) * limits_slack))
+    limits.backends = max(16, int(services.n_backends * limits_slack))
+    limits.maglev_slots = max(256, int(services.n_slots * limits_slack))
     t = lib.ns_tables_new(limits)
     if t == ffi.NULL:
         raise CompileError("cannot allocate tables")
@@ -89,7 +96,9 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     if cluster.config.police_node_traffic:
         check(lib.ns_tables_set_options(t, lib.NS_OPT_POLICE_NODE_TRAFFIC), "options")
     policy.install(lib, t, check)
+    services.install(lib, ffi, t, check)
     check(lib.ns_tables_seal(t), "seal")
     allocated = {f: getattr(limits, f) for f in ("endpoints", "identities", "rule_keys", "rule_entries",
-                                                  "prefixes", "class_blocks", "rules")}
-    return Compiled(cluster, idents, identity_of, endpoints, policy, allocated, t)
+                                                  "prefixes", "class_blocks", "rules", "frontends",
+                                                  "backends", "maglev_slots")}
+    return Compiled(cluster, idents, identity_of, endpoints, policy, services, allocated, t)

@@ -19,7 +19,7 @@ from . import conntrack as ct
 from .frag import FragTable
 from .policy import decide
 from .sanity import Drop, Packet, parse
-from .service import service_map
+from .service import ServiceMapper
 
 CT_STATE_OF_REASON = {"new": "new", "established": "established", "reply": "reply", "related": "related"}
 
@@ -46,6 +46,7 @@ class OraclePipeline:
 
     def _use(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self.services = ServiceMapper(cluster)
         self.zones = zone_numbers(cluster)
         self.domains = {z: d for d, z in self.zones.items()}
 
@@ -150,17 +151,19 @@ class OraclePipeline:
                                  "reply" if direction == "reply" else "established", fkey)
         if not opener:
             raise Drop("no_connection")
-        # 3. service mapper
-        service_map(plane.lookup(domain, pkt.dst))
-        # 4. route, 5. egress and ingress policy (the model's primitive)
+        # 3. service mapper: a VIP's new connection goes to one ready backend
+        xlate = self.services.map(plane.lookup(domain, pkt.dst), pkt)
+        if xlate is not None:
+            out.dst, out.dport, out.rewrite = xlate[0], xlate[1], REWRITE_DST
+        # 4. route, 5. egress and ingress policy (the model's primitive), on the backend
         out.port = self._route(domain, out.dst, arrival)
         reason, out.rules[0], out.rules[1] = decide(self.cluster, domain, pkt.src, out.dst, pkt.proto, out.dport)
         if reason:
             raise Drop(reason)
         # 6. commit
-        if self.conns.clashes(key, now):
+        if self.conns.clashes(key, now, xlate):
             raise Drop("conntrack_clash")
-        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now) is None:
+        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now, xlate) is None:
             raise Drop("conntrack_full")
         return self._forward(pkt, arrival, domain, now, out, "new", fkey, routed=True)
 

@@ -1,13 +1,74 @@
-"""The service mapper (native/service.c): Services are not translated yet, so a new
-connection to a Service VIP is dropped service_unsupported (never routed)."""
+"""The service mapper (native/service.c): a new connection to a Service VIP goes to
+one of the ready backends of the Service port it names, through the Maglev table of
+the model (model/services.py), at slot flow_hash(tuple) % m. The hash is written
+here again, from its definition, rather than called in C: the differential tests then
+hold the two together, key layout included."""
 
 from __future__ import annotations
 
+import struct
+from typing import Optional
+
 from ...model.addresses import ServiceVIP
+from ...model.services import Backend, maglev_table, ready_backends
+from ..constants import FLOW_HASH_SEED, PROTO_NAMES
 from .sanity import Drop
 
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
 
-def service_map(entry) -> None:
-    """entry: what the address plane has at the destination."""
-    if isinstance(entry, ServiceVIP):
-        raise Drop("service_unsupported")
+
+def _mix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & M64
+    h ^= h >> 33
+    h = (h * 0xc4ceb9fe1a85ec53) & M64
+    return h ^ (h >> 33)
+
+
+def hash_words(key: bytes, seed: int) -> int:
+    """native/nsint.h ns_hash_words: 64-bit little-endian words, then a 64-bit mix."""
+    h = seed ^ ((len(key) * GOLDEN) & M64)
+    for (w,) in struct.iter_unpack("<Q", key):
+        h = (((h ^ w) * GOLDEN) & M64) + (h >> 29) & M64
+    return _mix64(h) & 0xFFFFFFFF
+
+
+def flow_hash(src, dst, sport: int, dport: int, proto: int) -> int:
+    """ns_flow_hash: of the tuple as the service mapper sees it (IPv4 mapped)."""
+    def a16(ip):
+        return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+    return hash_words(struct.pack("<16s16sHHB3x", a16(src), a16(dst), sport, dport, proto), FLOW_HASH_SEED)
+
+
+class ServiceMapper:
+    """One cluster generation's frontends, each Maglev table computed once."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self._tables: dict = {}
+
+    def frontend(self, service: str, protocol: str, port: int, family: int):
+        """(ready backends, Maglev table) of one frontend, or None if the Service
+        does not expose that protocol/port."""
+        key = (service, protocol, port, family)
+        if key not in self._tables:
+            svc = self.cluster.services[service]
+            sp = svc.port(protocol, port)
+            backends = ready_backends(self.cluster, svc, sp, family) if sp else None
+            self._tables[key] = None if sp is None else (backends, maglev_table(backends))
+        return self._tables[key]
+
+    def map(self, entry, pkt) -> Optional[tuple]:
+        """The translation (backend address, port) of a new connection; None when the
+        destination is not a Service VIP; Drop when the VIP refuses it."""
+        if not isinstance(entry, ServiceVIP):
+            return None
+        fe = self.frontend(entry.service, PROTO_NAMES.get(pkt.proto, "ICMP"), pkt.dport, pkt.family)
+        if fe is None:
+            raise Drop("service_port_unknown")
+        backends, table = fe
+        if not backends:
+            raise Drop("service_no_backend")
+        b: Backend = backends[table[flow_hash(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto) % len(table)]]
+        return b.address, b.port

@@ -1,0 +1,63 @@
+"""The service mapper's tables (native/service.c): one frontend per (IP address
+domain, Service VIP, protocol, port), each with the ready backends of that Service
+port in the VIP's address family and their Maglev table (model/services.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...model.addresses import ServiceVIP
+from ...model.cluster import Cluster
+from ...model.services import maglev_table, ready_backends
+from ..addr16 import addr16
+from ..constants import PROTO_NUMBERS
+
+
+@dataclass(frozen=True)
+class Frontend:
+    zone: int
+    address: object
+    proto: int
+    port: int
+    backends: tuple          # ((address, port), ...)
+    slots: tuple             # Maglev table: slot -> backend index; () without backends
+
+    @property
+    def m(self) -> int:
+        return len(self.slots) or 1
+
+
+@dataclass
+class ServiceTable:
+    frontends: list = field(default_factory=list)
+
+    @property
+    def n_backends(self) -> int:
+        return sum(len(f.backends) for f in self.frontends)
+
+    @property
+    def n_slots(self) -> int:
+        return sum(len(f.slots) for f in self.frontends)
+
+    def install(self, lib, ffi, t, check) -> None:
+        for f in self.frontends:
+            addrs = ffi.new("uint8_t[]", b"".join(addr16(a) for a, _ in f.backends) or b"\0")
+            ports = ffi.new("uint16_t[]", [p for _, p in f.backends] or [0])
+            slots = ffi.new("uint16_t[]", list(f.slots) or [0])
+            check(lib.ns_tables_add_frontend(t, f.zone, addr16(f.address), f.proto, f.port, len(f.backends),
+                                             addrs, ports, f.m, slots),
+                  f"frontend {f.address} {f.proto}/{f.port}")
+
+
+def build_services(cluster: Cluster, zones: dict) -> ServiceTable:
+    table = ServiceTable()
+    for domain, ip, e in cluster.plane:
+        if not isinstance(e, ServiceVIP):
+            continue
+        svc = cluster.services[e.service]
+        for sp in svc.ports:
+            backends = ready_backends(cluster, svc, sp, ip.version)
+            table.frontends.append(Frontend(zones[domain], ip, PROTO_NUMBERS[sp.protocol], sp.port,
+                                            tuple((b.address, b.port) for b in backends),
+                                            tuple(maglev_table(backends))))
+    return table

@@ -1,0 +1,125 @@
+"""The service mapper, C against the oracle, on random clusters: new connections from
+every pod to every Service port (exposed or not, TCP, UDP, SCTP, both families),
+replies from the backend each chose, continuations, and Service changes (a backend
+made not ready, then ready again) between them. Every packet's fate must agree, and
+the tuple → backend choice must be what the model's Maglev table says."""
+
+import ipaddress
+import os
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scapy.all import IP, SCTP, TCP, UDP, IPv6, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck, raw
+
+from pipeline.dataplane.compiler import compile_cluster
+from pipeline.dataplane.constants import REWRITE_DST, REWRITE_SRC
+from pipeline.dataplane.driver import Datapath
+from pipeline.dataplane.oracle import OraclePipeline
+from pipeline.model.objects import Pod
+from pipeline.model.services import maglev_size
+
+from .packets import ether
+from .strategies import PORTS, SERVICE_PORTS, VIP4, VIP6, clusters
+
+SEC = 1_000_000_000
+EXAMPLES = int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120"))
+
+
+def l4(proto, sport, dport, flags="S"):
+    if proto == "TCP":
+        return TCP(sport=sport, dport=dport, flags=flags)
+    if proto == "UDP":
+        return UDP(sport=sport, dport=dport)
+    chunk = {"S": SCTPChunkInit(), "SA": SCTPChunkInitAck()}.get(flags, SCTPChunkData(data=b"x"))
+    return SCTP(sport=sport, dport=dport) / chunk
+
+
+class Both:
+    def __init__(self, cluster):
+        self.dp, self.oracle = Datapath(), OraclePipeline(cluster)
+        self.dp.install(compile_cluster(cluster))
+
+    def swap(self, cluster):
+        self.dp.install(compile_cluster(cluster))
+        self.oracle.install(cluster)
+
+    def run(self, pkt, port, now):
+        frame = raw(ether() / pkt)
+        native = self.dp.run_batch([frame], [port], now)[0]
+        want = self.oracle.process(frame, port, now)
+        assert native.comparable() == want.comparable(), (native, want, frame.hex())
+        return native
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_service_connections_agree_and_follow_their_backend(data):
+    cluster = data.draw(clusters(max_pods=6, max_policies=3))
+    if "ns-a/svc" not in cluster.services:
+        return
+    # Backends for sure: pods of the Service, with some of its target ports by name.
+    for i in range(data.draw(st.integers(1, 4))):
+        ips = [ipaddress.ip_address(f"198.18.0.{100 + i}")]
+        if data.draw(st.booleans()):
+            ips.append(ipaddress.ip_address(f"2001:db8::{100 + i:x}"))
+        ports = tuple(data.draw(st.sets(st.sampled_from(PORTS), max_size=4)))
+        cluster.add_pod(Pod("ns-a", f"backend-{i}", {"app": "x"}, ports, ips=tuple(ips),
+                            ready=data.draw(st.integers(0, 4)) != 0))
+    both = Both(cluster)
+    clients = [(a, ip) for a in cluster.plane.attachments()
+               for d, ip in cluster.plane.lookup_pod_to_address_mappings(a.pod) if d == a.domain]
+    if not clients:
+        return
+    now, translated, sport = SEC, [], 20000
+    for step in range(data.draw(st.integers(4, 30))):
+        now += data.draw(st.sampled_from([1, 1, SEC, SEC, 200 * SEC]))
+        op = data.draw(st.sampled_from(["open", "open", "reply", "more", "change"]))
+        if op == "open":
+            a, ip = data.draw(st.sampled_from(clients))
+            vip = VIP4 if ip.version == 4 else VIP6
+            sp = data.draw(st.sampled_from(SERVICE_PORTS + (None,)))
+            proto, port = (sp.protocol, sp.port) if sp else (data.draw(st.sampled_from(["TCP", "UDP"])), 82)
+            sport += 1
+            l3 = IP if ip.version == 4 else IPv6
+            r = both.run(l3(src=str(ip), dst=vip) / l4(proto, sport, port), a.port, now)
+            if sp is None:
+                assert r.reason == "service_port_unknown"
+            if r.reason == "new":
+                assert r.rewrite == REWRITE_DST
+                translated.append((a.pod, ip, vip, sport, port, proto, r.dst, r.dport))
+        elif op in ("reply", "more") and translated:
+            pod, ip, vip, cport, port, proto, bip, bport = data.draw(st.sampled_from(translated))
+            l3 = IP if ip.version == 4 else IPv6
+            # (a pod re-added by a change may sit on another switch port now)
+            bsw = cluster.plane.lookup("cluster", ipaddress.ip_address(bip)).port
+            csw = cluster.plane.lookup("cluster", ip).port
+            if op == "reply":
+                r = both.run(l3(src=bip, dst=str(ip)) / l4(proto, bport, cport, "SA"), bsw, now)
+                if r.reason == "reply":
+                    assert (r.src, r.sport, r.rewrite) == (vip, port, REWRITE_SRC)
+            else:
+                r = both.run(l3(src=str(ip), dst=vip) / l4(proto, cport, port, "A"), csw, now)
+                if r.reason == "established":       # a new one may go elsewhere after a change
+                    assert (r.dst, r.dport, r.rewrite) == (bip, bport, REWRITE_DST)
+        elif op == "change":
+            # A pod changes readiness: new connections follow, established ones stay.
+            pods = [p for p in cluster.pods.values() if not p.finished]
+            p = data.draw(st.sampled_from(pods))
+            cluster.add_pod(Pod(p.namespace, p.name, p.labels, p.ports, p.host_network, p.ips, p.phase,
+                                p.node_name, not p.ready))
+            both.swap(cluster)
+            clients = [(a, ip) for a in cluster.plane.attachments()
+                       for d, ip in cluster.plane.lookup_pod_to_address_mappings(a.pod) if d == a.domain]
+            if not clients:
+                return
+
+
+def test_maglev_tables_spread_evenly_and_move_little():
+    from pipeline.model.services import Backend, maglev_table
+    bs = [Backend(ipaddress.ip_address(f"198.18.1.{i}"), 8080, None, True) for i in range(1, 101)]
+    t = maglev_table(bs)
+    assert len(t) == maglev_size(100) == 1021
+    counts = [t.count(i) for i in range(100)]
+    assert max(counts) - min(counts) <= 1
+    smaller = maglev_table(bs[:99])             # backend 99 removed
+    moved = sum(1 for x, y in zip(t, smaller) if x != 99 and x != y)
+    assert moved < len(t) * 0.05, moved
