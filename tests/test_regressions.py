@@ -309,7 +309,7 @@ def test_7k_cli_refusals(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", "-f",
                         os.path.join(ROOT, "examples", "shop"), "--pcap", "-", "-q", "--check"],
                        input=data, capture_output=True)
-    assert r.returncode == 0 and b"oracle agrees on all 35" in r.stderr
+    assert r.returncode == 0 and b"oracle agrees on all 39" in r.stderr
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", "-f",
                         os.path.join(ROOT, "examples", "shop"), "--pcap", str(tmp_path / "none.pcap")],
                        capture_output=True)

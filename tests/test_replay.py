@@ -42,8 +42,8 @@ def test_check_agrees_on_the_example_captures(captures, capsys):
                             "-o", "jsonl"], capsys)
         assert rc == 0, err
         lines = [json.loads(x) for x in out.splitlines()]
-        assert len(lines) == 35 and all(x["netsem"]["oracle_agrees"] for x in lines)
-        assert "oracle agrees on all 35" in err
+        assert len(lines) == 39 and all(x["netsem"]["oracle_agrees"] for x in lines)
+        assert "oracle agrees on all 39" in err
 
 
 def test_pcapng_interfaces_give_arrival_ports_and_verdicts(captures, capsys):
@@ -65,6 +65,14 @@ def test_pcapng_interfaces_give_arrival_ports_and_verdicts(captures, capsys):
     by_reason = {}
     for r in rows:
         by_reason.setdefault(r["netsem"]["reason"], []).append(r)
+    # Through shop/backend's ClusterIP: the record shows the packet as it leaves and
+    # names the side the service mapper rewrote.
+    to_vip, back, on = rows[32:35]
+    assert to_vip["netsem"]["translated_destination"] == {"address": "198.18.0.3", "port": 8080}
+    assert to_vip["IP"]["destination"] == "198.18.0.3" and to_vip["netsem"]["reason"] == "new"
+    assert back["netsem"]["translated_source"] == {"address": "198.19.0.2", "port": 80}
+    assert on["netsem"]["reason"] == "established" and "translated_destination" in on["netsem"]
+    assert by_reason["service_port_unknown"][0]["drop_reason_desc"] == "SERVICE_BACKEND_NOT_FOUND"
     assert by_reason["spoofed_source"][0]["netsem"]["in_port"] == "shop/frontend-0"
     assert by_reason["spoofed_source"][0]["drop_reason_desc"] == "INVALID_SOURCE_IP"
     denied = by_reason["denied_egress"]
@@ -86,8 +94,18 @@ def test_write_keeps_forwarded_packets_per_output_port(captures, capsys, tmp_pat
                         "--write", str(out_file)], capsys)
     assert rc == 0 and out == ""
     pkts = rdpcap(str(out_file))
-    assert len(pkts) == 20
+    assert len(pkts) == 23
     assert {p.sniffed_on for p in pkts} == {"shop/backend-0", "shop/frontend-0", "data/db-0", "uplink"}
+    # The ClusterIP connection leaves translated, checksums recomputed: to backend-0,
+    # and its reply to frontend-0 from the VIP.
+    to_backend, reply = [p for p in pkts if TCP in p and 48000 in (p[TCP].sport, p[TCP].dport)][:2]
+    assert (to_backend.sniffed_on, to_backend[IP].dst, to_backend[TCP].dport) == ("shop/backend-0", "198.18.0.3", 8080)
+    assert (reply.sniffed_on, reply[IP].src, reply[TCP].sport) == ("shop/frontend-0", "198.19.0.2", 80)
+    for p in (to_backend, reply):
+        fixed = p.__class__(bytes(p))
+        del fixed[IP].chksum, fixed[TCP].chksum
+        fixed = fixed.__class__(bytes(fixed))
+        assert (p[IP].chksum, p[TCP].chksum) == (fixed[IP].chksum, fixed[TCP].chksum)
     # Our own reader agrees with scapy's.
     assert [c.interface for c in read_capture(str(out_file))] == [p.sniffed_on for p in pkts]
 

@@ -35,7 +35,7 @@ def test_the_wheel_installs_and_checks_a_capture(tmp_path):
                         "examples/captures/shop.pcapng", "--check", "-q"],
                        capture_output=True, text=True, cwd=work)
     assert r.returncode == 0, r.stderr
-    assert "oracle agrees on all 35" in r.stderr
+    assert "oracle agrees on all 39" in r.stderr
     r = subprocess.run([str(py), "-c", "import pipeline; print(pipeline.__file__)"], capture_output=True,
                        text=True, cwd=work)
     assert str(env_dir) in r.stdout

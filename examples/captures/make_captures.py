@@ -10,7 +10,7 @@ The traffic: an allowed frontend -> backend TCP connection (handshake, data, clo
 backend -> database, a denied frontend -> database attempt, the backup job, HTTP from
 outside, the backend calling a payment provider (allowed and excepted addresses), a
 spoofed source, a non-SYN segment, ICMP echo and an ICMP error, fragments, a UDP
-datagram, and malformed frames."""
+datagram, a connection through a Service's ClusterIP, and malformed frames."""
 
 from __future__ import annotations
 
@@ -85,6 +85,13 @@ def main() -> int:
         send(be, f)
     # UDP from the backup job to the database: data allows TCP only.
     send(bk, IP(src=ip[bk], dst=ip[db]) / UDP(sport=5353, dport=5432) / Raw(b"x"))
+    # Through shop/backend's ClusterIP (80 -> backend-0:8080): translated both ways;
+    # a port the Service does not expose.
+    vip = str(cluster.plane.lookup_service_to_address_mappings("shop/backend")[0][1])
+    send(fe, tcp(ip[fe], vip, 48000, 80, "S"))
+    send(be, tcp(ip[be], ip[fe], 8080, 48000, "SA"))
+    send(fe, tcp(ip[fe], vip, 48000, 80, "A"))
+    send(fe, tcp(ip[fe], vip, 48001, 443, "S"))
     # Malformed: truncated, bad checksum, unknown ethertype.
     good = raw(Ether(src="02:00:00:00:00:aa", dst=GW) / tcp(ip[fe], ip[be], 47000, 8080, "S"))
     packets.append((fe, good[:30]))
