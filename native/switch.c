@@ -19,7 +19,7 @@
 static const char *const counter_name[NS_SW_C_COUNT] = {
     "ttl_exceeded", "no_port", "no_neighbor", "oversize", "arp_replies",
     "nd_replies", "local_ignored", "wakeups", "batches", "captured", "capture_dropped",
-    "rewrite_failed",
+    "rewrite_failed", "rejects",
 };
 
 uint64_t sw_mono_ns(void)
@@ -260,6 +260,15 @@ static void act(struct ns_switch *sw, uint32_t n)
                 sw->counter[NS_SW_C_LOCAL_IGNORED]++;
         } else {
             in->st.drops++;
+            if (NS_UNLIKELY(r->reason == NS_R_SERVICE_NO_BACKEND)) {
+                /* Rejected, as kube-proxy does, so the client fails at once. */
+                uint8_t *out = sw->reply + (size_t)i * SW_REPLY_MAX;
+                uint16_t rl = sw_reject(in, f, sw->len[i], r, out);
+                if (rl && in->pod_mac_known) {
+                    sw->counter[NS_SW_C_REJECTS]++;
+                    queue_tx(sw, &ntx, sw->slot_of[in->port], out, rl);
+                }
+            }
         }
     }
     transmit(sw, ntx);

@@ -38,6 +38,7 @@ enum ns_switch_counter {
     NS_SW_C_CAPTURED,           /* frames copied into the capture ring (in + out) */
     NS_SW_C_CAPTURE_DROPPED,    /* frames not captured because the capture ring was full */
     NS_SW_C_REWRITE_FAILED,     /* a translated frame ns_rewrite_frame could not rewrite */
+    NS_SW_C_REJECTS,            /* TCP resets / ICMP port unreachables for service_no_backend */
     NS_SW_C_COUNT
 };
 

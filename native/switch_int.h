@@ -115,6 +115,8 @@ uint16_t sw_arp_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_
                       int *ignored);
 uint16_t sw_nd_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_t *out,
                      int *ignored);
+uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const struct ns_result *r,
+                   uint8_t *out);
 /* capture.c */
 void sw_cap_free(struct sw_capture *c);
 void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,

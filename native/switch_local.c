@@ -1,6 +1,9 @@
-/* What the switch answers itself (proxy ARP for the gateway and every address, and
- * neighbour advertisements), and the IP hop it is (TTL / hop limit). */
+/* What the switch answers itself (proxy ARP for the gateway and every address,
+ * neighbour advertisements, and the rejects of Service ports without a ready
+ * backend), and the IP hop it is (TTL / hop limit). */
 #include "switch_int.h"
+#include "sanity.h"      /* NS_TCP_* flags */
+#include "reasons.h"
 
 uint32_t sw_l3_offset(const uint8_t *f, uint32_t len)
 {
@@ -127,4 +130,98 @@ uint16_t sw_nd_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_t
     na[3] = (uint8_t)c;
     *ignored = 0;
     return 14 + 40 + 32;
+}
+
+/* kube-proxy's REJECT of a new connection to a Service port without a ready backend:
+ * a TCP segment is answered with a RST from the VIP (RFC 9293 3.10.7.1: seq = its
+ * ACK, or ack = its seq + length), anything else with an ICMP / ICMPv6 port
+ * unreachable quoting as much of it as fits. The frame is built in `out` (at most
+ * SW_REPLY_MAX bytes); returns its length, 0 when there is nothing to answer. */
+uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const struct ns_result *r,
+                   uint8_t *out)
+{
+    uint32_t l3 = sw_l3_offset(f, len);
+    const uint8_t *ip = f + l3;
+    uint32_t hl, iplen;
+    if (r->family == 4 && len >= l3 + 20) {
+        hl = (ip[0] & 0x0F) * 4u;
+        iplen = rd16(ip + 2);
+    } else if (r->family == 6 && len >= l3 + 40) {
+        hl = 40;                        /* the pipeline has walked any extension headers */
+        iplen = 40u + rd16(ip + 4);
+    } else {
+        return 0;
+    }
+    if (iplen > len - l3)
+        iplen = len - l3;
+    const uint8_t *src = r->src + (r->family == 4 ? 12 : 0), *dst = r->dst + (r->family == 4 ? 12 : 0);
+    memcpy(out, f + 6, 6);
+    memcpy(out + 6, pt->gw_mac, 6);
+    out[12] = r->family == 4 ? 0x08 : 0x86;
+    out[13] = r->family == 4 ? 0x00 : 0xdd;
+    uint8_t *o = out + 14;
+    uint32_t oh = r->family == 4 ? 20 : 40;
+    uint8_t *l4 = o + oh;
+    uint32_t l4len;
+    uint8_t proto;
+    if (r->proto == NS_PROTO_TCP) {
+        const uint8_t *t = ip + hl;
+        if (hl + 20 > iplen || (t[13] & NS_TCP_RST))
+            return 0;                   /* never answer a RST */
+        uint32_t seglen = iplen - hl - (t[12] >> 4) * 4u + !!(t[13] & NS_TCP_SYN) + !!(t[13] & NS_TCP_FIN);
+        memset(l4, 0, 20);
+        memcpy(l4, t + 2, 2);           /* ports swapped */
+        memcpy(l4 + 2, t, 2);
+        if (t[13] & NS_TCP_ACK) {
+            memcpy(l4 + 4, t + 8, 4);   /* seq = its ack */
+            l4[13] = NS_TCP_RST;
+        } else {
+            uint32_t ack = rd32(t + 4) + seglen;
+            l4[8] = (uint8_t)(ack >> 24); l4[9] = (uint8_t)(ack >> 16);
+            l4[10] = (uint8_t)(ack >> 8); l4[11] = (uint8_t)ack;
+            l4[13] = NS_TCP_RST | NS_TCP_ACK;
+        }
+        l4[12] = 5 << 4;
+        l4len = 20;
+        proto = NS_PROTO_TCP;
+    } else {
+        uint32_t quote = iplen;
+        if (14 + oh + 8 + quote > SW_REPLY_MAX)
+            quote = SW_REPLY_MAX - 14 - oh - 8;
+        memset(l4, 0, 8);
+        l4[0] = r->family == 4 ? 3 : 1;   /* destination unreachable */
+        l4[1] = r->family == 4 ? 3 : 4;   /* port unreachable */
+        memcpy(l4 + 8, ip, quote);
+        l4len = 8 + quote;
+        proto = r->family == 4 ? NS_PROTO_ICMP : NS_PROTO_ICMPV6;
+    }
+    uint32_t sum;
+    if (r->family == 4) {
+        memset(o, 0, 20);
+        o[0] = 0x45;
+        o[2] = (uint8_t)((20 + l4len) >> 8); o[3] = (uint8_t)(20 + l4len);
+        o[6] = 0x40;                    /* DF */
+        o[8] = 64;
+        o[9] = proto;
+        memcpy(o + 12, dst, 4);         /* from the VIP, to the client */
+        memcpy(o + 16, src, 4);
+        uint16_t c = csum_fold(csum_add(0, o, 20));
+        o[10] = (uint8_t)(c >> 8); o[11] = (uint8_t)c;
+        sum = proto == NS_PROTO_TCP ? csum_add(0, o + 12, 8) + proto + l4len : 0;   /* ICMP: no pseudo-header */
+    } else {
+        memset(o, 0, 40);
+        o[0] = 0x60;
+        o[4] = (uint8_t)(l4len >> 8); o[5] = (uint8_t)l4len;
+        o[6] = proto;
+        o[7] = 64;
+        memcpy(o + 8, dst, 16);
+        memcpy(o + 24, src, 16);
+        sum = csum_add(0, o + 8, 32) + proto + l4len;
+    }
+    sum = csum_add(sum, l4, l4len);
+    uint16_t c = csum_fold(sum);
+    uint8_t *cs = proto == NS_PROTO_TCP ? l4 + 16 : l4 + 2;
+    cs[0] = (uint8_t)(c >> 8);
+    cs[1] = (uint8_t)c;
+    return (uint16_t)(14 + oh + l4len);
 }

@@ -17,6 +17,7 @@ here, once: `own_address` and `from_resident_node`.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
@@ -73,6 +74,9 @@ class AddressPlane:
         self._attachments: dict[tuple[str, str], Attachment] = {}   # (pod, interface) ->
         self._by_pod: dict[str, dict[str, Attachment]] = {}          # pod -> interface ->
         self._by_port: dict[int, Attachment] = {}
+        # The lowest free switch port in O(log n): ports freed below the high-water mark.
+        self._free_ports: list[int] = []
+        self._next_port = FIRST_PORT
         self._host_pods: dict[str, NodeAddress] = {}               # hostNetwork pod -> its node
 
     # -- what sits at an address ---------------------------------------------------------
@@ -109,11 +113,13 @@ class AddressPlane:
         a = self._attachments.get((pod, interface))
         if a is not None:
             return a
-        port = FIRST_PORT
-        while port in self._by_port:
-            port += 1
-        if port > MAX_PORT:
-            raise AddressError(f"{pod}: more than {MAX_PORT} interfaces: no switch port left")
+        if self._free_ports:
+            port = heapq.heappop(self._free_ports)
+        else:
+            port = self._next_port
+            if port > MAX_PORT:
+                raise AddressError(f"{pod}: more than {MAX_PORT} interfaces: no switch port left")
+            self._next_port += 1
         a = Attachment(pod, interface, network, domain, port, node)
         self._attachments[(pod, interface)] = a
         self._by_pod.setdefault(pod, {})[interface] = a
@@ -129,7 +135,8 @@ class AddressPlane:
         ifaces.pop(a.interface, None)
         if not ifaces:
             self._by_pod.pop(a.pod, None)
-        self._by_port.pop(a.port, None)
+        if self._by_port.pop(a.port, None) is not None:
+            heapq.heappush(self._free_ports, a.port)
 
     def attachments(self) -> list[Attachment]:
         """Every attachment, in switch-port order."""

@@ -43,6 +43,14 @@ class Cluster:
             self.plane.add_node_address(DEFAULT_DOMAIN, ip, DEFAULT_NODE)
         self._pod_to_services: dict[str, set[str]] = {}
         self._service_to_pods: dict[str, set[str]] = {}
+        # Indexes that keep pod <-> service mapping O(candidates), not O(pods x
+        # services): pods by (namespace, label, value); selector Services by their
+        # first selector pair; slices by Service; Services by the addresses their
+        # slices list.
+        self._pods_by_label: dict[tuple, set[str]] = {}
+        self._services_by_label: dict[tuple, set[str]] = {}
+        self._slices: dict[str, dict[str, EndpointSlice]] = {}
+        self._services_by_slice_address: dict = {}
         self.generation = 0                             # bumped on every change
 
     # -- namespaces ---------------------------------------------------------
@@ -75,13 +83,17 @@ class Cluster:
                 for ip in pod.ips:
                     self.plane.add_address_to_pod_mapping(DEFAULT_DOMAIN, ip, pod.key, node=node)
         self.pods[pod.key] = pod
+        for k, v in pod.labels.items():
+            self._pods_by_label.setdefault((pod.namespace, k, v), set()).add(pod.key)
         self._map_pod_to_services(pod.key)
         self.generation += 1
 
     def remove_pod(self, key: str) -> None:
         self.remove_pod_to_service_mappings(key)
         self.plane.remove_pod_to_address_mappings(key)
-        self.pods.pop(key, None)
+        pod = self.pods.pop(key, None)
+        for k, v in (pod.labels.items() if pod else ()):
+            self._pods_by_label.get((pod.namespace, k, v), set()).discard(key)
         self.generation += 1
 
     # -- lookups through the address plane --------------------------------------------------
@@ -111,14 +123,23 @@ class Cluster:
         for ip in svc.cluster_ips + svc.external_ips:
             self.plane.add_address_to_service_mapping(DEFAULT_DOMAIN, ip, svc.key)
         self.services[svc.key] = svc
+        if svc.selector:
+            self._services_by_label.setdefault(self._first_pair(svc), set()).add(svc.key)
         self._map_service_to_pods(svc.key)
         self.generation += 1
 
     def remove_service(self, key: str) -> None:
         self.remove_service_to_pod_mappings(key)
         self.plane.remove_service_to_address_mappings(key)
-        self.services.pop(key, None)
+        svc = self.services.pop(key, None)
+        if svc is not None and svc.selector:
+            self._services_by_label.get(self._first_pair(svc), set()).discard(key)
         self.generation += 1
+
+    @staticmethod
+    def _first_pair(svc: Service) -> tuple:
+        k = min(svc.selector)
+        return (svc.namespace, k, svc.selector[k])
 
     # -- pod <-> service ----------------------------------------------------------
     def add_pod_to_service_mapping(self, pod: str, svc: str) -> None:
@@ -149,8 +170,7 @@ class Cluster:
         return all(pod.labels.get(k) == v for k, v in svc.selector.items())
 
     def slices_of(self, svc: str) -> list[EndpointSlice]:
-        return [s for s in self.endpoint_slices.values()
-                if s.service is not None and f"{s.namespace}/{s.service}" == svc]
+        return [sl for _, sl in sorted(self._slices.get(svc, {}).items())]
 
     def _map_service_to_pods(self, key: str) -> None:
         """EndpointSlices, when a service has any, say which pods back it; otherwise its
@@ -158,34 +178,50 @@ class Cluster:
         svc = self.services[key]
         slices = self.slices_of(key)
         if slices:
-            for s in slices:
-                for ip in s.addresses:
+            for sl in slices:
+                for ip in sl.addresses:
                     pod = self.plane.lookup_address_to_pod_mapping(DEFAULT_DOMAIN, ip)
                     if pod:
                         self.add_pod_to_service_mapping(pod, key)
             return
-        for pod in self.pods.values():
-            if self._service_selects(svc, pod):
-                self.add_pod_to_service_mapping(pod.key, key)
+        if not svc.selector:
+            return
+        for pod_key in self._pods_by_label.get(self._first_pair(svc), ()):
+            if self._service_selects(svc, self.pods[pod_key]):
+                self.add_pod_to_service_mapping(pod_key, key)
 
     def _map_pod_to_services(self, pod_key: str) -> None:
         pod = self.pods[pod_key]
         mine = {ip for _, ip in self.plane.lookup_pod_to_address_mappings(pod_key)} \
             if self.attachment(pod_key) else set()
-        for key, svc in self.services.items():
+        candidates = set().union(*(self._services_by_label.get((pod.namespace, k, v), ())
+                                   for k, v in pod.labels.items()),
+                                 *(self._services_by_slice_address.get(ip, ()) for ip in mine))
+        for key in candidates:
+            svc = self.services.get(key)
+            if svc is None:
+                continue
             slices = self.slices_of(key)
             if slices:
-                if any(ip in mine for s in slices for ip in s.addresses):
+                if any(ip in mine for sl in slices for ip in sl.addresses):
                     self.add_pod_to_service_mapping(pod_key, key)
             elif self._service_selects(svc, pod):
                 self.add_pod_to_service_mapping(pod_key, key)
 
-    def add_endpoint_slice(self, s: EndpointSlice) -> None:
-        self.endpoint_slices[f"{s.namespace}/{s.name}"] = s
-        if s.service and f"{s.namespace}/{s.service}" in self.services:
-            key = f"{s.namespace}/{s.service}"
-            self.remove_service_to_pod_mappings(key)
-            self._map_service_to_pods(key)
+    def add_endpoint_slice(self, sl: EndpointSlice) -> None:
+        name = f"{sl.namespace}/{sl.name}"
+        old = self.endpoint_slices.get(name)
+        if old is not None and old.service:
+            self._slices.get(f"{old.namespace}/{old.service}", {}).pop(name, None)
+        self.endpoint_slices[name] = sl
+        if sl.service:
+            key = f"{sl.namespace}/{sl.service}"
+            self._slices.setdefault(key, {})[name] = sl
+            for ip in sl.addresses:
+                self._services_by_slice_address.setdefault(ip, set()).add(key)
+            if key in self.services:
+                self.remove_service_to_pod_mappings(key)
+                self._map_service_to_pods(key)
         self.generation += 1
 
     # -- network policies (add/update/removeNetworkPolicy) -------------------------

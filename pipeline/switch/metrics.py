@@ -91,6 +91,9 @@ class Metrics:
         yield drops
         yield CounterMetricFamily("netsem_capture_missed", "Forwarded frames the capture ring had no room to record",
                                   value=s["switch"]["capture_dropped"])
+        yield CounterMetricFamily("netsem_service_rejects",
+                                  "TCP resets and ICMP port unreachables sent for Service ports without a ready backend",
+                                  value=s["switch"]["rejects"])
         conns = GaugeMetricFamily("netsem_connections", "Tracked connections by conntrack state", labels=["state"])
         for state, n in sorted(s["states"].items()):
             conns.add_metric([state], n)

@@ -50,12 +50,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def up(tmp_path):
+def up(tmp_path, request):
+    """`netsem up` on a copy of the examples (plus the manifest text in the test's
+    `up` parameter, if any)."""
     prefix = "nsm" + secrets.token_hex(2)
     flows = tmp_path / "flows.jsonl"
     port = free_port()
     manifests = tmp_path / "manifests"
     shutil.copytree(EXAMPLES, manifests)
+    if getattr(request, "param", None):
+        (manifests / "shop" / "50-extra.yaml").write_text(request.param)
     proc = subprocess.Popen(NETSEM + ["up", "-f", str(manifests), "--prefix", prefix, "--flows", str(flows),
                                       "--metrics-port", str(port), "--stats-interval", "0.3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -216,3 +220,48 @@ def test_a_cluster_ip_reaches_its_backend_with_the_client_address_and_answers_fr
     finally:
         server.kill()
         server.wait()
+
+
+NO_BACKEND = """
+apiVersion: v1
+kind: Service
+metadata: {name: nothing, namespace: shop}
+spec:
+  selector: {app: nobody}
+  clusterIP: 198.19.0.50
+  ports: [{name: web, port: 80}, {name: dns, port: 53, protocol: UDP}]
+"""
+REFUSED = """
+import socket, sys, time
+t = time.monotonic()
+s = socket.socket(type=socket.SOCK_DGRAM if sys.argv[3] == "udp" else socket.SOCK_STREAM)
+s.settimeout(3.0)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    if sys.argv[3] == "udp":
+        s.send(b"q")
+        s.recv(10)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused", round(time.monotonic() - t, 2))
+except OSError as e:
+    print("failed", e)
+"""
+
+
+@pytest.mark.parametrize("up", [NO_BACKEND], indirect=True)
+def test_a_service_port_without_a_ready_backend_is_refused_at_once(up):
+    """As kube-proxy REJECTs: TCP gets a reset, UDP an ICMP port unreachable, so the
+    client fails at once instead of timing out."""
+    proc, prefix, flows, port, manifests = up
+    tcp = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", REFUSED, "198.19.0.50", "80", "tcp")
+    udp = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", REFUSED, "198.19.0.50", "53", "udp")
+    for r in (tcp, udp):
+        words = r.stdout.split()
+        assert words and words[0] == "refused" and float(words[1]) < 1.0, (r.stdout, r.stderr)
+    deadline, text = time.monotonic() + 10, ""
+    while time.monotonic() < deadline and "netsem_service_rejects_total 2.0" not in text:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        time.sleep(0.3)
+    assert "netsem_service_rejects_total 2.0" in text
+    assert 'netsem_drops_total{reason="service_no_backend"} 2.0' in text
