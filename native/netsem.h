@@ -150,10 +150,13 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
                        uint16_t port_lo, uint16_t port_hi, uint32_t rule_id);
 /* A Service frontend: a new connection to (zone, addr16, proto, port), an address
  * added as NS_EP_SERVICE, goes to backend slots[h % m], h = ns_flow_hash() of its
- * tuple; backend i is (backend_addrs16 + 16 i, backend_ports[i]). n = 0: no ready
- * backend, the connection is refused. m is 1..65535 and every slot < n. */
+ * tuple (of its addresses and protocol only, ports 0, with NS_FE_CLIENT_IP: every
+ * connection of a client goes to one backend); backend i is (backend_addrs16 + 16 i,
+ * backend_ports[i]). n = 0: no ready backend, the connection is refused. m is
+ * 1..65535 and every slot < n. */
+#define NS_FE_CLIENT_IP 1    /* sessionAffinity: ClientIP */
 int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *addr16, uint8_t proto,
-                           uint16_t port, uint16_t n, const uint8_t *backend_addrs16,
+                           uint16_t port, uint8_t flags, uint16_t n, const uint8_t *backend_addrs16,
                            const uint16_t *backend_ports, uint16_t m, const uint16_t *slots);
 /* The hash that picks a backend: of (src, dst, sport, dport, proto) as the service
  * mapper sees them (addresses 16 bytes, IPv4 mapped; ports in host order). */

@@ -36,7 +36,10 @@ int service_map(const struct ns_tables *t, const struct ns_endpoint *dep,
         return NS_R_SERVICE_PORT_UNKNOWN;
     if (!f->n_backends)
         return NS_R_SERVICE_NO_BACKEND;
-    uint32_t h = ns_flow_hash(pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
+    /* ClientIP affinity: the client's every connection hashes alike (source hashing,
+     * as IPVS's sh scheduler), so it stays on its backend while the backends stay. */
+    uint32_t h = (f->flags & NS_FE_CLIENT_IP) ? ns_flow_hash(pkt->src, pkt->dst, 0, 0, pkt->proto)
+                                             : ns_flow_hash(pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
     const struct ns_backend *b = &t->be[f->first_backend + t->maglev[f->first_slot + h % f->m]];
     memcpy(xdst16, b->addr, 16);
     *xport = b->port;

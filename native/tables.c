@@ -87,10 +87,10 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
 }
 
 int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *addr16, uint8_t proto,
-                           uint16_t port, uint16_t n, const uint8_t *backend_addrs16,
+                           uint16_t port, uint8_t flags, uint16_t n, const uint8_t *backend_addrs16,
                            const uint16_t *backend_ports, uint16_t m, const uint16_t *slots)
 {
-    if (!t || t->sealed || m == 0 || t->n_frontends >= t->lim.frontends ||
+    if (!t || t->sealed || m == 0 || (flags & ~NS_FE_CLIENT_IP) || t->n_frontends >= t->lim.frontends ||
         n > t->lim.backends - t->n_backends || (n && m > t->lim.maglev_slots - t->n_slots))
         return -1;
     const struct ns_endpoint *e = tables_endpoint(t, zone, addr16);
@@ -105,6 +105,7 @@ int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *ad
     memcpy(f->addr, addr16, 16);
     f->zone = zone;
     f->proto = proto;
+    f->flags = flags;
     f->port = port;
     f->n_backends = n;
     f->m = m;

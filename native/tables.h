@@ -41,7 +41,7 @@ struct ns_frontend {
     uint16_t zone;
     uint16_t port;
     uint8_t proto;
-    uint8_t pad;
+    uint8_t flags;           /* NS_FE_* */
     uint16_t n_backends;     /* ready backends; 0: refused */
     uint16_t m;              /* Maglev slots */
     uint16_t pad2;

@@ -126,7 +126,8 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
         # number on two protocols; pods not ready back nothing new.
         c.add_service(Service("ns-a", "svc", {"app": "x"}, SERVICE_PORTS,
                               (ipaddress.ip_address(VIP4), ipaddress.ip_address(VIP6)),
-                              publish_not_ready=draw(st.integers(0, 4)) == 0))
+                              publish_not_ready=draw(st.integers(0, 4)) == 0,
+                              session_affinity=draw(st.sampled_from(["None", "ClientIP"]))))
     for j in range(draw(st.integers(0, max_policies))):
         c.add_network_policy(draw(policies(f"pol-{j}")))
     return c

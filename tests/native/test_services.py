@@ -19,11 +19,12 @@ def tables(limits=None):
     return t
 
 
-def add(t, zone=0, addr=VIP, proto=6, port=80, backends=((B1, 8080), (B2, 8081)), slots=(0, 1, 1, 0, 1)):
+def add(t, zone=0, addr=VIP, proto=6, port=80, backends=((B1, 8080), (B2, 8081)), slots=(0, 1, 1, 0, 1), flags=0):
     addrs = ffi.new("uint8_t[]", b"".join(a16(a) for a, _ in backends) or b"\0")
     ports = ffi.new("uint16_t[]", [p for _, p in backends] or [0])
     s = ffi.new("uint16_t[]", list(slots) or [0])
-    return lib.ns_tables_add_frontend(t, zone, a16(addr), proto, port, len(backends), addrs, ports, len(slots), s)
+    return lib.ns_tables_add_frontend(t, zone, a16(addr), proto, port, flags, len(backends), addrs, ports,
+                                      len(slots), s)
 
 
 def test_what_a_frontend_table_refuses():
@@ -32,6 +33,7 @@ def test_what_a_frontend_table_refuses():
     assert add(t, addr="10.9.9.9") == -1                # nothing there
     assert add(t, slots=(0, 2)) == -1                   # slot names no backend
     assert add(t, slots=()) == -1                       # m = 0
+    assert add(t, flags=2) == -1                        # an unknown flag
     assert add(t) == 0
     assert add(t) == -1                                 # the same frontend twice
     assert add(t, proto=17) == 0 and add(t, port=81) == 0 and add(t, zone=1) == 0
@@ -61,3 +63,19 @@ def test_backends_by_slot_of_the_flow_hash():
     assert len(seen) == 2
     assert p.one(E / IP(src=CLIENT, dst=VIP) / UDP(sport=5, dport=81), 4).reason == "service_port_unknown"
     assert p.one(E / IP(src=CLIENT, dst=VIP) / TCP(sport=5, dport=82, flags="S"), 4).reason == "service_no_backend"
+
+
+def test_client_ip_affinity_hashes_the_client_not_its_ports():
+    t = tables()
+    slots = tuple(i % 2 for i in range(251))
+    assert add(t, slots=slots, flags=lib.NS_FE_CLIENT_IP) == 0 and add(t, port=81, slots=slots) == 0
+    assert lib.ns_tables_seal(t) == 0
+    p = Pipe(t)
+    sticky = {bytes(p.one(E / IP(src=CLIENT, dst=VIP) / TCP(sport=s, dport=80, flags="S"), 4).dst)
+              for s in range(2000, 2040)}
+    # (other source ports: the same ones to the same backend port would clash with the
+    # first connections' replies, and be dropped conntrack_clash)
+    spread = {bytes(p.one(E / IP(src=CLIENT, dst=VIP) / TCP(sport=s, dport=81, flags="S"), 4).dst)
+              for s in range(3000, 3040)}
+    h = lib.ns_flow_hash(a16(CLIENT), a16(VIP), 0, 0, 6)
+    assert sticky == {a16((B1, B2)[slots[h % 251]])} and spread == {a16(B1), a16(B2)}

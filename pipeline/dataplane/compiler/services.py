@@ -19,6 +19,7 @@ class Frontend:
     address: object
     proto: int
     port: int
+    client_ip: bool          # sessionAffinity: ClientIP
     backends: tuple          # ((address, port), ...)
     slots: tuple             # Maglev table: slot -> backend index; () without backends
 
@@ -44,7 +45,8 @@ class ServiceTable:
             addrs = ffi.new("uint8_t[]", b"".join(addr16(a) for a, _ in f.backends) or b"\0")
             ports = ffi.new("uint16_t[]", [p for _, p in f.backends] or [0])
             slots = ffi.new("uint16_t[]", list(f.slots) or [0])
-            check(lib.ns_tables_add_frontend(t, f.zone, addr16(f.address), f.proto, f.port, len(f.backends),
+            check(lib.ns_tables_add_frontend(t, f.zone, addr16(f.address), f.proto, f.port,
+                                             lib.NS_FE_CLIENT_IP if f.client_ip else 0, len(f.backends),
                                              addrs, ports, f.m, slots),
                   f"frontend {f.address} {f.proto}/{f.port}")
 
@@ -58,6 +60,7 @@ def build_services(cluster: Cluster, zones: dict) -> ServiceTable:
         for sp in svc.ports:
             backends = ready_backends(cluster, svc, sp, ip.version)
             table.frontends.append(Frontend(zones[domain], ip, PROTO_NUMBERS[sp.protocol], sp.port,
+                                            svc.session_affinity == "ClientIP",
                                             tuple((b.address, b.port) for b in backends),
                                             tuple(maglev_table(backends))))
     return table

@@ -70,5 +70,9 @@ class ServiceMapper:
         backends, table = fe
         if not backends:
             raise Drop("service_no_backend")
-        b: Backend = backends[table[flow_hash(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto) % len(table)]]
+        if self.cluster.services[entry.service].session_affinity == "ClientIP":
+            h = flow_hash(pkt.src, pkt.dst, 0, 0, pkt.proto)      # the client's every connection alike
+        else:
+            h = flow_hash(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto)
+        b: Backend = backends[table[h % len(table)]]
         return b.address, b.port
