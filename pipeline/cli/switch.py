@@ -82,7 +82,8 @@ def cmd_probe(args) -> int:
     protocols = parse_protocols(args.protocols)
     ports = parse_ports(args.ports) if args.ports else None
     report = probe(cluster, ports=ports, protocols=protocols, timeout=args.timeout, mode=args.mode,
-                   prefix=args.prefix, port_type=args.port_type, pcap=args.pcap)
+                   prefix=args.prefix, port_type=args.port_type, pcap=args.pcap,
+                   via_service=args.via == "service")
     if report.skipped:
         print(f"note: not probed (no interface of their own: hostNetwork): {', '.join(report.skipped)}",
               file=sys.stderr)
@@ -169,4 +170,8 @@ def add_switch_parsers(sub) -> None:
                     help="how pods are joined to the switch (default veth)")
     pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
                                                   "DIR/out.pcapng (as netsem up --pcap)")
+    pr.add_argument("--via", choices=("pod", "service"), default="pod",
+                    help="pod (default): connect to each pod's own address; service: through a ClusterIP "
+                         "Service generated per destination pod, selecting only it, as the upstream "
+                         "NetworkPolicy e2e suite probes (a pod probing itself still uses its own address)")
     pr.set_defaults(func=cmd_probe)

@@ -41,6 +41,7 @@ from ..dataplane import constants as K
 from ..dataplane.compiler import compile_cluster
 from ..model.reach import ReachComputer, declared_ports
 from .probe_packets import craft, parse_reply, sctp_init
+from .probe_services import add_probe_services
 from .process import start_switch, stop_switch
 from .switch import topology_pods
 from .topology import Topology, in_netns
@@ -67,6 +68,7 @@ class Probe:
     tag: int = 0
     frame: bytes = b""          # --mode packets: the crafted frame (re)sent
     sport: int = 0
+    via: bool = False           # dst_ip is a Service VIP of the destination
 
 
 @dataclass
@@ -99,8 +101,10 @@ def _sock(netns: str, family: int, stype: int, proto: int = 0) -> socket.socket:
 
 
 def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict, timeout: float,
-               mode: str = "sockets") -> list[Probe]:
-    """Runs every probe; `expected[(proto, port)]` is the model's Matrix.allowed."""
+               mode: str = "sockets", via: dict | None = None) -> list[Probe]:
+    """Runs every probe; `expected[(proto, port)]` is the model's Matrix.allowed.
+    `via[(pod key, family)]`: the address to reach that pod at instead of its own (a
+    Service VIP); a pod probing itself still uses its own address (no hairpin yet)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ns_of = {pp.key: pp.netns for pp in topo.ports.values()}
@@ -138,6 +142,8 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                     p = Probe(src, dst, proto, port, bool(allowed[i][j]))
                     p.dst_ip = cluster.pod_address(dst.key)
                     p.src_ip = cluster.pod_address(src.key, p.dst_ip.version)
+                    if via and src.key != dst.key and (dst.key, p.dst_ip.version) in via:
+                        p.dst_ip, p.via = via[(dst.key, p.dst_ip.version)], True
                     if p.src_ip is None:
                         p.detail = "no source address of the family"
                         continue
@@ -155,7 +161,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
         def finish(p: Probe, allowed: bool, detail: str):
             if p.allowed is not None:
                 return
-            p.allowed, p.detail = allowed, detail
+            p.allowed, p.detail = allowed, detail + (f" via {p.dst_ip}" if p.via else "")
             if p.sock is not None:
                 try:
                     loop.sel.unregister(p.sock)
@@ -310,9 +316,11 @@ class ProbeReport:
 
 
 def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", prefix=None,
-          port_type="veth", pcap=None) -> ProbeReport:
+          port_type="veth", pcap=None, via_service=False) -> ProbeReport:
     """Builds the topology, runs the switch in its own process, probes every pair,
-    tears everything down (also on failure) and reports."""
+    tears everything down (also on failure) and reports. via_service: every
+    destination through a Service of its own (probe_services.py; adds them to
+    `cluster`)."""
     if ports:
         combos = [(proto, port) for proto in (protocols or ["TCP", "UDP", "SCTP"]) for port in ports]
     else:
@@ -322,13 +330,14 @@ def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", pref
     skipped = [p.key for p in all_pods if cluster.attachment(p.key) is None]
     computer = ReachComputer(cluster, pods)
     expected = {(proto, port): computer.matrix(proto, port).allowed for proto, port in combos}
+    via = add_probe_services(cluster, pods, combos) if via_service else None
     compiled = compile_cluster(cluster)
     topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
     pid = None
     try:
         cpus = sorted(os.sched_getaffinity(0))
         pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None, pcap=pcap)
-        probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode)
+        probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode, via=via)
     finally:
         if pid is not None:
             stop_switch(pid)

@@ -164,3 +164,19 @@ def test_udp_replies_pass_reverse_new_denied(switch_run):
     assert r.counter("denied_ingress") >= 1
     for s in (srv, cli, other):
         s.close()
+
+
+def test_through_a_service_per_pod_as_upstream_e2e_probes():
+    """--via service: every destination through a ClusterIP of its own; the observed
+    matrix equals plain probe's and the model's (policy sees the backend), in socket
+    and packet mode (the replies come back from the VIP, reverse-translated)."""
+    plain = probe(IP_BLOCK, ports=[8080], protocols=["TCP", "UDP"])
+    via = probe(IP_BLOCK, ports=[8080], protocols=["TCP", "UDP"], via_service=True)
+    assert {k: c["allowed"] for k, c in via.items()} == {k: c["allowed"] for k, c in plain.items()}
+    assert via[("t/a", "t/b", "UDP", 8080)]["detail"] == "connected via 198.19.64.2"     # the echo came
+    assert via[("t/a", "t/b", "TCP", 8080)]["detail"] == "connected via 198.19.64.2"
+    assert via[("t/a", "t/a", "TCP", 8080)]["detail"] == "connected"       # itself: its own address
+    packets = probe(A_TO_B, ports=[8080], protocols=["TCP", "UDP"], mode="packets", via_service=True)
+    assert packets[("t/a", "t/b", "TCP", 8080)]["detail"].startswith("SYN-ACK received via 198.19.64.")
+    assert packets[("t/a", "t/b", "UDP", 8080)]["detail"].startswith("echo received via 198.19.64.")
+    assert packets[("t/b", "t/a", "TCP", 8080)]["detail"].startswith("no SYN-ACK or RST via")
