@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import IO, Iterable, Optional
 
 from ..model.reach import Matrix
@@ -110,7 +111,12 @@ def render_probe(report, output: str, out) -> None:
     if output == "json":
         json.dump([{"from": p.src.key, "to": p.dst.key, "protocol": p.protocol, "port": p.port,
                     "allowed": p.allowed, "expected": p.expected, "detail": p.detail}
-                   for p in report.probes], out, indent=1)
+                   for p in report.probes] +
+                  [{"from": s.source, "to": s.service, "service": s.service, "protocol": s.protocol,
+                    "port": s.port, "allowed": s.observed == ".", "expected": s.expected == ".",
+                    "observed": s.observed, "expectedMark": s.expected, "differs": s.differs,
+                    "backends": dict(sorted(s.answers.items())), "timeouts": s.timeouts, "refused": s.refused}
+                   for s in report.services], out, indent=1)
         print(file=out)
         return
     render_probe_table(report.pods, report.combos, results, out)
@@ -124,3 +130,36 @@ def render_probe(report, output: str, out) -> None:
                   f"{'allowed' if p.expected else 'denied'}", file=out)
     else:
         print(f"all {len(report.probes)} probes agree with the model", file=out)
+    if report.services or report.hairpin:
+        print(file=out)
+        render_service_probes(report, out)
+
+
+def render_service_probes(report, out) -> None:
+    """Source pods x Service ports, observed marks (! where the model differs), then
+    how each Service port's connections spread over its backends."""
+    cols = sorted({(s.service, s.protocol, s.port) for s in report.services})
+    rows = sorted({s.source for s in report.services})
+    by = {(s.source, s.service, s.protocol, s.port): s for s in report.services}
+    print("Services  observed (row: from, column: service port; . every connection answered, ~ some, "
+          "X none, - refused; ! differs from the model)", file=out)
+    if cols:
+        num, width = max(2, len(str(len(cols)))), max(len(r) for r in rows)
+        print(f"{'':<{width}}  " + " ".join(f"{j + 1:>{num}}" for j in range(len(cols))), file=out)
+        for r in rows:
+            cells = [by.get((r,) + c) for c in cols]
+            print(f"{r:<{width}}  " + " ".join(
+                f"{(s.observed + ('!' if s.differs else '')) if s else ' ':>{num}}" for s in cells), file=out)
+        for j, (svc, proto, port) in enumerate(cols):
+            spread = Counter()
+            for s in report.services:
+                if (s.service, s.protocol, s.port) == (svc, proto, port):
+                    spread.update(s.answers)
+            who = ", ".join(f"{k} {v}" for k, v in sorted(spread.items())) or "no answer"
+            print(f"  {j + 1:>{num}}: {svc} {proto}/{port}: {who}", file=out)
+    for c in report.hairpin:
+        print(f"  not probed: {c.source} -> {c.service} {c.protocol}/{c.port} (a pod to its own Service "
+              f"needs hairpin source NAT, not there yet)", file=out)
+    differ = report.services_differ
+    print(f"{len(differ)} of {len(report.services)} Service cells differ from the model" if differ
+          else f"all {len(report.services)} Service cells agree with the model", file=out)

@@ -83,12 +83,12 @@ def cmd_probe(args) -> int:
     ports = parse_ports(args.ports) if args.ports else None
     report = probe(cluster, ports=ports, protocols=protocols, timeout=args.timeout, mode=args.mode,
                    prefix=args.prefix, port_type=args.port_type, pcap=args.pcap,
-                   via_service=args.via == "service")
+                   via_service=args.via == "service", services=args.services)
     if report.skipped:
         print(f"note: not probed (no interface of their own: hostNetwork): {', '.join(report.skipped)}",
               file=sys.stderr)
     render_probe(report, args.output, sys.stdout)
-    return 1 if report.differ else 0
+    return 1 if report.differ or report.services_differ else 0
 
 
 def add_switch_parsers(sub) -> None:
@@ -170,6 +170,10 @@ def add_switch_parsers(sub) -> None:
                     help="how pods are joined to the switch (default veth)")
     pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
                                                   "DIR/out.pcapng (as netsem up --pcap)")
+    pr.add_argument("--services", action="store_true",
+                    help="also connect from every pod to every TCP/UDP port of every Service with a virtual "
+                         "IP, 32 times each; the backends answer with their names, so the cells show where "
+                         "policy lets a Service be reached and how the load spread")
     pr.add_argument("--via", choices=("pod", "service"), default="pod",
                     help="pod (default): connect to each pod's own address; service: through a ClusterIP "
                          "Service generated per destination pod, selecting only it, as the upstream "

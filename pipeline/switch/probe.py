@@ -42,6 +42,7 @@ from ..dataplane.compiler import compile_cluster
 from ..model.reach import ReachComputer, declared_ports
 from .probe_packets import craft, parse_reply, sctp_init
 from .probe_services import add_probe_services
+from .probe_vips import run_service_probes
 from .process import start_switch, stop_switch
 from .switch import topology_pods
 from .topology import Topology, in_netns
@@ -309,18 +310,24 @@ class ProbeReport:
     combos: list                     # (protocol, port)
     probes: list                     # Probe
     skipped: list                    # pod keys not probed (no interface of their own)
+    services: list = field(default_factory=list)   # probe_vips.ServiceProbe (--services)
+    hairpin: list = field(default_factory=list)    # service cells not probed (a pod to its own Service)
 
     @property
     def differ(self) -> list:
         return [p for p in self.probes if p.allowed is not None and p.allowed != p.expected]
 
+    @property
+    def services_differ(self) -> list:
+        return [p for p in self.services if p.differs]
+
 
 def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", prefix=None,
-          port_type="veth", pcap=None, via_service=False) -> ProbeReport:
+          port_type="veth", pcap=None, via_service=False, services=False) -> ProbeReport:
     """Builds the topology, runs the switch in its own process, probes every pair,
     tears everything down (also on failure) and reports. via_service: every
     destination through a Service of its own (probe_services.py; adds them to
-    `cluster`)."""
+    `cluster`). services: then every Service port from every pod (probe_vips.py)."""
     if ports:
         combos = [(proto, port) for proto in (protocols or ["TCP", "UDP", "SCTP"]) for port in ports]
     else:
@@ -338,8 +345,9 @@ def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", pref
         cpus = sorted(os.sched_getaffinity(0))
         pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None, pcap=pcap)
         probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode, via=via)
+        vips, hairpin = run_service_probes(cluster, topo, pods, timeout) if services else ([], [])
     finally:
         if pid is not None:
             stop_switch(pid)
         topo.teardown()
-    return ProbeReport(pods, combos, probes, skipped)
+    return ProbeReport(pods, combos, probes, skipped, vips, hairpin)

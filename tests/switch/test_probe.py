@@ -3,6 +3,7 @@ one selector kind each, in socket and packet mode (root only; see conftest)."""
 import io
 import json
 import os
+import re
 import socket
 
 import pytest
@@ -180,3 +181,58 @@ def test_through_a_service_per_pod_as_upstream_e2e_probes():
     assert packets[("t/a", "t/b", "TCP", 8080)]["detail"].startswith("SYN-ACK received via 198.19.64.")
     assert packets[("t/a", "t/b", "UDP", 8080)]["detail"].startswith("echo received via 198.19.64.")
     assert packets[("t/b", "t/a", "TCP", 8080)]["detail"].startswith("no SYN-ACK or RST via")
+
+
+SPREAD = """
+    apiVersion: v1
+    kind: Namespace
+    metadata: {name: t}
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: client, namespace: t, labels: {app: client}}
+    status: {podIPs: [{ip: 198.18.0.10}]}
+""" + "".join(f"""
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {{name: web-{i}, namespace: t, labels: {{app: web, n: "{i}"}}}}
+    spec: {{containers: [{{name: c, image: x, ports: [{{name: http, containerPort: {8080 + i}}}]}}]}}
+    status: {{podIPs: [{{ip: 198.18.0.{20 + i}}}]{', conditions: [{type: Ready, status: "False"}]' if i == 3 else ''}}}
+""" for i in range(4)) + """
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: t}
+    spec: {selector: {app: web}, clusterIP: 198.19.0.20, ports: [{port: 80, targetPort: http}]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: empty, namespace: t}
+    spec: {selector: {app: nobody}, clusterIP: 198.19.0.21, ports: [{port: 80}]}
+    ---
+    apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: not-web-2, namespace: t}
+    spec: {podSelector: {matchLabels: {n: "2"}}, policyTypes: [Ingress]}
+"""
+
+
+def test_services_from_every_pod_show_policy_and_the_spread():
+    """32 connections client -> web's ClusterIP: answered by web-0 and web-1 (each on its
+    own named target port), timed out when web-2 (ingress-isolated) is picked, never
+    web-3 (not ready): '~'; the Service without a ready backend refuses ('-')."""
+    report = run_probe(cluster_from(SPREAD), ports=[8080], protocols=["TCP"], timeout=0.5,
+                       prefix="nsm" + os.urandom(3).hex(), services=True)
+    cells = {(s.source, s.service): s for s in report.services}
+    web, empty = cells[("t/client", "t/web")], cells[("t/client", "t/empty")]
+    assert not report.services_differ, report.services_differ
+    assert web.expected == "~" and set(web.answers) == {"t/web-0", "t/web-1"}, web
+    assert web.timeouts > 0 and sum(web.answers.values()) + web.timeouts == 32
+    assert (empty.expected, empty.observed, empty.refused) == ("-", "-", 32)
+    out = io.StringIO()
+    render_probe(report, "table", out)
+    text = out.getvalue()
+    assert re.search(r": t/web TCP/80: t/web-0 \d+, t/web-1 \d+\n", text), text
+    assert "all 7 Service cells agree with the model" in text     # web pods to empty too
+    assert "not probed: t/web-0 -> t/web TCP/80 (a pod to its own Service" in text
