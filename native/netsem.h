@@ -149,7 +149,8 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
                        uint32_t peer_identity, uint32_t block_id, uint8_t proto,
                        uint16_t port_lo, uint16_t port_hi, uint32_t rule_id);
 /* A Service frontend: a new connection to (zone, addr16, proto, port), an address
- * added as NS_EP_SERVICE, goes to backend slots[h % m], h = ns_flow_hash() of its
+ * added as NS_EP_SERVICE (a ClusterIP or an externalIP), or as NS_EP_NODE with a
+ * NodePort, goes to backend slots[h % m], h = ns_flow_hash() of its
  * tuple (of its addresses and protocol only, ports 0, with NS_FE_CLIENT_IP: every
  * connection of a client goes to one backend); backend i is (backend_addrs16 + 16 i,
  * backend_ports[i]). n = 0: no ready backend, the connection is refused. m is

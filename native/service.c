@@ -29,11 +29,11 @@ int service_map(const struct ns_tables *t, const struct ns_endpoint *dep,
                 const struct ns_pkt *pkt, uint8_t *xdst16, uint16_t *xport, int *xlate)
 {
     *xlate = 0;
-    if (!dep || dep->kind != NS_EP_SERVICE)
+    if (!dep || (dep->kind != NS_EP_SERVICE && dep->kind != NS_EP_NODE))
         return NS_R_CONTINUE;
     const struct ns_frontend *f = tables_frontend(t, dep->zone, pkt->dst, pkt->proto, pkt->dport);
-    if (!f)
-        return NS_R_SERVICE_PORT_UNKNOWN;
+    if (!f)   /* a node's address is its own on every port but its node ports */
+        return dep->kind == NS_EP_NODE ? NS_R_CONTINUE : NS_R_SERVICE_PORT_UNKNOWN;
     if (!f->n_backends)
         return NS_R_SERVICE_NO_BACKEND;
     /* ClientIP affinity: the client's every connection hashes alike (source hashing,

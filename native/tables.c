@@ -94,7 +94,7 @@ int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *ad
         n > t->lim.backends - t->n_backends || (n && m > t->lim.maglev_slots - t->n_slots))
         return -1;
     const struct ns_endpoint *e = tables_endpoint(t, zone, addr16);
-    if (!e || e->kind != NS_EP_SERVICE || tables_frontend(t, zone, addr16, proto, port))
+    if (!e || (e->kind != NS_EP_SERVICE && e->kind != NS_EP_NODE) || tables_frontend(t, zone, addr16, proto, port))
         return -1;
     for (uint32_t i = 0; n && i < m; i++)
         if (slots[i] >= n)

@@ -4,6 +4,7 @@ and policies using every feature of NetworkPolicy v1."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -124,8 +125,12 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
     if draw(st.booleans()):
         # Ports by number and by name (pods without the name back no such port), one
         # number on two protocols; pods not ready back nothing new.
-        c.add_service(Service("ns-a", "svc", {"app": "x"}, SERVICE_PORTS,
+        node_ports = draw(st.booleans())
+        c.add_service(Service("ns-a", "svc", {"app": "x"},
+                              tuple(replace(p, node_port=30000 + i) for i, p in enumerate(SERVICE_PORTS))
+                              if node_ports else SERVICE_PORTS,
                               (ipaddress.ip_address(VIP4), ipaddress.ip_address(VIP6)),
+                              type="NodePort" if node_ports else "ClusterIP",
                               publish_not_ready=draw(st.integers(0, 4)) == 0,
                               session_affinity=draw(st.sampled_from(["None", "ClientIP"]))))
     for j in range(draw(st.integers(0, max_policies))):

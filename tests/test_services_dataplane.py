@@ -17,7 +17,7 @@ from pipeline.dataplane.oracle import OraclePipeline
 from pipeline.model.objects import Pod
 from pipeline.model.services import maglev_size
 
-from .packets import ether
+from .packets import NODE4, NODE6, ether
 from .strategies import PORTS, SERVICE_PORTS, VIP4, VIP6, clusters
 
 SEC = 1_000_000_000
@@ -72,7 +72,7 @@ def test_service_connections_agree_and_follow_their_backend(data):
     now, translated, sport = SEC, [], 20000
     for step in range(data.draw(st.integers(4, 30))):
         now += data.draw(st.sampled_from([1, 1, SEC, SEC, 200 * SEC]))
-        op = data.draw(st.sampled_from(["open", "open", "reply", "more", "change"]))
+        op = data.draw(st.sampled_from(["open", "open", "outside", "reply", "more", "change"]))
         if op == "open":
             a, ip = data.draw(st.sampled_from(clients))
             vip = VIP4 if ip.version == 4 else VIP6
@@ -86,12 +86,29 @@ def test_service_connections_agree_and_follow_their_backend(data):
             if r.reason == "new":
                 assert r.rewrite == REWRITE_DST
                 translated.append((a.pod, ip, vip, sport, port, proto, r.dst, r.dport))
+        elif op == "outside":
+            # From outside the cluster (the uplink) to a node port of a node address, or
+            # to a port of it that is no node port (the node's own: not translated).
+            fam = data.draw(st.sampled_from([4, 6]))
+            client, node = ("198.19.7.7", NODE4) if fam == 4 else ("2001:db8:f::7", NODE6)
+            sp = data.draw(st.sampled_from(SERVICE_PORTS))
+            svc = cluster.services["ns-a/svc"]
+            node_port = svc.port(sp.protocol, sp.port).node_port or 31999
+            sport += 1
+            l3 = IP if fam == 4 else IPv6
+            r = both.run(l3(src=client, dst=node) / l4(sp.protocol, sport, node_port), 0, now)
+            if svc.type == "ClusterIP":
+                assert r.rewrite == 0
+            if r.reason == "new" and r.rewrite:
+                translated.append((None, ipaddress.ip_address(client), node, sport, node_port, sp.protocol,
+                                   r.dst, r.dport))
         elif op in ("reply", "more") and translated:
             pod, ip, vip, cport, port, proto, bip, bport = data.draw(st.sampled_from(translated))
             l3 = IP if ip.version == 4 else IPv6
             # (a pod re-added by a change may sit on another switch port now)
             bsw = cluster.plane.lookup("cluster", ipaddress.ip_address(bip)).port
-            csw = cluster.plane.lookup("cluster", ip).port
+            client = cluster.plane.lookup("cluster", ip)
+            csw = client.port if client is not None else 0          # outside: the uplink
             if op == "reply":
                 r = both.run(l3(src=bip, dst=str(ip)) / l4(proto, bport, cport, "SA"), bsw, now)
                 if r.reason == "reply":
@@ -123,3 +140,49 @@ def test_maglev_tables_spread_evenly_and_move_little():
     smaller = maglev_table(bs[:99])             # backend 99 removed
     moved = sum(1 for x, y in zip(t, smaller) if x != 99 and x != y)
     assert moved < len(t) * 0.05, moved
+
+
+NODE_PORT = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: t}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: t, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIPs: [{ip: 198.18.0.20}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: t}
+status: {podIPs: [{ip: 198.18.0.10}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: t}
+spec: {type: NodePort, selector: {app: web}, externalIPs: [198.18.200.1],
+       ports: [{port: 80, targetPort: http, nodePort: 30080}]}
+"""
+
+
+def test_node_ports_and_external_ips_from_outside_and_from_pods():
+    """kube-proxy opens a NodePort on every node address, for the outside and for
+    pods alike; an externalIP is the Service's address like its ClusterIP. The node's
+    other ports are the node's own (not translated)."""
+    import io
+    from pipeline.load.build import load_cluster
+    cluster, _ = load_cluster(["-"], stdin=io.StringIO(NODE_PORT))
+    both = Both(cluster)
+    web, client = cluster.attachment("t/web").port, cluster.attachment("t/client").port
+    r = both.run(IP(src="198.19.7.7", dst=NODE4) / TCP(sport=5000, dport=30080, flags="S"), 0, SEC)
+    assert (r.reason, r.dst, r.dport, r.out_port, r.rewrite) == ("new", "198.18.0.20", 8080, web, REWRITE_DST)
+    r = both.run(IP(src="198.18.0.20", dst="198.19.7.7") / TCP(sport=8080, dport=5000, flags="SA"), web, SEC)
+    assert (r.reason, r.src, r.sport, r.out_port) == ("reply", NODE4, 30080, 0)
+    r = both.run(IP(src="198.19.7.7", dst="198.18.200.1") / TCP(sport=5001, dport=80, flags="S"), 0, SEC)
+    assert (r.reason, r.dst, r.dport) == ("new", "198.18.0.20", 8080)
+    r = both.run(IP(src="198.18.0.10", dst=NODE4) / TCP(sport=5002, dport=30080, flags="S"), client, SEC)
+    assert (r.reason, r.dst, r.out_port) == ("new", "198.18.0.20", web)
+    r = both.run(IP(src="198.18.0.10", dst=NODE4) / TCP(sport=5003, dport=22, flags="S"), client, SEC)
+    assert (r.reason, r.rewrite, r.dst) == ("new", 0, NODE4)          # the node's own port
+    assert cluster.services["t/web"].ports[0].node_port == 30080

@@ -176,3 +176,24 @@ def test_service_fields_refused_as_the_api_server_refuses_them():
                               "ports: [{port: 80}]}")).services["s/a"]
     assert (s.session_affinity, s.affinity_timeout) == ("ClientIP", 60)
     assert cluster(NS + svc("a", "{ports: [{port: 80}]}")).services["s/a"].affinity_timeout == 10800
+
+
+def test_from_outside_to_a_cluster_ip_an_external_ip_and_a_node_port():
+    """openConnectionWithIpAddresses maps a Service address, and a node port of a node
+    address, to a ready backend before policing, as the dataplane's service mapper does."""
+    text = NS + pod("a", "198.18.0.10") + pod("client", "198.18.0.13", labels="{app: client}") + \
+        svc("np", "{type: NodePort, selector: {app: web}, clusterIP: 198.19.0.40, externalIPs: [198.18.200.9], "
+                  "ports: [{port: 80, targetPort: http, nodePort: 30080}]}") + \
+        svc("none", "{type: NodePort, selector: {app: nobody}, ports: [{port: 81, nodePort: 30081}]}")
+    c = cluster(text)
+    for dst, port in (("198.19.0.40", 80), ("198.18.200.9", 80), ("198.19.128.1", 30080)):
+        v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", dst, "TCP", port)
+        assert v.allowed and (v.backend, v.backend_port) == ("s/a", 8080), (dst, v.notes)
+    v = open_connection_with_ip_addresses(c, Connections(), "198.18.0.13", "198.19.128.1", "TCP", 30080)
+    assert v.allowed and v.backend == "s/a" and v.notes[0].startswith("node port 30080 of service s/np")
+    v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", "198.19.128.1", "TCP", 30081)
+    assert not v.allowed and "has no ready backend: rejected" in v.notes[0]
+    v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", "198.19.0.40", "TCP", 81)
+    assert not v.allowed and "has no port TCP/81: dropped" in v.notes[0]
+    v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", "198.19.128.1", "TCP", 22)
+    assert not v.allowed and v.backend is None        # the node's own port: outside to node, no pod

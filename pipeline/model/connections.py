@@ -17,7 +17,7 @@ from typing import Optional, Union
 from .addresses import DEFAULT_DOMAIN, Attachment, Entry, NodeAddress, ServiceVIP
 from .cluster import Cluster
 from .objects import IPAddress, Pod
-from .services import Backend, ready_backends, select_one_backend, service_backends
+from .services import Backend, node_port_service, ready_backends, select_one_backend, service_backends
 from .policy import (DirectionVerdict, allow_new_connection_from_ip_address,
                      allow_new_connection_from_pod, allow_new_connection_to_ip_address,
                      allow_new_connection_to_pod)
@@ -225,7 +225,8 @@ def open_connection_with_ip_addresses(cluster: Cluster, connections: Connections
                                       destination_domain: str = DEFAULT_DOMAIN) -> Verdict:
     """openConnectionWithIpAddresses (004 step 3: each address with its IP address
     domain, the cluster's by default): what sits at each address decides; a Service
-    address is mapped to one backend pod."""
+    address (ClusterIP, externalIP), or a node port of a node's address, is mapped to
+    one ready backend first."""
     src_ip = ipaddress.ip_address(source_ip)
     dst_ip = ipaddress.ip_address(destination_ip)
     src = cluster.plane.lookup(source_domain, src_ip)
@@ -235,8 +236,46 @@ def open_connection_with_ip_addresses(cluster: Cluster, connections: Connections
         v.source, v.destination = _name(cluster, src, src_ip), _name(cluster, dst, dst_ip)
         return v
     v = Verdict(False, None, _name(cluster, src, src_ip), _name(cluster, dst, dst_ip), protocol, port)
+    front = _frontend(cluster, dst, protocol, port)
+    if front is not None:
+        return _through_frontend(cluster, connections, v, src, src_ip, front, dst_ip.version)
     _decide(cluster, v, src, src_ip, dst, dst_ip, protocol, port)
     if v.allowed:
         ends = [e.pod if isinstance(e, Attachment) else ip for e, ip in ((src, src_ip), (dst, dst_ip))]
         v.connection = connections.new_connection(ends[0], ends[1], protocol, port)
+    return v
+
+
+def _frontend(cluster: Cluster, dst: Optional[Entry], protocol: str, port: int):
+    """(Service, its port or None, what the address is) when `dst` is a Service
+    address, or a node address and `port` one of the node ports; otherwise None."""
+    if isinstance(dst, ServiceVIP):
+        svc = cluster.services[dst.service]
+        return svc, svc.port(protocol, port), f"service {svc.key}"
+    if isinstance(dst, NodeAddress):
+        found = node_port_service(cluster, protocol, port)
+        if found is not None:
+            return found[0], found[1], f"node port {port} of service {found[0].key}"
+    return None
+
+
+def _through_frontend(cluster: Cluster, connections: Connections, v: Verdict, src, src_ip, front,
+                      family: int) -> Verdict:
+    """A connection to a Service's frontend from anything but a pod's ClusterIP
+    client path (open_service_connection): from outside, from a node, to a node port."""
+    svc, sp, what = front
+    if sp is None:
+        v.notes.append(f"{what} has no port {v.protocol}/{v.port}: dropped, never delivered")
+        return v
+    b = select_one_backend(cluster, svc, sp, family)
+    if b is None:
+        v.notes.append(f"{what} has no ready backend: rejected, as kube-proxy does")
+        return v
+    v.backend, v.backend_port = b.pod or str(b.address), b.port
+    v.notes.append(f"{what} maps to backend {b} (the first ready; the dataplane balances over all)")
+    _decide(cluster, v, src, src_ip, cluster.plane.lookup(DEFAULT_DOMAIN, b.address), b.address,
+            v.protocol, b.port)
+    if v.allowed:
+        ends = [src.pod if isinstance(src, Attachment) else src_ip, b.pod or b.address]
+        v.connection = connections.new_connection(ends[0], ends[1], v.protocol, b.port)
     return v

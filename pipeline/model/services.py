@@ -74,6 +74,17 @@ def service_backends(cluster: Cluster, svc: Service, sp: ServicePort) -> list[Ba
     return sorted(out, key=lambda b: (b.pod or "~", b.address.version, int(b.address)))
 
 
+def node_port_service(cluster: Cluster, protocol: str, node_port: int):
+    """(Service, ServicePort) a node port leads to (NodePort and LoadBalancer Services
+    open it on every node address, as kube-proxy does), or None."""
+    for svc in cluster.services.values():
+        if svc.node_ports:
+            for sp in svc.ports:
+                if sp.node_port == node_port and sp.protocol == protocol:
+                    return svc, sp
+    return None
+
+
 def ready_backends(cluster: Cluster, svc: Service, sp: ServicePort, family: Optional[int] = None) -> list[Backend]:
     return [b for b in service_backends(cluster, svc, sp)
             if b.ready and (family is None or b.address.version == family)]

@@ -1,12 +1,13 @@
 """The service mapper's tables (native/service.c): one frontend per (IP address
-domain, Service VIP, protocol, port), each with the ready backends of that Service
-port in the VIP's address family and their Maglev table (model/services.py)."""
+domain, Service address, protocol, port), and per (node address, protocol, node
+port), each with the ready backends of that Service port in the address's family and
+their Maglev table (model/services.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...model.addresses import ServiceVIP
+from ...model.addresses import NodeAddress, ServiceVIP
 from ...model.cluster import Cluster
 from ...model.services import maglev_table, ready_backends
 from ..addr16 import addr16
@@ -52,14 +53,21 @@ class ServiceTable:
 
 
 def build_services(cluster: Cluster, zones: dict) -> ServiceTable:
+    """Frontends for every port of every Service address, and for every node port on
+    every node address."""
     table = ServiceTable()
+    node_ports = [(svc, sp) for svc in cluster.services.values() if svc.node_ports
+                  for sp in svc.ports if sp.node_port]
     for domain, ip, e in cluster.plane:
-        if not isinstance(e, ServiceVIP):
+        if isinstance(e, ServiceVIP):
+            ports = [(cluster.services[e.service], sp, sp.port) for sp in cluster.services[e.service].ports]
+        elif isinstance(e, NodeAddress):
+            ports = [(svc, sp, sp.node_port) for svc, sp in node_ports]
+        else:
             continue
-        svc = cluster.services[e.service]
-        for sp in svc.ports:
+        for svc, sp, port in ports:
             backends = ready_backends(cluster, svc, sp, ip.version)
-            table.frontends.append(Frontend(zones[domain], ip, PROTO_NUMBERS[sp.protocol], sp.port,
+            table.frontends.append(Frontend(zones[domain], ip, PROTO_NUMBERS[sp.protocol], port,
                                             svc.session_affinity == "ClientIP",
                                             tuple((b.address, b.port) for b in backends),
                                             tuple(maglev_table(backends))))

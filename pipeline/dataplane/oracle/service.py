@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
-from ...model.addresses import ServiceVIP
-from ...model.services import Backend, maglev_table, ready_backends
+from ...model.addresses import NodeAddress, ServiceVIP
+from ...model.services import Backend, maglev_table, node_port_service, ready_backends
 from ..constants import FLOW_HASH_SEED, PROTO_NAMES
 from .sanity import Drop
 
@@ -48,29 +48,40 @@ class ServiceMapper:
         self.cluster = cluster
         self._tables: dict = {}
 
-    def frontend(self, service: str, protocol: str, port: int, family: int):
+    def frontend(self, service: str, protocol: str, port: int, family: int, sp=None):
         """(ready backends, Maglev table) of one frontend, or None if the Service
-        does not expose that protocol/port."""
+        does not expose that protocol/port (`sp`: the Service port, for a node port)."""
         key = (service, protocol, port, family)
         if key not in self._tables:
             svc = self.cluster.services[service]
-            sp = svc.port(protocol, port)
+            sp = sp or svc.port(protocol, port)
             backends = ready_backends(self.cluster, svc, sp, family) if sp else None
             self._tables[key] = None if sp is None else (backends, maglev_table(backends))
         return self._tables[key]
 
     def map(self, entry, pkt) -> Optional[tuple]:
         """The translation (backend address, port) of a new connection; None when the
-        destination is not a Service VIP; Drop when the VIP refuses it."""
-        if not isinstance(entry, ServiceVIP):
+        destination is neither a Service address nor a node port of a node address;
+        Drop when a Service address refuses it."""
+        proto = PROTO_NAMES.get(pkt.proto, "ICMP")
+        if isinstance(entry, NodeAddress):
+            # A node's address is its own on every port but its node ports.
+            found = node_port_service(self.cluster, proto, pkt.dport)
+            if found is None:
+                return None
+            svc, sp = found
+            fe = self.frontend(svc.key, proto, ("node", pkt.dport), pkt.family, sp)
+        elif isinstance(entry, ServiceVIP):
+            svc = self.cluster.services[entry.service]
+            fe = self.frontend(svc.key, proto, pkt.dport, pkt.family)
+            if fe is None:
+                raise Drop("service_port_unknown")
+        else:
             return None
-        fe = self.frontend(entry.service, PROTO_NAMES.get(pkt.proto, "ICMP"), pkt.dport, pkt.family)
-        if fe is None:
-            raise Drop("service_port_unknown")
         backends, table = fe
         if not backends:
             raise Drop("service_no_backend")
-        if self.cluster.services[entry.service].session_affinity == "ClientIP":
+        if svc.session_affinity == "ClientIP":
             h = flow_hash(pkt.src, pkt.dst, 0, 0, pkt.proto)      # the client's every connection alike
         else:
             h = flow_hash(pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto)
