@@ -162,7 +162,9 @@ apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: t}
 spec: {type: NodePort, selector: {app: web}, externalIPs: [198.18.200.1],
-       ports: [{port: 80, targetPort: http, nodePort: 30080}]}
+       ports: [{name: a, port: 80, targetPort: http, nodePort: 30080},
+               {name: b, port: 80, protocol: UDP, targetPort: 9090, nodePort: 30080},
+               {name: c, port: 81, targetPort: 9191, nodePort: 30081}]}
 """
 
 
@@ -179,6 +181,11 @@ def test_node_ports_and_external_ips_from_outside_and_from_pods():
     assert (r.reason, r.dst, r.dport, r.out_port, r.rewrite) == ("new", "198.18.0.20", 8080, web, REWRITE_DST)
     r = both.run(IP(src="198.18.0.20", dst="198.19.7.7") / TCP(sport=8080, dport=5000, flags="SA"), web, SEC)
     assert (r.reason, r.src, r.sport, r.out_port) == ("reply", NODE4, 30080, 0)
+    # one node port number on two protocols, and a second node port: each its own frontend
+    r = both.run(IP(src="198.19.7.7", dst=NODE4) / UDP(sport=5000, dport=30080), 0, SEC)
+    assert (r.reason, r.dport) == ("new", 9090)
+    r = both.run(IP(src="198.19.7.7", dst=NODE4) / TCP(sport=5009, dport=30081, flags="S"), 0, SEC)
+    assert (r.reason, r.dport) == ("new", 9191)
     r = both.run(IP(src="198.19.7.7", dst="198.18.200.1") / TCP(sport=5001, dport=80, flags="S"), 0, SEC)
     assert (r.reason, r.dst, r.dport) == ("new", "198.18.0.20", 8080)
     r = both.run(IP(src="198.18.0.10", dst=NODE4) / TCP(sport=5002, dport=30080, flags="S"), client, SEC)
@@ -186,3 +193,21 @@ def test_node_ports_and_external_ips_from_outside_and_from_pods():
     r = both.run(IP(src="198.18.0.10", dst=NODE4) / TCP(sport=5003, dport=22, flags="S"), client, SEC)
     assert (r.reason, r.rewrite, r.dst) == ("new", 0, NODE4)          # the node's own port
     assert cluster.services["t/web"].ports[0].node_port == 30080
+
+
+def test_the_oracle_hashes_tuples_as_the_c_does():
+    """ns_flow_hash written twice: random tuples of both families agree (the
+    differential tests only see it where several backends are ready)."""
+    import random
+
+    from pipeline._native import lib
+    from pipeline.dataplane.oracle.service import flow_hash
+    rnd = random.Random(11)
+
+    def a16(ip):
+        return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+    for _ in range(3000):
+        bits = rnd.choice([32, 128])
+        a, b = (ipaddress.ip_address(rnd.getrandbits(bits)) for _ in range(2))
+        sport, dport, proto = rnd.getrandbits(16), rnd.getrandbits(16), rnd.choice([6, 17, 132])
+        assert flow_hash(a, b, sport, dport, proto) == lib.ns_flow_hash(a16(a), a16(b), sport, dport, proto)

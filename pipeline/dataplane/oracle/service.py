@@ -63,7 +63,7 @@ class ServiceMapper:
         """The translation (backend address, port) of a new connection; None when the
         destination is neither a Service address nor a node port of a node address;
         Drop when a Service address refuses it."""
-        proto = PROTO_NAMES.get(pkt.proto, "ICMP")
+        proto = PROTO_NAMES[pkt.proto]        # sanity let only these through
         if isinstance(entry, NodeAddress):
             # A node's address is its own on every port but its node ports.
             found = node_port_service(self.cluster, proto, pkt.dport)
