@@ -144,7 +144,8 @@ def add_switch_parsers(sub) -> None:
     ex.add_argument("--prefix", type=run_prefix, help="the run's prefix (needed when several runs are up)")
     ex.add_argument("--timeout", type=float, default=120.0, metavar="S",
                     help="how long to wait for the run to be ready (default 120)")
-    ex.add_argument("pod", metavar="NS/POD", help="the pod, as namespace/name")
+    ex.add_argument("pod", metavar="NS/POD", help="the pod, as namespace/name; or `uplink`, the namespace "
+                                                  "that plays outside the cluster (198.19.192.1, 2001:db8:4::1)")
     ex.add_argument("argv", nargs="+", metavar="CMD",
                     help="the command and its arguments; put -- before it when it has options")
     ex.set_defaults(func=cmd_exec)

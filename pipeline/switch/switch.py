@@ -10,6 +10,7 @@ run it. Tables change only by whole swap between batches (style P7).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .._native import ffi, lib
+from ..dataplane import constants as K
 from ..dataplane.constants import FORWARD_REASONS, LOCAL_REASONS, REASONS
 from ..dataplane.driver import Datapath
+from ..model.addresses import DEFAULT_DOMAIN
 from .topology import Topology, in_netns
 
 RING_VERSIONS = {"v2": lib.NS_SW_RING_V2, "v3": lib.NS_SW_RING_V3}
@@ -30,11 +33,20 @@ PORT_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", 
                "ring_drops")
 
 
+# "Outside the cluster": a namespace on the uplink port (0) with addresses of its own,
+# in 198.18.0.0/15 but in no pod, Service or node range (`netsem exec uplink -- CMD`).
+UPLINK = "uplink"
+UPLINK_ADDRESSES = (ipaddress.ip_address("198.19.192.1"), ipaddress.ip_address("2001:db8:4::1"))
+
+
 def topology_pods(compiled) -> list[tuple[str, int, list]]:
-    """(name, port, addresses) of every pod interface that gets a namespace: those
-    the address plane has. hostNetwork pods have none: their address is their node's."""
+    """(name, port, addresses) of every namespace to build: the uplink's, then every
+    pod interface the address plane has (hostNetwork pods have none: their address is
+    their node's)."""
     plane = compiled.cluster.plane
-    return [(str(a), port, plane.addresses(a)) for port, a in sorted(compiled.attachments.items())]
+    mine = [ip for ip in UPLINK_ADDRESSES if plane.lookup(DEFAULT_DOMAIN, ip) is None]
+    return [(UPLINK, K.PORT_UPLINK, mine)] + \
+        [(str(a), port, plane.addresses(a)) for port, a in sorted(compiled.attachments.items())]
 
 
 @dataclass

@@ -177,7 +177,7 @@ class Topology:
         topo = cls(prefix=prefix, port_type=port_type, static_neighbors=static_neighbors)
         specs = []
         for key, port, ips in pods:
-            if not 1 <= port <= 65534:
+            if not 0 <= port <= 65534:       # 0: the uplink ("outside the cluster")
                 raise ValueError(f"{key}: port {port} out of range")
             ips = [ipaddress.ip_address(str(i)) for i in ips]
             for ip in ips:

@@ -43,7 +43,7 @@ def test_pcap_records_in_and_out(switch_run, tmp_path):
     dropped = r.sw.stats().switch["capture_dropped"]
     r.close()
     pk = list(rdpcap(str(tmp_path / "in.pcapng"))) + list(rdpcap(str(tmp_path / "out.pcapng")))
-    assert {p.sniffed_on for p in pk} <= {"t/a", "t/b"}
+    assert {p.sniffed_on for p in pk} <= {"t/a", "t/b", "uplink"}    # the uplink: its own ND, MLD
     assert {p.direction for p in rdpcap(str(tmp_path / "in.pcapng"))} == {DIR_INBOUND}
     assert {p.direction for p in rdpcap(str(tmp_path / "out.pcapng"))} == {DIR_OUTBOUND}
 

@@ -265,3 +265,42 @@ def test_a_service_port_without_a_ready_backend_is_refused_at_once(up):
         time.sleep(0.3)
     assert "netsem_service_rejects_total 2.0" in text
     assert 'netsem_drops_total{reason="service_no_backend"} 2.0' in text
+
+
+NODE_PORT = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  selector: {tier: web}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+"""
+
+
+@pytest.mark.parametrize("up", [NODE_PORT], indirect=True)
+def test_the_uplink_plays_outside_reaching_a_node_port_and_reached_by_pods(up):
+    """`netsem exec uplink`: a namespace on the uplink port (198.19.192.1). From there a
+    NodePort on the node's address reaches a frontend, which sees the real client;
+    a pod reaches the uplink directly (no masquerade yet), and the reply comes back."""
+    proc, prefix, flows, port, manifests = up
+    servers = [subprocess.Popen(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", where, "--",
+                                          sys.executable, "-c", SERVE_ONE, p, n],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+               for where, p, n in (("shop/frontend-0", "80", "4"), ("shop/frontend-1", "80", "4"),
+                                   ("uplink", "8443", "1"))]
+    try:
+        answers = set()
+        deadline = time.monotonic() + 30
+        while len(answers) < 1 and time.monotonic() < deadline:
+            r = exec_in(prefix, "uplink", sys.executable, "-c", ASK, "198.19.128.1", "30080")
+            if r.stdout.startswith("answer"):
+                answers.add(r.stdout.strip())
+            time.sleep(0.3)
+        assert answers == {"answer 198.19.192.1 198.19.128.1"}, (answers, r.stdout, r.stderr)
+        r = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", ASK, "198.19.192.1", "8443")
+        assert r.stdout.split() == ["answer", "198.18.0.4", "198.19.192.1"], (r.stdout, r.stderr)
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
