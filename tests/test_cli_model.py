@@ -106,3 +106,26 @@ def test_version_is_the_installed_one(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"netsem {version('netsem')}"
+
+
+def test_node_address_moves_the_node_ports(capsys, tmp_path):
+    (tmp_path / "np.yaml").write_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: t, labels: {app: web}}
+status: {podIP: 198.18.0.20}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: t}
+spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}
+""")
+    args = ["verdict", "-f", str(tmp_path), "--from", "198.19.7.7", "--port", "30080", "-o", "json"]
+    rc, out, _ = run(capsys, *args, "--to", "198.19.130.1", "--node-address", "198.19.130.1")
+    v = json.loads(out)
+    assert rc == 0 and (v["backend"], v["backendPort"]) == ("t/web", 80), v
+    rc, out, _ = run(capsys, *args, "--to", "198.19.128.1", "--node-address", "198.19.130.1")
+    assert rc == 1 and json.loads(out)["backend"] is None      # no longer the node's address
+    rc, _, err = run(capsys, *args, "--to", "198.19.130.1", "--node-address", "198.19.130.1",
+                     "--node-address", "198.19.130.2")
+    assert rc == 2 and "--node-address: at most one IPv4 and one IPv6 address" in err

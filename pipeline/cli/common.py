@@ -8,7 +8,7 @@ import ipaddress
 import sys
 
 from ..load.build import load_cluster
-from ..model.cluster import DEFAULT_POD_CIDRS, ClusterConfig
+from ..model.cluster import DEFAULT_NODE_IPS, DEFAULT_POD_CIDRS, ClusterConfig
 from ..model.objects import L4_PROTOCOLS
 
 EXIT_BAD_INPUT = 2
@@ -25,6 +25,10 @@ def add_manifest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pod-cidr", action="append", metavar="CIDR",
                    help=f"CIDR to allocate pod addresses from for pods with none in their manifest; "
                         f"give one IPv4 and/or one IPv6 (dual-stack). Default {DEFAULT_POD_CIDRS[0]}")
+    p.add_argument("--node-address", action="append", metavar="IP",
+                   help=f"the node's address (where NodePorts are open; hostNetwork pods without one in "
+                        f"their manifest get it); give one IPv4 and/or one IPv6. Default "
+                        f"{' and '.join(DEFAULT_NODE_IPS)}")
     p.add_argument("--police-node-traffic", action="store_true",
                    help="police traffic from a node (and its hostNetwork pods) to the pods on it like any "
                         "other; by default it is always allowed, as Kubernetes requires (kubelet probes)")
@@ -37,7 +41,16 @@ def cluster_config(args) -> ClusterConfig:
             ipaddress.ip_network(c)
         except ValueError:
             raise UsageError(f"--pod-cidr: {c!r} is not a valid CIDR")
-    return ClusterConfig(pod_cidrs=pod_cidrs, police_node_traffic=args.police_node_traffic)
+    node_ips = tuple(args.node_address) if getattr(args, "node_address", None) else DEFAULT_NODE_IPS
+    families = []
+    for a in node_ips:
+        try:
+            families.append(ipaddress.ip_address(a).version)
+        except ValueError:
+            raise UsageError(f"--node-address: {a!r} is not an IP address")
+    if len(set(families)) != len(families):
+        raise UsageError("--node-address: at most one IPv4 and one IPv6 address")
+    return ClusterConfig(pod_cidrs=pod_cidrs, node_ips=node_ips, police_node_traffic=args.police_node_traffic)
 
 
 def load(args):
