@@ -172,7 +172,8 @@ def add_switch_parsers(sub) -> None:
     pr.add_argument("--pcap", metavar="DIR", help="record the probes' frames to DIR/in.pcapng and "
                                                   "DIR/out.pcapng (as netsem up --pcap)")
     pr.add_argument("--services", action="store_true",
-                    help="also connect from every pod to every TCP/UDP port of every Service with a virtual "
+                    help="also connect from every pod and from the uplink to every TCP/UDP port of every "
+                         "Service with a virtual "
                          "IP, 32 times each; the backends answer with their names, so the cells show where "
                          "policy lets a Service be reached and how the load spread")
     pr.add_argument("--via", choices=("pod", "service"), default="pod",

@@ -1,5 +1,6 @@
-"""`netsem probe --services`: real connections from every pod to every port of every
-Service with a virtual IP, several per cell, through the switch's service mapper.
+"""`netsem probe --services`: real connections from every pod, and from the uplink
+namespace (outside the cluster), to every port of every Service with a virtual IP,
+several per cell, through the switch's service mapper.
 Every backend pod listens on its target ports and answers with its own name, so
 each connection says which backend took it: the cells show where policy lets a
 Service be reached, and the counts show how the load spread.
@@ -81,7 +82,30 @@ def _plan(cluster, pods) -> tuple[list[ServiceProbe], set, list]:
             continue
         plan.append(ServiceProbe(cell.source, cell.service, cell.protocol, cell.port, vip, cell.mark,
                                  {b.pod for b, ok in cell.backends if ok}, {b.pod for b, _ in cell.backends}))
-    return plan, listeners, hairpin
+    return plan + _from_uplink(cluster, plan), listeners, hairpin
+
+
+def _from_uplink(cluster, plan) -> list[ServiceProbe]:
+    """The same Service ports from outside the cluster (the uplink namespace): each
+    ready backend policed as reached from the uplink's address."""
+    from ..model.connections import Connections, open_connection_with_ip_addresses
+    from ..model.services import ready_backends
+    from .switch import UPLINK, UPLINK_ADDRESSES
+    out, seen = [], set()
+    for p in plan:
+        key = (p.service, p.protocol, p.port)
+        if key in seen:
+            continue
+        seen.add(key)
+        svc = cluster.services[p.service]
+        src = next((ip for ip in UPLINK_ADDRESSES if ip.version == p.vip.version), None)
+        backends = ready_backends(cluster, svc, svc.port(p.protocol, p.port), p.vip.version)
+        ok = {b.pod: open_connection_with_ip_addresses(cluster, Connections(), src, b.address, p.protocol,
+                                                       b.port).allowed for b in backends}
+        mark = "-" if not ok else "." if all(ok.values()) else "X" if not any(ok.values()) else "~"
+        out.append(ServiceProbe(UPLINK, p.service, p.protocol, p.port, p.vip, mark,
+                                {k for k, v in ok.items() if v}, set(ok)))
+    return out
 
 
 def run_service_probes(cluster, topo: Topology, pods: list, timeout: float,

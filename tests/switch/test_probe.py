@@ -234,5 +234,7 @@ def test_services_from_every_pod_show_policy_and_the_spread():
     render_probe(report, "table", out)
     text = out.getvalue()
     assert re.search(r": t/web TCP/80: t/web-0 \d+, t/web-1 \d+\n", text), text
-    assert "all 7 Service cells agree with the model" in text     # web pods to empty too
+    assert "all 9 Service cells agree with the model" in text     # web pods to empty too, and the uplink
+    up = cells[("uplink", "t/web")]
+    assert up.expected == "~" and set(up.answers) == {"t/web-0", "t/web-1"}     # web-2 isolated from outside too
     assert "not probed: t/web-0 -> t/web TCP/80 (a pod to its own Service" in text
