@@ -101,6 +101,22 @@ def run_all(p, fr: Frames, now: int, res) -> float:
     return time.perf_counter() - t0
 
 
+def new_batches(p, fr: Frames, res):
+    """A function running the next batch of `fr` (distinct new connections) each call;
+    at the end of the frames the clock jumps past every timeout, so each packet is
+    new again."""
+    state = {"i": 0, "now": SECOND}
+
+    def one_batch():
+        i = state["i"]
+        if i + BATCH > fr.n:
+            state["i"], state["now"] = 0, state["now"] + 100 * SECOND
+            i = 0
+        state["i"] += BATCH
+        lib.ns_pipeline_run(p, fr._buf, fr._off + i, fr._len + i, fr._port + i, BATCH, state["now"], res)
+    return one_batch
+
+
 def reasons(p) -> dict:
     out = {}
     for i in range(lib.ns_reason_count()):

@@ -105,8 +105,8 @@ class ServiceBench(Bench):
                     pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
                                        counters=counters)
                 try:
-                    m = self.measure_to(topo, target, self.sw_cpu if kind == "switch" else self.gen_cpu)
-                    cps.append(self.conn_rate_to(topo, target))
+                    m = self.measure(topo, 10000, self.sw_cpu if kind == "switch" else self.gen_cpu, dst=target)
+                    cps.append(self.conn_rate(topo, dst=target))
                 finally:
                     if pid:
                         stop_switch(pid)
@@ -126,42 +126,6 @@ class ServiceBench(Bench):
                 stop_switch(pid)
             topo.teardown()
         return rows
-
-    def measure_to(self, topo, dst: str, busy_cpu: int) -> dict:
-        pa, pb = topo.ports[1], topo.ports[2].netns
-        from switch_bench import cpu_busy, mac, rx_packets
-
-        def gen(seconds):
-            out = run_in(pa.netns, [self.gen, "eth0", mac(pa.pod_mac), mac(pa.gw_mac), A, dst, "10000",
-                                    str(seconds)], cpu=self.gen_cpu)
-            return int(out.split()[1])
-        gen(0.3)
-        time.sleep(0.05)
-        rx0, c0, t0 = rx_packets(pb), cpu_busy(), time.monotonic()
-        sent = gen(self.seconds)
-        time.sleep(0.05)
-        rx1, c1, t1 = rx_packets(pb), cpu_busy(), time.monotonic()
-        return {"sent": sent, "received": rx1 - rx0, "sent_pps": sent / (t1 - t0), "rx_pps": (rx1 - rx0) / (t1 - t0),
-                "busy_s": c1[busy_cpu] - c0[busy_cpu]}
-
-    def conn_rate_to(self, topo, dst: str) -> float:
-        import subprocess
-
-        from pipeline.switch.topology import _sysctl, in_netns
-        from switch_bench import _enter
-        pa, pb = topo.ports[1], topo.ports[2]
-        with in_netns(pa.netns):
-            _sysctl("net.ipv4.ip_local_port_range", "1024 65535")
-        srv = subprocess.Popen([self.tools["tcpconn"], "server", B, "5001"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
-        try:
-            time.sleep(0.2)
-            out = run_in(pa.netns, [self.tools["tcpconn"], "client", dst, "5001", str(self.seconds)],
-                         cpu=self.gen_cpu, timeout=self.seconds + 30)
-            return int(out.split()[1]) / self.seconds
-        finally:
-            srv.kill()
-            srv.wait()
 
 
 def main(argv=None) -> int:

@@ -146,18 +146,20 @@ class Bench:
         self.gen_cost: dict[str, float] = {}       # test -> generator CPU s per sent packet
         self.tmp = tempfile.mkdtemp(prefix="netsem-bench-")
 
-    def generate(self, topo: Topology, flows: int, seconds: float) -> int:
+    def generate(self, topo: Topology, flows: int, seconds: float, dst: str = B) -> int:
         pa = topo.ports[1]
-        out = run_in(pa.netns, [self.gen, "eth0", mac(pa.pod_mac), mac(pa.gw_mac), A, B, str(flows),
+        out = run_in(pa.netns, [self.gen, "eth0", mac(pa.pod_mac), mac(pa.gw_mac), A, dst, str(flows),
                                 str(seconds)], cpu=self.gen_cpu)
         return int(out.split()[1])
 
-    def measure(self, topo: Topology, flows: int, busy_cpu: int, count_at: str | None = "pB") -> dict:
+    def measure(self, topo: Topology, flows: int, busy_cpu: int, count_at: str | None = "pB",
+                dst: str = B) -> dict:
+        """Packets sent to `dst` (pB, or an address that leads there), received at pB."""
         pb = topo.ports[2].netns
-        self.generate(topo, flows, 0.3)                      # warm up: caches, conntrack, neighbours
+        self.generate(topo, flows, 0.3, dst)                 # warm up: caches, conntrack, neighbours
         time.sleep(0.05)
         rx0, c0, t0 = rx_packets(pb) if count_at else 0, cpu_busy(), time.monotonic()
-        sent = self.generate(topo, flows, self.seconds)
+        sent = self.generate(topo, flows, self.seconds, dst)
         time.sleep(0.05)
         rx1, c1, t1 = rx_packets(pb) if count_at else 0, cpu_busy(), time.monotonic()
         got = rx1 - rx0
@@ -177,7 +179,7 @@ class Bench:
             srv.kill()
             srv.wait()
 
-    def conn_rate(self, topo: Topology) -> float:
+    def conn_rate(self, topo: Topology, dst: str = B) -> float:
         pa, pb = topo.ports[1], topo.ports[2]
         with in_netns(pa.netns):
             _sysctl("net.ipv4.ip_local_port_range", "1024 65535")
@@ -185,7 +187,7 @@ class Bench:
                                stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
         try:
             time.sleep(0.2)
-            out = run_in(pa.netns, [self.tools["tcpconn"], "client", B, "5001", str(self.seconds)],
+            out = run_in(pa.netns, [self.tools["tcpconn"], "client", dst, "5001", str(self.seconds)],
                          cpu=self.gen_cpu, timeout=self.seconds + 30)
             return int(out.split()[1]) / self.seconds
         finally:

@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fastpath_bench import (BATCH, SECOND, cluster_of, frames_of, handshakes, mix, new_pipeline,  # noqa: E402
-                            pod_pairs, reasons, run_all, verdicts_of)
+from fastpath_bench import (BATCH, SECOND, cluster_of, frames_of, handshakes, mix, new_batches,  # noqa: E402
+                            new_pipeline, pod_pairs, reasons, run_all, verdicts_of)
 from gen_cluster import generate  # noqa: E402
 
 from pipeline._native import ffi, lib  # noqa: E402
@@ -48,15 +48,6 @@ def test_new_allowed_connections_batch(benchmark):
     p = new_pipeline(compiled, connections=1 << 22)
     fr = frames_of(syn)
     res = ffi.new("struct ns_result[]", BATCH)
-    state = {"i": 0, "now": SECOND}
     before = reasons(p)
-
-    def one_batch():
-        i = state["i"]
-        if i + BATCH > fr.n:              # every packet new: move the clock past expiry
-            state["i"], state["now"] = 0, state["now"] + 100 * SECOND
-            i = 0
-        state["i"] += BATCH
-        lib.ns_pipeline_run(p, fr._buf, fr._off + i, fr._len + i, fr._port + i, BATCH, state["now"], res)
-    benchmark(one_batch)
+    benchmark(new_batches(p, fr, res))
     assert set(mix(before, reasons(p))) == {"new"}

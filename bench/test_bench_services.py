@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fastpath_bench import BATCH, SECOND, frames_of, mix, new_pipeline, reasons, tcp_frame  # noqa: E402
+from fastpath_bench import BATCH, frames_of, mix, new_batches, new_pipeline, reasons, tcp_frame  # noqa: E402
 from services_bench import cluster_with, clients_of, new_flows  # noqa: E402
 
 from pipeline._native import ffi, lib  # noqa: E402
@@ -22,16 +22,6 @@ def test_new_connections_through_a_vip_batch(benchmark):
     fr = frames_of([(tcp_frame(s, d, sp, dp, 0x02), p) for s, p, d, sp, dp in flows])
     p = new_pipeline(compiled, connections=1 << 20)
     res = ffi.new("struct ns_result[]", BATCH)
-    state = {"i": 0, "now": SECOND}
     before = reasons(p)
-
-    def one_batch():
-        i = state["i"]
-        if i + BATCH > fr.n:              # every packet new: move the clock past expiry
-            state["i"], state["now"] = 0, state["now"] + 100 * SECOND
-            i = 0
-        state["i"] += BATCH
-        lib.ns_pipeline_run(p, fr._buf, fr._off + i, fr._len + i, fr._port + i, BATCH, state["now"], res)
-        assert res[0].rewrite == lib.NS_REWRITE_DST
-    benchmark(one_batch)
-    assert set(mix(before, reasons(p))) == {"new"}
+    benchmark(new_batches(p, fr, res))
+    assert set(mix(before, reasons(p))) == {"new"} and res[0].rewrite == lib.NS_REWRITE_DST
