@@ -153,7 +153,7 @@ def test_the_example_compiles_to_what_the_model_decides():
     compiled, checked = check_grid(cluster)
     assert checked > 1000
     assert compiled.stats() == {"interfaces": 5, "identities": 4, "endpoints": 10, "blocks": 1, "prefixes": 3,
-                                "rule_keys": 7, "rule_entries": 7, "frontends": 3, "backends": 4}
+                                "rule_keys": 7, "rule_entries": 7, "frontends": 5, "backends": 6}
     assert compiled.limits["endpoints"] >= compiled.stats()["endpoints"]
 
 

@@ -267,21 +267,10 @@ def test_a_service_port_without_a_ready_backend_is_refused_at_once(up):
     assert 'netsem_drops_total{reason="service_no_backend"} 2.0' in text
 
 
-NODE_PORT = """
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec:
-  type: NodePort
-  selector: {tier: web}
-  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
-"""
-
-
-@pytest.mark.parametrize("up", [NODE_PORT], indirect=True)
 def test_the_uplink_plays_outside_reaching_a_node_port_and_reached_by_pods(up):
-    """`netsem exec uplink`: a namespace on the uplink port (198.19.192.1). From there a
-    NodePort on the node's address reaches a frontend, which sees the real client;
+    """`netsem exec uplink`: a namespace on the uplink port (198.19.192.1). From there
+    the example's NodePort (shop/frontend, 30080 on the node's address) reaches a
+    frontend, which sees the real client;
     a pod reaches the uplink directly (no masquerade yet), and the reply comes back."""
     proc, prefix, flows, port, manifests = up
     servers = [subprocess.Popen(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", where, "--",
