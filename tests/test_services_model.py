@@ -197,3 +197,20 @@ def test_from_outside_to_a_cluster_ip_an_external_ip_and_a_node_port():
     assert not v.allowed and "has no port TCP/81: dropped" in v.notes[0]
     v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", "198.19.128.1", "TCP", 22)
     assert not v.allowed and v.backend is None        # the node's own port: outside to node, no pod
+
+
+def test_a_load_balancer_s_ingress_ips_are_its_addresses():
+    c = cluster(NS + pod("a", "198.18.0.10") + """---
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: s}
+spec: {type: LoadBalancer, selector: {app: web}, clusterIP: 198.19.0.44, ports: [{port: 80, targetPort: http}]}
+status: {loadBalancer: {ingress: [{ip: 198.18.201.1}, {hostname: lb.example}]}}
+""")
+    assert c.plane.lookup_address_to_service_mapping("cluster", "198.18.201.1") == "s/lb"
+    v = open_connection_with_ip_addresses(c, Connections(), "198.19.7.7", "198.18.201.1", "TCP", 80)
+    assert v.allowed and (v.backend, v.backend_port) == ("s/a", 8080)
+    assert c.services["s/lb"].ports[0].node_port == 30000          # allocated, as for NodePort
+    assert errors(NS + svc("lb", "{type: LoadBalancer, ports: [{port: 80}]}") +
+                  "status: {loadBalancer: {ingress: [{ip: not-an-ip}]}}\n")[0].startswith(
+        "-:1:status.loadBalancer.ingress[0].ip:")

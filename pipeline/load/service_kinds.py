@@ -72,6 +72,15 @@ def parse_service(doc, errors) -> Optional[Service]:
                        f"Invalid value: {t!r}: must be greater than 0 and less than 86400")
         else:
             timeout = t
+    # A LoadBalancer's ingress IPs (status, as `kubectl get -o yaml` prints them) are the
+    # Service's addresses like its externalIPs: kube-proxy answers them the same way.
+    status = doc.get("status") if isinstance(doc.get("status"), dict) else {}
+    lb = status.get("loadBalancer") if isinstance(status.get("loadBalancer"), dict) else {}
+    for i, ing in enumerate(read_list(lb.get("ingress"), errors, "status.loadBalancer.ingress")):
+        if isinstance(ing, dict) and ing.get("ip") is not None:
+            ip = parse_ip(ing["ip"], errors, f"status.loadBalancer.ingress[{i}].ip")
+            if ip is not None and stype == "LoadBalancer" and ip not in external:
+                external.append(ip)
     pnr = spec.get("publishNotReadyAddresses", False)
     return Service(namespace, name, selector, tuple(ports), tuple(ips), headless, stype, tuple(external),
                    affinity, timeout, pnr is True)
