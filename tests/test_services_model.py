@@ -214,3 +214,11 @@ status: {loadBalancer: {ingress: [{ip: 198.18.201.1}, {hostname: lb.example}]}}
     assert errors(NS + svc("lb", "{type: LoadBalancer, ports: [{port: 80}]}") +
                   "status: {loadBalancer: {ingress: [{ip: not-an-ip}]}}\n")[0].startswith(
         "-:1:status.loadBalancer.ingress[0].ip:")
+
+
+def test_an_external_name_service_is_an_alias_without_an_address():
+    c = cluster(NS + pod("client", "198.18.0.13", labels="{app: client}")
+                + svc("ext", "{type: ExternalName, externalName: db.example.com}"))
+    assert c.plane.lookup_service_to_address_mappings("s/ext") == []
+    v = connect(c, "s/client", "s/ext", "TCP", 80)
+    assert not v.allowed and "ExternalName: a DNS alias" in v.notes[0]

@@ -80,7 +80,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
     for _, s in slices:
         cluster.add_endpoint_slice(s)
     for doc, svc in sorted(services, key=lambda ds: ds[1].key):
-        if not svc.cluster_ips and not svc.headless:
+        if not svc.cluster_ips and not svc.headless and svc.type != "ExternalName":
             svc = replace(svc, cluster_ips=(svc_alloc.next(),))
         clashes = [(i, ip) for i, ip in enumerate(svc.external_ips)
                    if cluster.plane.lookup(DEFAULT_DOMAIN, ip) is not None]

@@ -185,6 +185,9 @@ def open_service_connection(cluster: Cluster, connections: Connections, source: 
     if svc.headless:
         v.notes.append(f"service {service} is headless: it has no virtual IP; clients connect to its pods")
         return v
+    if svc.type == "ExternalName":
+        v.notes.append(f"service {service} is an ExternalName: a DNS alias, with no virtual IP and no backends")
+        return v
     sp = svc.port(protocol, port)
     if sp is None:
         v.notes.append(f"service {service} has no port {protocol}/{port}: dropped, never delivered")
