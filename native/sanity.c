@@ -143,7 +143,11 @@ static int parse_icmp(const uint8_t *l4, uint32_t l4len, int family, struct ns_p
         if (type == 128) kind = NS_ICMP_ECHO_REQUEST;
         else if (type == 129) kind = NS_ICMP_ECHO_REPLY;
         else if (type >= 1 && type <= 4) kind = NS_ICMP_ERROR;
-        else if (type >= 133 && type <= 137) kind = NS_ICMP_ND;
+        /* ND (133-137) and MLD (130-132, 143): link-local control the switch, the
+         * only router, handles itself (answers neighbour solicitations, ignores
+         * the rest) rather than drops as multicast-destined */
+        else if ((type >= 133 && type <= 137) || (type >= 130 && type <= 132) || type == 143)
+            kind = NS_ICMP_ND;
         else kind = NS_ICMP_OTHER;
     }
     pkt->icmp_kind = (uint8_t)kind;

@@ -207,7 +207,11 @@ def test_icmpv6(pipe):
     assert pipe.run([(err, 2)])[0].reason == "related"
     err = E / IPv6(src=B6, dst=A6) / ICMPv6DestUnreach() / IPv6(src=A6, dst=B6) / UDP(sport=1, dport=3)
     assert pipe.run([(err, 2)])[0].reason == "icmp_error_no_connection"
-    assert pipe.run([(E / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(type=130), 1)])[0].reason == "unsupported_icmp"
+    assert pipe.run([(E / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(type=139), 1)])[0].reason == "unsupported_icmp"
+    # MLD (a listener report to ff02::16, a query) is link-local control, like ND: local
+    for t, dst in ((143, "ff02::16"), (130, "ff02::1"), (131, "ff02::2")):
+        assert pipe.run([(E / IPv6(src=A6, dst=dst) / ICMPv6EchoRequest(type=t), 1)])[0].reason == \
+            "neighbor_discovery", t
 
 
 def test_self_connection():

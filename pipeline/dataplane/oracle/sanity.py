@@ -158,8 +158,10 @@ def parse_icmp(pkt: Packet, l4: bytes) -> None:
     if pkt.family == 4:
         kind = {8: "request", 0: "reply"}.get(t, "error" if t in (3, 4, 5, 11, 12) else "other")
     else:
+        # ND (133-137) and MLD (130-132, 143): link-local control, handled locally
         kind = {128: "request", 129: "reply"}.get(t, "error" if 1 <= t <= 4 else
-                                                  "nd" if 133 <= t <= 137 else "other")
+                                                  "nd" if 133 <= t <= 137 or t in (130, 131, 132, 143)
+                                                  else "other")
     pkt.icmp_kind = kind
     if kind in ("request", "reply"):
         pkt.sport = pkt.dport = struct.unpack_from("!H", l4, 4)[0]
