@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from switch_bench import (A, B, SWITCH_CONNECTIONS, ROOT, Bench, build_tools, kernel_forwarding,  # noqa: E402
-                          run_in, verdict_mix)
+                          preflight, run_in, verdict_mix)
 
 from pipeline.switch.topology import Topology  # noqa: E402
 
@@ -135,12 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--services", default="1,1000,10000", help="comma-separated N")
     ap.add_argument("--json", metavar="FILE", help="default: bench/results/kubeproxy-<time>.json")
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("kubeproxy_bench: run as root (it creates namespaces)", file=sys.stderr)
-        return 2
-    missing = [t for t in ("gcc", "nft", "iptables-legacy-restore") if not shutil.which(t)]
-    if missing:
-        print(f"kubeproxy_bench: missing {', '.join(missing)} (scripts/install.sh installs them)", file=sys.stderr)
+    if not preflight("kubeproxy_bench", ["gcc", "nft", "iptables-legacy-restore"]):
         return 2
     tmp = tempfile.mkdtemp(prefix="netsem-bench-")
     bench = ServiceBench(build_tools(tmp), args.seconds, args.reps, tcp=False)

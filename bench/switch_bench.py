@@ -123,6 +123,18 @@ def rx_packets(netns: str) -> int:
         return link.get_attr("IFLA_STATS64")["rx_packets"]
 
 
+def preflight(name: str, tools: list[str]) -> bool:
+    """Root and the tools a benchmark needs; says what is missing on stderr."""
+    if os.geteuid() != 0:
+        print(f"{name}: run as root (it creates namespaces)", file=sys.stderr)
+        return False
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        print(f"{name}: missing {', '.join(missing)} (scripts/install.sh installs them)", file=sys.stderr)
+        return False
+    return True
+
+
 def build_tools(directory: str) -> dict:
     """Compiles bench/gen/*.c into `directory`; name -> path."""
     out = {}
@@ -353,16 +365,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tcp", action="store_true", help="also TCP throughput with iperf3")
     ap.add_argument("--json", metavar="FILE", help="default: bench/results/switch-<time>.json")
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("switch_bench: run as root (it creates namespaces)", file=sys.stderr)
-        return 2
     only = args.only.split(",")
     ns = [int(x) for x in args.policies.split(",") if x]
     need = ["gcc", "nft"] + (["iptables-legacy-restore"] if "iptables" in only else []) + \
         (["iperf3"] if args.tcp else [])
-    missing = [t for t in need if not shutil.which(t)]
-    if missing:
-        print(f"switch_bench: missing {', '.join(missing)} (scripts/install.sh installs them)", file=sys.stderr)
+    if not preflight("switch_bench", need):
         return 2
     tmp = tempfile.mkdtemp(prefix="netsem-bench-")
     bench = Bench(build_tools(tmp), args.seconds, args.reps, args.tcp)

@@ -147,8 +147,10 @@ uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const str
         hl = (ip[0] & 0x0F) * 4u;
         iplen = rd16(ip + 2);
     } else if (r->family == 6 && len >= l3 + 40) {
-        hl = 40;                        /* the pipeline has walked any extension headers */
+        hl = 40;
         iplen = 40u + rd16(ip + 4);
+        if (r->proto == NS_PROTO_TCP && ip[6] != NS_PROTO_TCP)
+            return 0;                   /* extension headers before TCP: no RST built here */
     } else {
         return 0;
     }

@@ -10,7 +10,7 @@ from .selectors import parse_selector
 from .service_kinds import parse_endpointslice, parse_service
 from .validation import (check_dns_label, check_dns_subdomain, check_port_name,
                          check_port_number, check_protocol, parse_cidr, parse_ip, read_list, read_metadata,
-                         read_spec)
+                         read_objects, read_spec)
 
 SUPPORTED = {
     ("v1", "Namespace"), ("v1", "Pod"), ("v1", "Service"),
@@ -33,15 +33,8 @@ def parse_pod(doc, errors) -> Optional[Pod]:
     spec = read_spec(doc, errors)
     ports: list[ContainerPort] = []
     names: dict[str, str] = {}
-    for ci, c in enumerate(read_list(spec.get("containers"), errors, "spec.containers")):
-        if not isinstance(c, dict):
-            errors.add(f"spec.containers[{ci}]", "must be an object")
-            continue
-        for pi, p in enumerate(read_list(c.get("ports"), errors, f"spec.containers[{ci}].ports")):
-            path = f"spec.containers[{ci}].ports[{pi}]"
-            if not isinstance(p, dict):
-                errors.add(path, "must be an object")
-                continue
+    for _, cpath, c in read_objects(spec.get("containers"), errors, "spec.containers"):
+        for _, path, p in read_objects(c.get("ports"), errors, f"{cpath}.ports"):
             ok = check_port_number(p.get("containerPort"), errors, f"{path}.containerPort")
             proto = check_protocol(p.get("protocol"), errors, f"{path}.protocol")
             pname = p.get("name")

@@ -8,7 +8,7 @@ from typing import Optional
 from ..model.objects import (DEFAULT_AFFINITY_TIMEOUT, NODE_PORT_RANGE, SERVICE_TYPES, EndpointSlice, Service,
                              ServicePort, SliceEndpoint, SlicePort)
 from .validation import (check_dns_label, check_dns_subdomain, check_labels, check_port_name, check_port_number,
-                         check_protocol, parse_ip, read_list, read_metadata, read_spec)
+                         check_protocol, parse_ip, read_list, read_metadata, read_objects, read_spec)
 
 
 def parse_service(doc, errors) -> Optional[Service]:
@@ -24,11 +24,7 @@ def parse_service(doc, errors) -> Optional[Service]:
                    + ", ".join(f'"{t}"' for t in SERVICE_TYPES))
     ports = []
     seen: set = set()
-    for i, p in enumerate(read_list(spec.get("ports"), errors, "spec.ports")):
-        path = f"spec.ports[{i}]"
-        if not isinstance(p, dict):
-            errors.add(path, "must be an object")
-            continue
+    for _, path, p in read_objects(spec.get("ports"), errors, "spec.ports"):
         ok = check_port_number(p.get("port"), errors, f"{path}.port")
         proto = check_protocol(p.get("protocol"), errors, f"{path}.protocol")
         tp = p.get("targetPort")
@@ -107,10 +103,7 @@ def parse_endpointslice(doc, errors) -> Optional[EndpointSlice]:
     if at not in ("IPv4", "IPv6", "FQDN"):
         errors.add("addressType", f"Unsupported value: {at!r}: supported values: \"FQDN\", \"IPv4\", \"IPv6\"")
     endpoints = []
-    for i, ep in enumerate(read_list(doc.get("endpoints"), errors, "endpoints")):
-        if not isinstance(ep, dict):
-            errors.add(f"endpoints[{i}]", "must be an object")
-            continue
+    for i, _, ep in read_objects(doc.get("endpoints"), errors, "endpoints"):
         cond = ep.get("conditions") or {}
         ready = cond.get("ready") if isinstance(cond, dict) else None
         if ready is not None and not isinstance(ready, bool):
@@ -129,10 +122,7 @@ def parse_endpointslice(doc, errors) -> Optional[EndpointSlice]:
         if addresses:
             endpoints.append(SliceEndpoint(tuple(addresses), ready))
     ports = []
-    for i, p in enumerate(read_list(doc.get("ports"), errors, "ports")):
-        if not isinstance(p, dict):
-            errors.add(f"ports[{i}]", "must be an object")
-            continue
+    for i, _, p in read_objects(doc.get("ports"), errors, "ports"):
         number = p.get("port")
         ok = number is None or check_port_number(number, errors, f"ports[{i}].port")
         proto = check_protocol(p.get("protocol"), errors, f"ports[{i}].protocol")

@@ -166,3 +166,13 @@ def read_spec(doc, errors) -> dict:
         errors.add("spec", "must be an object")
         return {}
     return spec
+
+
+def read_objects(obj, errors, path: str):
+    """(index, path, item) of each object of the list at `path`; an item that is not an
+    object is reported and skipped."""
+    for i, item in enumerate(read_list(obj, errors, path)):
+        if not isinstance(item, dict):
+            errors.add(f"{path}[{i}]", "must be an object")
+            continue
+        yield i, f"{path}[{i}]", item
