@@ -37,20 +37,41 @@ static int is_icmp(uint8_t proto)
     return proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
 }
 
-void ct_reply_of(const struct ct_key *k, const uint8_t *xdst, uint16_t xport, struct ct_key *r)
+void ct_reply_of(const struct ct_key *k, const struct ct_nat *n, struct ct_key *r)
 {
-    memcpy(r->src, xdst ? xdst : k->dst, 16);
-    memcpy(r->dst, k->src, 16);
-    r->sport = xdst ? xport : k->dport;
-    r->dport = k->sport;
+    const int xd = n && (n->flags & CT_NAT_DST), xs = n && (n->flags & CT_NAT_SRC);
+    memcpy(r->src, xd ? n->xdst : k->dst, 16);
+    memcpy(r->dst, xs ? n->xsrc : k->src, 16);
+    r->sport = xd ? n->xport : k->dport;
+    r->dport = xs ? n->xsport : k->sport;
     r->zone = k->zone;
     r->proto = k->proto;
     r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
 }
 
+void ct_entry_nat(const struct ct_entry *e, struct ct_nat *n)
+{
+    memset(n, 0, sizeof(*n));
+    n->flags = e->nat;
+    if (e->nat & CT_NAT_DST) {
+        memcpy(n->xdst, e->xdst, 16);
+        n->xport = e->xport;
+    }
+    if (e->nat & CT_NAT_SRC) {
+        memcpy(n->xsrc, e->xsrc, 16);
+        n->xsport = e->xsport;
+    }
+}
+
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
 {
-    ct_reply_of(&e->key, e->xlated ? e->xdst : NULL, e->xport, r);
+    if (!e->nat) {
+        ct_reply_of(&e->key, NULL, r);
+        return;
+    }
+    struct ct_nat n;
+    ct_entry_nat(e, &n);
+    ct_reply_of(&e->key, &n, r);
 }
 
 int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
@@ -156,17 +177,40 @@ uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t n
     return find_match(ct, key, ct_key_hash(key), now, 1, dir);
 }
 
-int ct_clashes(struct ct_table *ct, const struct ct_key *key, const uint8_t *xdst, uint16_t xport,
-               uint64_t now)
+int ct_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now)
 {
-    if (!xdst && !ct->n_xlated)
+    if ((!nat || !nat->flags) && !ct->n_xlated)
         return 0;   /* without translations a key's reply is its reversal: no clash */
     struct ct_key r;
     int dir;
-    ct_reply_of(key, xdst, xport, &r);
+    ct_reply_of(key, nat, &r);
     if (ct_lookup(ct, key, ct_key_hash(key), now, &dir) != NS_NONE32)
         return 1;
     return ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) != NS_NONE32;
+}
+
+static int has_ports(uint8_t proto)
+{
+    return proto == NS_PROTO_TCP || proto == NS_PROTO_UDP || proto == NS_PROTO_SCTP;
+}
+
+int ct_choose_source_port(struct ct_table *ct, const struct ct_key *key, struct ct_nat *nat,
+                          uint64_t now)
+{
+    const int ports = has_ports(key->proto);
+    const uint32_t h = ns_flow_hash(key->src, key->dst, key->sport, key->dport, key->proto);
+    const int keep = !ports || (key->sport >= CT_SNAT_PORT_LO &&
+                                key->sport < CT_SNAT_PORT_LO + CT_SNAT_PORT_N);
+    struct ct_key r;
+    int dir;
+    for (uint32_t i = 0; i < (ports ? CT_SNAT_TRIES : 1u); i++) {
+        nat->xsport = (i == 0 && keep) ? key->sport
+                                       : (uint16_t)(CT_SNAT_PORT_LO + (h + i) % CT_SNAT_PORT_N);
+        ct_reply_of(key, nat, &r);
+        if (ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) == NS_NONE32)
+            return 0;
+    }
+    return -1;
 }
 
 /* ---- events ---- */
@@ -189,10 +233,14 @@ struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64
     ev->family = addr_is_v4mapped(e->key.src) ? 4 : 6;
     memcpy(ev->src, e->key.src, 16);
     memcpy(ev->dst, e->key.dst, 16);
-    if (e->xlated) {
-        ev->xlated = 1;
+    ev->xlated = e->nat;
+    if (e->nat & CT_NAT_DST) {
         memcpy(ev->xdst, e->xdst, 16);
         ev->xport = e->xport;
+    }
+    if (e->nat & CT_NAT_SRC) {
+        memcpy(ev->xsrc, e->xsrc, 16);
+        ev->xsport = e->xsport;
     }
     ev->reason = 0xFF;       /* a connection event, not a packet's (callers may set it) */
     return ev;
@@ -217,7 +265,7 @@ void ct_delete(struct ct_table *ct, uint32_t i)
         hidx_remove_at(&ct->idx, s);
     fifo_unlink(ct, i);
     ct->state_count[e->state]--;
-    ct->n_xlated -= e->xlated;
+    ct->n_xlated -= e->nat != 0;
     e->state = CT_FREE;
     e->next = ct->free_head;
     ct->free_head = i;
@@ -273,7 +321,7 @@ static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
 }
 
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
-                   const uint8_t *xdst, uint16_t xport, uint64_t now)
+                   const struct ct_nat *nat, uint64_t now)
 {
     uint32_t i;
     if (ct->free_head == NS_NONE32 && ct->bump == ct->cap)
@@ -289,10 +337,16 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
     struct ct_entry *e = &ct->e[i];
     memset(e, 0, sizeof(*e));
     e->key = *key;
-    if (xdst) {
-        e->xlated = 1;
-        memcpy(e->xdst, xdst, 16);
-        e->xport = xport;
+    if (nat && nat->flags) {
+        e->nat = nat->flags;
+        if (nat->flags & CT_NAT_DST) {
+            memcpy(e->xdst, nat->xdst, 16);
+            e->xport = nat->xport;
+        }
+        if (nat->flags & CT_NAT_SRC) {
+            memcpy(e->xsrc, nat->xsrc, 16);
+            e->xsport = nat->xsport;
+        }
         ct->n_xlated++;
     }
     e->state = state;

@@ -40,6 +40,27 @@ enum ct_state_num {
 /* Timeout classes: one FIFO each. */
 enum ct_tclass { CT_T10, CT_T30, CT_T120, CT_T180, CT_T86400, CT_TCLASS_COUNT };
 
+/* A connection's translation (docs/pipeline.md, "Source NAT"): its destination
+ * (the service mapper's DNAT), its source (masquerade, hairpin), or both. */
+#define CT_NAT_DST 1
+#define CT_NAT_SRC 2
+struct ct_nat {
+    uint8_t flags;           /* CT_NAT_* */
+    uint8_t pad;
+    uint16_t xport;          /* CT_NAT_DST: the destination becomes (xdst, xport) */
+    uint16_t xsport;         /* CT_NAT_SRC: the source becomes (xsrc, xsport) */
+    uint16_t pad2;
+    uint8_t xdst[16];
+    uint8_t xsrc[16];
+};
+
+/* Source ports masquerade and hairpin choose: Linux's default ephemeral range, clear
+ * of the NodePort range (30000-32767), so a translated source never answers to a
+ * node port. The opening packet's own port is kept when it is in the range and free. */
+#define CT_SNAT_PORT_LO 32768u
+#define CT_SNAT_PORT_N 28232u   /* 32768..60999 */
+#define CT_SNAT_TRIES 64u       /* then snat_ports_exhausted */
+
 /* Canonical key. Hash and compare cover all 40 bytes: keep every byte defined.
  * echo: for ICMP echo, 0 on the request side and 1 on the reply side (the reversed
  * key flips it), so an echo request from b to a is never taken for a's reply. */
@@ -64,7 +85,7 @@ struct ct_entry {
     uint8_t state;           /* enum ct_state_num, CT_FREE when unused */
     uint8_t tclass;          /* enum ct_tclass */
     uint8_t fin_dir;         /* TCP: direction (0 orig, 1 reply) of the first FIN */
-    uint8_t xlated;          /* 1: the destination is translated to (xdst, xport) */
+    uint8_t nat;             /* CT_NAT_* bits: what is translated */
     /* second line: the translation, and what events report */
     uint64_t created_ns;
     uint8_t xdst[16];
@@ -73,7 +94,9 @@ struct ct_entry {
     uint32_t egress_rule;    /* rules that allowed it (NS_RULE_NONE: none decided) */
     uint32_t ingress_rule;
     uint32_t generation;     /* the table set that allowed it (events name its rules) */
-    uint8_t pad[24];
+    uint8_t xsrc[16];        /* CT_NAT_SRC: the source as the far end sees it */
+    uint16_t xsport;
+    uint8_t pad[6];
 };
 _Static_assert(sizeof(struct ct_entry) == 128, "ct_entry is two cache lines, no padding");
 _Static_assert(sizeof(struct ct_entry) <= 128, "ct_entry fits the 128-byte budget");
@@ -119,10 +142,10 @@ static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
     if (s->ref)
         __builtin_prefetch(&ct->e[(s->ref - 1) >> 1]);
 }
-/* New entry in `state` (with its destination translated when xdst != NULL), or
- * NS_NONE32 when full after reclaiming. The caller fills the report fields. */
+/* New entry in `state` (translated as nat says; NULL: not at all), or NS_NONE32
+ * when full after reclaiming. The caller fills the report fields. */
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
-                   const uint8_t *xdst, uint16_t xport, uint64_t now);
+                   const struct ct_nat *nat, uint64_t now);
 void ct_delete(struct ct_table *ct, uint32_t i);
 /* Reports entry i as an event of `type` (NS_EV_*) at `now`. */
 struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64_t now);
@@ -133,14 +156,21 @@ void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
 /* Reclaims (reports and deletes) up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
 /* The reply key of entry e: the original key reversed, its source the translated
- * destination when there is one. */
+ * destination and its destination the translated source, where there are. */
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r);
-/* The reply key an entry for `key` translated to (xdst, xport) would have (none: NULL). */
-void ct_reply_of(const struct ct_key *key, const uint8_t *xdst, uint16_t xport, struct ct_key *r);
-/* 1 when committing `key` (translated to xdst, xport, or not) would make a second
+/* The translation entry e holds. */
+void ct_entry_nat(const struct ct_entry *e, struct ct_nat *n);
+/* The reply key an entry for `key` translated as nat says would have (NULL: none). */
+void ct_reply_of(const struct ct_key *key, const struct ct_nat *nat, struct ct_key *r);
+/* 1 when committing `key` (translated as nat says, or not) would make a second
  * connection answer to one of its keys: only possible where translations are. */
-int ct_clashes(struct ct_table *ct, const struct ct_key *key, const uint8_t *xdst, uint16_t xport,
-               uint64_t now);
+int ct_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now);
+/* Source NAT for `key` to nat->xsrc: picks nat->xsport so that no live connection
+ * answers to the reply key (the opening port if in range and free, else up to
+ * CT_SNAT_TRIES ports of the range from a hash of the key). ICMP keeps its echo
+ * identifier: one try. 0, or -1 when every try is taken. */
+int ct_choose_source_port(struct ct_table *ct, const struct ct_key *key, struct ct_nat *nat,
+                          uint64_t now);
 
 /* Per-protocol transitions for a packet hitting entry i in direction dir (TCP flags
  * or the first SCTP chunk type in `l4info`); refreshes; returns the new state. */

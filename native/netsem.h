@@ -31,8 +31,16 @@
 
 /* Table-set options (ns_tables_set_options). */
 #define NS_OPT_POLICE_NODE_TRAFFIC 1 /* node -> pod on it policed like any traffic */
+#define NS_OPT_ROUTE_POD_ADDRESSES 2 /* the outside may open connections to pod addresses */
 
-/* ns_result.rewrite: which end the pipeline translated (ns_rewrite_frame applies it). */
+/* ns_event.xlated: what a connection's entry translates. */
+#define NS_XLATE_DST 1
+#define NS_XLATE_SRC 2
+
+/* ns_result.rewrite: which end the pipeline translated (ns_rewrite_frame applies it).
+ * For an ICMP error each rewritten end is also written into the quoted packet, at
+ * its opposite end: the error's new source (src, sport) is the quote's destination
+ * and port, its new destination (dst, dport) the quote's source and port. */
 #define NS_REWRITE_SRC 1
 #define NS_REWRITE_DST 2
 #define NS_FLOW_HASH_SEED 0x510e527fade682d1  /* ns_flow_hash's seed (the oracle hashes alike) */
@@ -107,13 +115,15 @@ struct ns_event {
     uint8_t proto;
     uint8_t family;
     uint8_t tcp_flags;
-    uint8_t xlated;          /* 1: xdst/xport hold the translated destination */
+    uint8_t xlated;          /* NS_XLATE_* bits: xdst/xport hold the translated
+                              * destination, xsrc/xsport the translated source */
     uint8_t src[16];
     uint8_t dst[16];
     uint8_t xdst[16];
     uint16_t xport;
-    uint16_t pad0;
+    uint16_t xsport;
     uint32_t generation;     /* the table set (counted from 1 by swaps) that decided */
+    uint8_t xsrc[16];
     uint8_t pad[8];
 };
 
@@ -141,6 +151,10 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
 /* The IP address domain of a switch port's traffic (default: NS_ZONE_DEFAULT). */
 int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone);
 int ns_tables_set_options(struct ns_tables *t, uint32_t options);
+/* The address pods' connections to the outside are masqueraded to, and hairpin
+ * connections source-translated to (the node's, one per family; addr16 IPv4-mapped
+ * for IPv4). Without one of a family, that family leaves untranslated. 0 or -1. */
+int ns_tables_set_snat_address(struct ns_tables *t, const uint8_t *addr16);
 int ns_tables_set_isolation(struct ns_tables *t, uint32_t identity, uint8_t mask);
 int ns_tables_add_prefix(struct ns_tables *t, const uint8_t *addr16, uint8_t plen,
                          uint32_t class_id);

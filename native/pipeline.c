@@ -21,20 +21,48 @@ static int route(const struct ns_tables *t, uint16_t zone, const uint8_t *daddr,
 }
 
 /* The translation a connection entry holds, applied to a packet of it: the original
- * direction goes to the translated destination, replies come from the original one. */
+ * direction goes to the translated destination from the translated source; replies
+ * come from the original destination to the original source. */
 static void translate(const struct ct_entry *e, int dir, struct ns_result *res)
 {
-    if (!e->xlated)
+    if (!e->nat)
         return;
     if (dir == CT_DIR_ORIG) {
-        memcpy(res->dst, e->xdst, 16);
-        res->dport = e->xport;
-        res->rewrite = NS_REWRITE_DST;
+        if (e->nat & CT_NAT_DST) {
+            memcpy(res->dst, e->xdst, 16);
+            res->dport = e->xport;
+            res->rewrite |= NS_REWRITE_DST;
+        }
+        if (e->nat & CT_NAT_SRC) {
+            memcpy(res->src, e->xsrc, 16);
+            res->sport = e->xsport;
+            res->rewrite |= NS_REWRITE_SRC;
+        }
     } else {
-        memcpy(res->src, e->key.dst, 16);
-        res->sport = e->key.dport;
-        res->rewrite = NS_REWRITE_SRC;
+        if (e->nat & CT_NAT_DST) {
+            memcpy(res->src, e->key.dst, 16);
+            res->sport = e->key.dport;
+            res->rewrite |= NS_REWRITE_SRC;
+        }
+        if (e->nat & CT_NAT_SRC) {
+            memcpy(res->dst, e->key.src, 16);
+            res->dport = e->key.sport;
+            res->rewrite |= NS_REWRITE_DST;
+        }
     }
+}
+
+/* Source NAT for a new connection from a pod (after policy, which saw the real
+ * source): masquerade when it leaves for an address outside the cluster, as CNIs
+ * do; hairpin when the service mapper sent it back to the pod it came from, so the
+ * reply comes back through the switch to be reverse-translated. */
+static int wants_snat(uint16_t arrival, uint16_t out, const struct ns_endpoint *dep, int xlate)
+{
+    if (arrival == NS_PORT_UPLINK)
+        return 0;
+    if (out == NS_PORT_UPLINK)
+        return dep == NULL;
+    return xlate && out == arrival;
 }
 
 /* One parsed packet (parse result r, conntrack key and hash built beforehand):
@@ -87,13 +115,22 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
     if (pkt->icmp_kind == NS_ICMP_OTHER)
         return NS_R_UNSUPPORTED_ICMP;
     if (pkt->icmp_kind == NS_ICMP_ERROR) {
-        struct ct_key ik;
+        /* The quoted packet is one the error's sender received: translated, as it
+         * travelled. Its reversal is the connection's reply key (it went in the
+         * original direction) or its original key (it was a reply). */
+        struct ct_key ik, rk;
         ns_make_key(&ik, zone, pkt->isrc, pkt->idst, pkt->isport, pkt->idport, pkt->iproto, pkt->iecho);
-        if (ct_lookup(&p->ct, &ik, ct_key_hash(&ik), now, &dir) == NS_NONE32)
+        ct_reply_of(&ik, NULL, &rk);
+        uint32_t ei = ct_lookup(&p->ct, &rk, ct_key_hash(&rk), now, &dir);
+        if (ei == NS_NONE32)
             return NS_R_ICMP_ERROR_NO_CONNECTION;
         /* as Linux conntrack: the error must go back to whoever sent the quoted packet */
         if (memcmp(pkt->dst, pkt->isrc, 16) != 0)
             return NS_R_ICMP_ERROR_MISDIRECTED;
+        /* translated as a packet of the direction it travels (a reply's when it
+         * quotes an original-direction packet); ns_rewrite_frame carries each
+         * rewritten end into the quote (see NS_REWRITE_SRC in netsem.h) */
+        translate(&p->ct.e[ei], dir, res);
         r = NS_R_RELATED;   /* no refresh, opens nothing */
         goto route;
     }
@@ -125,17 +162,21 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
 
     /* 3. service mapper */
     const struct ns_endpoint *dep = tables_endpoint(t, zone, pkt->dst);
-    uint8_t xdst[16];
-    uint16_t xport = 0;
+    struct ct_nat nat;
+    nat.flags = 0;
     int xlate = 0;
-    r = service_map(t, dep, pkt, xdst, &xport, &xlate);
+    r = service_map(t, dep, pkt, nat.xdst, &nat.xport, &xlate);
     if (r != NS_R_CONTINUE)
         return r;
     if (xlate) {
-        memcpy(res->dst, xdst, 16);
-        res->dport = xport;
+        nat.flags = CT_NAT_DST;
+        memcpy(res->dst, nat.xdst, 16);
+        res->dport = nat.xport;
         res->rewrite = NS_REWRITE_DST;
-        dep = tables_endpoint(t, zone, xdst);
+        dep = tables_endpoint(t, zone, nat.xdst);
+    } else if (arrival == NS_PORT_UPLINK && dep && dep->kind == NS_EP_POD && !sep &&
+               !(t->options & NS_OPT_ROUTE_POD_ADDRESSES)) {
+        return NS_R_POD_ADDRESS_NOT_ROUTED;   /* the outside reaches pods through Services */
     }
 
     /* 4. route, 5. egress and ingress policy */
@@ -147,10 +188,22 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
     if (r != NS_R_CONTINUE)
         return r;
 
-    /* 6. commit */
-    if (ct_clashes(&p->ct, key, xlate ? xdst : NULL, xport, now))
+    /* 6. commit, with source NAT where it is due */
+    if (wants_snat(arrival, out, dep, xlate)) {
+        const uint8_t *a = tables_snat_address(t, pkt->family);
+        if (a) {
+            nat.flags |= CT_NAT_SRC;
+            memcpy(nat.xsrc, a, 16);
+            if (ct_choose_source_port(&p->ct, key, &nat, now) != 0)
+                return NS_R_SNAT_PORTS_EXHAUSTED;
+            memcpy(res->src, nat.xsrc, 16);
+            res->sport = nat.xsport;
+            res->rewrite |= NS_REWRITE_SRC;
+        }
+    }
+    if (ct_clashes(&p->ct, key, &nat, now))
         return NS_R_CONNTRACK_CLASH;
-    ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), xlate ? xdst : NULL, xport, now);
+    ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), &nat, now);
     if (ci == NS_NONE32)
         return NS_R_CONNTRACK_FULL;
     struct ct_entry *e = &p->ct.e[ci];

@@ -135,9 +135,14 @@ int ns_pipeline_ct_commit_translated(struct ns_pipeline *p, uint16_t zone, const
 {
     struct ct_key k;
     ns_make_key(&k, zone, src16, dst16, sport, dport, proto, 0);
-    if (ct_clashes(&p->ct, &k, xdst16, xport, now_ns))
+    struct ct_nat nat;
+    memset(&nat, 0, sizeof(nat));
+    nat.flags = CT_NAT_DST;
+    memcpy(nat.xdst, xdst16, 16);
+    nat.xport = xport;
+    if (ct_clashes(&p->ct, &k, &nat, now_ns))
         return -1;
-    uint32_t i = ct_insert(&p->ct, &k, ct_key_hash(&k), ns_open_state(proto), xdst16, xport, now_ns);
+    uint32_t i = ct_insert(&p->ct, &k, ct_key_hash(&k), ns_open_state(proto), &nat, now_ns);
     if (i == NS_NONE32)
         return -1;
     p->ct.e[i].in_port = in_port;
@@ -165,8 +170,9 @@ struct ns_tables *ns_pipeline_swap_tables(struct ns_pipeline *p, struct ns_table
             const struct ct_entry *e = &p->ct.e[i];
             if (e->state == CT_FREE || e->expiry <= p->last_now)
                 continue;
-            const uint8_t *dst = e->xlated ? e->xdst : e->key.dst;
-            uint16_t dport = e->xlated ? e->xport : e->key.dport;
+            const int xd = e->nat & CT_NAT_DST;   /* policy saw the backend, not the VIP */
+            const uint8_t *dst = xd ? e->xdst : e->key.dst;
+            uint16_t dport = xd ? e->xport : e->key.dport;
             const struct ns_endpoint *sep = tables_endpoint(t, e->key.zone, e->key.src);
             const struct ns_endpoint *dep = tables_endpoint(t, e->key.zone, dst);
             uint32_t eg, in;

@@ -55,7 +55,13 @@
     _(CONNTRACK_CLASH,         "conntrack_clash",         NS_DROP,    "commit")       \
     /* a new connection to a Service port without a ready backend (kube-proxy       */ \
     /* rejects it: the switch answers, see docs/pipeline.md)                         */ \
-    _(SERVICE_NO_BACKEND,      "service_no_backend",      NS_DROP,    "service")
+    _(SERVICE_NO_BACKEND,      "service_no_backend",      NS_DROP,    "service")      \
+    /* a new connection needing source NAT (masquerade, hairpin) for which every   */ \
+    /* port tried is taken (docs/pipeline.md, "Source NAT")                          */ \
+    _(SNAT_PORTS_EXHAUSTED,    "snat_ports_exhausted",    NS_DROP,    "commit")       \
+    /* a new connection from outside addressed to a pod (not through a Service):     */ \
+    /* pod addresses are not routed from the uplink without --route-pod-addresses    */ \
+    _(POD_ADDRESS_NOT_ROUTED,  "pod_address_not_routed",  NS_DROP,    "route")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

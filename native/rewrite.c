@@ -74,6 +74,61 @@ static void replace_end(uint8_t *ip, uint8_t *a, const uint8_t *new16, uint8_t *
         l4sum[0] = l4sum[1] = 0xff;   /* a computed 0 is sent as all ones */
 }
 
+static uint16_t csum_fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
+{
+    for (uint32_t i = 0; i + 1 < len; i += 2)
+        sum += rd16(p + i);
+    if (len & 1)
+        sum += (uint32_t)p[len - 1] << 8;
+    return sum;
+}
+
+/* An ICMP error's quoted packet, rewritten to match its translated outer header (see
+ * NS_REWRITE_SRC in netsem.h): the quote's source follows the new destination, its
+ * destination the new source; the quote's own IPv4 header checksum and, where the
+ * quote holds it, its L4 checksum are updated; then the error's ICMP checksum is
+ * computed again over the whole message. */
+static void rewrite_quote(uint8_t *ip, uint8_t *icmp, uint32_t icmp_len, const struct ns_pkt *pkt,
+                          const struct ns_result *r)
+{
+    uint8_t *q = icmp + 8;
+    const int v4 = pkt->family == 4;
+    const uint32_t qhl = v4 ? (uint32_t)(q[0] & 0x0f) * 4 : 40;
+    const uint32_t qlen = icmp_len - 8;
+    struct ns_pkt inner;
+    memset(&inner, 0, sizeof(inner));
+    inner.family = pkt->family;
+    inner.proto = pkt->iproto;
+    uint8_t *ql4 = q + qhl;
+    const uint32_t l4room = qlen - qhl;   /* parse_inner saw at least 8 */
+    const int ports = inner.proto == NS_PROTO_TCP || inner.proto == NS_PROTO_UDP ||
+                      inner.proto == NS_PROTO_SCTP;
+    /* the L4 checksum is fixed only when the quote holds it */
+    const uint32_t sum_end = inner.proto == NS_PROTO_TCP ? 18 : inner.proto == NS_PROTO_ICMPV6 ? 4
+                           : inner.proto == NS_PROTO_UDP ? 8 : 0;
+    uint8_t *l4 = sum_end && l4room >= sum_end ? ql4 : NULL;
+    if (r->rewrite & NS_REWRITE_DST)
+        replace_end(q, q + (v4 ? 12 : 8), r->dst, l4, ports ? ql4 : NULL, r->dport, &inner);
+    if (r->rewrite & NS_REWRITE_SRC)
+        replace_end(q, q + (v4 ? 16 : 24), r->src, l4, ports ? ql4 + 2 : NULL, r->sport, &inner);
+    icmp[2] = icmp[3] = 0;
+    uint32_t sum = csum_add(0, icmp, icmp_len);
+    if (!v4) {   /* ICMPv6: the pseudo-header too */
+        sum = csum_add(sum, ip + 8, 32);
+        sum += icmp_len + NS_PROTO_ICMPV6;
+    }
+    uint16_t c = csum_fold(sum);
+    icmp[2] = (uint8_t)(c >> 8);
+    icmp[3] = (uint8_t)c;
+}
+
 int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r)
 {
     if (!r->rewrite)
@@ -92,6 +147,10 @@ int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r)
         replace_end(ip, src, r->src, l4, ports ? l4 : NULL, r->sport, &pkt);
     if (r->rewrite & NS_REWRITE_DST)
         replace_end(ip, dst, r->dst, l4, ports ? l4 + 2 : NULL, r->dport, &pkt);
+    if (l4 && pkt.icmp_kind == NS_ICMP_ERROR) {
+        uint32_t end = pkt.family == 4 ? pkt.l3 + rd16(ip + 2) : pkt.l3 + 40 + rd16(ip + 4);
+        rewrite_quote(ip, l4, end - pkt.l4, &pkt, r);
+    }
     if (ports && pkt.proto == NS_PROTO_SCTP) {
         uint32_t end = pkt.family == 4 ? pkt.l3 + rd16(ip + 2) : pkt.l3 + 40 + rd16(ip + 4);
         uint32_t n = end - pkt.l4;

@@ -135,9 +135,20 @@ int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone)
 
 int ns_tables_set_options(struct ns_tables *t, uint32_t options)
 {
-    if (!t || t->sealed || (options & ~(uint32_t)NS_OPT_POLICE_NODE_TRAFFIC))
+    if (!t || t->sealed ||
+        (options & ~(uint32_t)(NS_OPT_POLICE_NODE_TRAFFIC | NS_OPT_ROUTE_POD_ADDRESSES)))
         return -1;
     t->options = options;
+    return 0;
+}
+
+int ns_tables_set_snat_address(struct ns_tables *t, const uint8_t *addr16)
+{
+    if (!t || t->sealed || !addr16)
+        return -1;
+    const int i = !addr_is_v4mapped(addr16);
+    memcpy(t->snat[i], addr16, 16);
+    t->has_snat[i] = 1;
     return 0;
 }
 

@@ -79,7 +79,16 @@ struct ns_tables {
     struct hidx fe_idx;          /* (zone, VIP, proto, port) -> fe (ref = index + 1) */
     struct ns_backend *be;
     uint16_t *maglev;
+    uint8_t snat[2][16];         /* the source NAT address: [0] IPv4 (mapped), [1] IPv6 */
+    uint8_t has_snat[2];
 };
+
+/* The source NAT address for a packet of family 4 or 6, or NULL. */
+static inline const uint8_t *tables_snat_address(const struct ns_tables *t, uint8_t family)
+{
+    const int i = family == 6;
+    return t && t->has_snat[i] ? t->snat[i] : NULL;
+}
 
 static inline uint32_t tables_endpoint_hash(uint16_t zone, const uint8_t *addr16)
 {

@@ -273,10 +273,12 @@ kind: NetworkPolicy
 metadata: {name: a-out, namespace: t}
 spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{ports: [{port: 80}]}]}
 """
-    both = Both(PODS + DENY_INGRESS + allow_out)
+    from pipeline.model.cluster import ClusterConfig
+    routed = ClusterConfig(route_pod_addresses=True)
+    both = Both(PODS + DENY_INGRESS + allow_out, routed)
     syn = IP(src="198.19.200.1", dst=A) / TCP(sport=1000, dport=80, flags="S")
     assert both.run(ether() / syn, 0).reason == "denied_ingress"
-    both = Both(PODS + allow_out)
+    both = Both(PODS + allow_out, routed)
     assert both.run(ether() / syn, 0).reason == "new"
     for port in (0, 0xFFFF):
         away = ether() / IP(src="198.19.200.9", dst="198.19.200.1") / ICMP(type=3, code=4) / Raw(raw(syn)[:28])

@@ -201,10 +201,11 @@ def test_7f_node_traffic_is_allowed_unless_strict():
         both = Both(PODS + deny_all, ClusterConfig(police_node_traffic=strict))
         r = both.run(ether() / IP(src=node, dst=A) / TCP(sport=5, dport=80, flags="S"), 0)
         assert r.reason == want, strict
-    # another address from the uplink is policed as always
-    both = Both(PODS + deny_all)
-    assert both.run(ether() / IP(src="198.19.200.1", dst=A) / TCP(sport=5, dport=80, flags="S"), 0).reason \
-        == "denied_ingress"
+    # another address from the uplink is policed as always where pod addresses are
+    # routed; by default it does not reach the pod at all
+    out = ether() / IP(src="198.19.200.1", dst=A) / TCP(sport=5, dport=80, flags="S")
+    assert Both(PODS + deny_all, ClusterConfig(route_pod_addresses=True)).run(out, 0).reason == "denied_ingress"
+    assert Both(PODS + deny_all).run(out, 0).reason == "pod_address_not_routed"
 
 
 def test_7g_dead_tcp_connections_stay_dead():

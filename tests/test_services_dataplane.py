@@ -8,7 +8,8 @@ import ipaddress
 import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
-from scapy.all import IP, SCTP, TCP, UDP, IPv6, SCTPChunkData, SCTPChunkInit, SCTPChunkInitAck, raw
+from scapy.all import (ICMP, IP, SCTP, TCP, UDP, ICMPv6DestUnreach, IPv6, SCTPChunkData, SCTPChunkInit,
+                       SCTPChunkInitAck, raw)
 
 from pipeline.dataplane.compiler import compile_cluster
 from pipeline.dataplane.constants import REWRITE_DST, REWRITE_SRC
@@ -72,7 +73,7 @@ def test_service_connections_agree_and_follow_their_backend(data):
     now, translated, sport = SEC, [], 20000
     for step in range(data.draw(st.integers(4, 30))):
         now += data.draw(st.sampled_from([1, 1, SEC, SEC, 200 * SEC]))
-        op = data.draw(st.sampled_from(["open", "open", "outside", "reply", "more", "change"]))
+        op = data.draw(st.sampled_from(["open", "open", "outside", "reply", "more", "error", "change"]))
         if op == "open":
             a, ip = data.draw(st.sampled_from(clients))
             vip = VIP4 if ip.version == 4 else VIP6
@@ -84,8 +85,11 @@ def test_service_connections_agree_and_follow_their_backend(data):
             if sp is None:
                 assert r.reason == "service_port_unknown"
             if r.reason == "new":
-                assert r.rewrite == REWRITE_DST
-                translated.append((a.pod, ip, vip, sport, port, proto, r.dst, r.dport))
+                # hairpin: back to the client pod itself, from the node's address
+                hairpin = r.dst == str(ip)
+                assert r.rewrite == (REWRITE_DST | REWRITE_SRC if hairpin else REWRITE_DST)
+                assert r.src == (str(ip) if not hairpin else NODE4 if ip.version == 4 else NODE6)
+                translated.append((a.pod, ip, vip, sport, port, proto, r.dst, r.dport, r.src, r.sport))
         elif op == "outside":
             # From outside the cluster (the uplink) to a node port of a node address, or
             # to a port of it that is no node port (the node's own: not translated).
@@ -100,23 +104,39 @@ def test_service_connections_agree_and_follow_their_backend(data):
             if svc.type == "ClusterIP":
                 assert r.rewrite == 0
             if r.reason == "new" and r.rewrite:
+                assert (r.src, r.sport) == (client, sport)     # no source NAT from outside
                 translated.append((None, ipaddress.ip_address(client), node, sport, node_port, sp.protocol,
-                                   r.dst, r.dport))
+                                   r.dst, r.dport, r.src, r.sport))
         elif op in ("reply", "more") and translated:
-            pod, ip, vip, cport, port, proto, bip, bport = data.draw(st.sampled_from(translated))
+            pod, ip, vip, cport, port, proto, bip, bport, seen, seen_port = data.draw(st.sampled_from(translated))
             l3 = IP if ip.version == 4 else IPv6
             # (a pod re-added by a change may sit on another switch port now)
             bsw = cluster.plane.lookup("cluster", ipaddress.ip_address(bip)).port
             client = cluster.plane.lookup("cluster", ip)
             csw = client.port if client is not None else 0          # outside: the uplink
             if op == "reply":
-                r = both.run(l3(src=bip, dst=str(ip)) / l4(proto, bport, cport, "SA"), bsw, now)
+                r = both.run(l3(src=bip, dst=seen) / l4(proto, bport, seen_port, "SA"), bsw, now)
                 if r.reason == "reply":
-                    assert (r.src, r.sport, r.rewrite) == (vip, port, REWRITE_SRC)
+                    assert (r.src, r.sport, r.dst, r.dport) == (vip, port, str(ip), cport)
+                    assert r.rewrite == REWRITE_SRC | (REWRITE_DST if seen != str(ip) else 0)
             else:
                 r = both.run(l3(src=str(ip), dst=vip) / l4(proto, cport, port, "A"), csw, now)
                 if r.reason == "established":       # a new one may go elsewhere after a change
-                    assert (r.dst, r.dport, r.rewrite) == (bip, bport, REWRITE_DST)
+                    assert (r.dst, r.dport, r.src, r.sport) == (bip, bport, seen, seen_port)
+        elif op == "error" and translated:
+            # The backend's kernel refuses what it received (translated): the client
+            # must get the error from the address it sent to, quoting what it sent.
+            pod, ip, vip, cport, port, proto, bip, bport, seen, seen_port = data.draw(st.sampled_from(translated))
+            bsw = cluster.plane.lookup("cluster", ipaddress.ip_address(bip)).port
+            if ip.version == 4:
+                err = IP(src=bip, dst=seen) / ICMP(type=3, code=3) / raw(IP(src=seen, dst=bip) /
+                                                                         l4(proto, seen_port, bport))[:28]
+            else:
+                err = IPv6(src=bip, dst=seen) / ICMPv6DestUnreach(code=4) / raw(IPv6(src=seen, dst=bip) /
+                                                                                 l4(proto, seen_port, bport))[:48]
+            r = both.run(err, bsw, now)
+            if r.reason == "related":
+                assert (r.src, r.dst) == (vip, str(ip))
         elif op == "change":
             # A pod changes readiness: new connections follow, established ones stay.
             pods = [p for p in cluster.pods.values() if not p.finished]

@@ -224,10 +224,12 @@ def test_what_a_swap_leaves_behind():
     gone = PODS.replace("metadata: {name: b, namespace: t, labels: {app: b}}",
                         "metadata: {name: b, namespace: t, labels: {app: b}}\n# gone") \
         .replace("status: {podIPs: [{ip: 198.18.0.11}, {ip: \"2001:db8::11\"}]}", "status: {phase: Succeeded}")
-    both = Both(PODS)
+    from pipeline.model.cluster import ClusterConfig
+    routed = ClusterConfig(route_pod_addresses=True)
+    both = Both(PODS, routed)
     both.run(ether() / IP(src="198.19.9.9", dst=B) / UDP(sport=1, dport=80), 0)
     both.run(ether() / IP(src=A, dst=B) / UDP(sport=2, dport=80), PA)
-    new = cluster_from(gone)
+    new = cluster_from(gone, routed)
     assert both.dp.install(compile_cluster(new)) == both.oracle.install(new) == 0
     assert both.run(ether() / IP(src="198.19.9.9", dst=B) / UDP(sport=1, dport=80), 0).reason == "no_route"
     assert both.run(ether() / IP(src=A, dst=B) / UDP(sport=2, dport=80), PA).reason == "established"

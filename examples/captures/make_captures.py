@@ -23,6 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
 from pipeline.load.build import load_cluster  # noqa: E402
+from pipeline.dataplane.constants import PORT_UPLINK  # noqa: E402
+from pipeline.dataplane.oracle import OraclePipeline  # noqa: E402
 from pipeline.dataplane.pcap import PcapngWriter, write_pcap  # noqa: E402
 
 GW = "02:00:00:00:00:01"
@@ -57,9 +59,15 @@ def main() -> int:
     send(fe1, tcp(ip[fe1], ip[db], 42001, 5432, "S"))
     # The backup job reaches the database (same namespace, named port).
     send(bk, tcp(ip[bk], ip[db], 43000, 5432, "S"))
-    # HTTP from outside the cluster to a frontend; a reply; then to the backend (denied).
-    send("uplink", tcp("198.19.7.7", ip[fe], 50000, 80, "S"))
-    send(fe, tcp(ip[fe], "198.19.7.7", 80, 50000, "SA"))
+    # HTTP from outside the cluster through the frontend's NodePort (node address
+    # :30080, to the frontend the service mapper picks); its reply, reverse-translated.
+    # Then straight to a pod's address: not routed from outside.
+    node = str(cluster.snat_address(4))
+    syn = Ether(src="02:00:00:00:00:aa", dst=GW) / tcp("198.19.7.7", node, 50000, 30080, "S")
+    picked = OraclePipeline(cluster).process(raw(syn), PORT_UPLINK, 1).dst
+    by_ip = {v: k for k, v in ip.items()}
+    send("uplink", tcp("198.19.7.7", node, 50000, 30080, "S"))
+    send(by_ip[picked], tcp(picked, "198.19.7.7", 80, 50000, "SA"))
     send("uplink", tcp("198.19.7.7", ip[be], 50001, 8080, "S"))
     # backend -> payment provider: 198.19.200.0/24 allowed, except 198.19.200.128/25.
     send(be, tcp(ip[be], "198.19.200.10", 44000, 443, "S"))
@@ -67,17 +75,19 @@ def main() -> int:
     # A frontend spoofing the backend's address; a segment with no connection.
     send(fe, tcp(ip[be], ip[db], 45000, 5432, "S"))
     send(fe, tcp(ip[fe], ip[be], 46000, 8080, "A"))
-    # ICMP echo frontend -> frontend-1 (shop allows HTTP only: denied) and to outside.
+    # ICMP echo frontend -> frontend-1 (shop allows HTTP only: denied) and to outside,
+    # masqueraded to the node's address, which the reply comes back to.
     send(fe, IP(src=ip[fe], dst=ip[fe1]) / ICMP(id=7))
     send(fe, IP(src=ip[fe], dst="198.19.9.9") / ICMP(id=8))
-    send("uplink", IP(src="198.19.9.9", dst=ip[fe]) / ICMP(type=0, id=8))
+    send("uplink", IP(src="198.19.9.9", dst=node) / ICMP(type=0, id=8))
     # An ICMP error about the backend -> db connection, and one about nothing.
     quoted = raw(tcp(ip[be], ip[db], 42000, 5432, "S"))[:28]
     send(db, IP(src=ip[db], dst=ip[be]) / ICMP(type=3, code=4) / Raw(quoted))
     quoted = raw(tcp(ip[be], ip[db], 1, 5432, "S"))[:28]
     send(db, IP(src=ip[db], dst=ip[be]) / ICMP(type=3, code=4) / Raw(quoted))
-    # A fragmented UDP datagram from outside to a frontend: denied (TCP/80 only), so
-    # its later fragments are unknown; and a fragmented allowed one, backend -> db.
+    # A fragmented UDP datagram from outside straight to a frontend's address: not
+    # routed, so its later fragments are unknown; and a fragmented allowed one,
+    # backend -> db.
     for f in fragment(IP(src="198.19.7.7", dst=ip[fe], id=99) / UDP(sport=5, dport=80) / Raw(b"u" * 600), 256):
         send("uplink", f)
     for f in fragment(IP(src=ip[be], dst=ip[db], id=100, proto=6) /

@@ -32,6 +32,10 @@ def add_manifest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--police-node-traffic", action="store_true",
                    help="police traffic from a node (and its hostNetwork pods) to the pods on it like any "
                         "other; by default it is always allowed, as Kubernetes requires (kubelet probes)")
+    p.add_argument("--route-pod-addresses", action="store_true",
+                   help="let the outside (the uplink) open connections straight to pod addresses, as a "
+                        "routed pod network does; by default it reaches pods only through Services "
+                        "(NodePorts, externalIPs) and such packets drop pod_address_not_routed")
 
 
 def cluster_config(args) -> ClusterConfig:
@@ -50,7 +54,8 @@ def cluster_config(args) -> ClusterConfig:
             raise UsageError(f"--node-address: {a!r} is not an IP address")
     if len(set(families)) != len(families):
         raise UsageError("--node-address: at most one IPv4 and one IPv6 address")
-    return ClusterConfig(pod_cidrs=pod_cidrs, node_ips=node_ips, police_node_traffic=args.police_node_traffic)
+    return ClusterConfig(pod_cidrs=pod_cidrs, node_ips=node_ips, police_node_traffic=args.police_node_traffic,
+                         route_pod_addresses=getattr(args, "route_pod_addresses", False))
 
 
 def load(args):

@@ -42,8 +42,10 @@ def event_from_c(e) -> Event:
                  e.sport, e.dport, e.tcp_flags,
                  None if e.egress_rule == K.RULE_NONE else e.egress_rule,
                  None if e.ingress_rule == K.RULE_NONE else e.ingress_rule,
-                 str(from16(bytes(ffi.buffer(e.xdst, 16)), fam)) if e.xlated else None, e.xport,
-                 e.generation)
+                 str(from16(bytes(ffi.buffer(e.xdst, 16)), fam)) if e.xlated & lib.NS_XLATE_DST else None,
+                 e.xport, e.generation,
+                 str(from16(bytes(ffi.buffer(e.xsrc, 16)), fam)) if e.xlated & lib.NS_XLATE_SRC else None,
+                 e.xsport)
 
 
 @dataclass

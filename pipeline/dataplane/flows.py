@@ -38,6 +38,7 @@ DROP_REASON_DESC = {
     "denied_egress": "POLICY_DENIED", "denied_ingress": "POLICY_DENIED",
     "conntrack_full": "CT_MAP_INSERTION_FAILED", "conntrack_clash": "CT_MAP_INSERTION_FAILED",
     "service_port_unknown": "SERVICE_BACKEND_NOT_FOUND", "service_no_backend": "SERVICE_BACKEND_NOT_FOUND",
+    "snat_ports_exhausted": "SNAT_NO_MAP_FOUND", "pod_address_not_routed": "STALE_OR_UNROUTABLE_IP",
 }
 VERDICTS = {"forward": "FORWARDED", "drop": "DROPPED", "local": "REDIRECTED"}
 TCP_FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
@@ -119,7 +120,7 @@ class FlowBuilder:
     def record(self, *, time_ns: int, verdict: str, reason: Optional[str], event: str, zone: int,
                family: int, proto: int, src, dst, sport: int, dport: int, tcp_flags, in_port,
                out_port, egress_rule, ingress_rule, is_reply: bool = False, xdst=None, xport: int = 0,
-               extra: Optional[dict] = None) -> dict:
+               xsrc=None, xsport: int = 0, extra: Optional[dict] = None) -> dict:
         rec: dict = {"time": rfc3339(time_ns), "verdict": VERDICTS.get(verdict, verdict), "Type": "L3_L4"}
         if verdict == "drop" and reason:
             rec["drop_reason_desc"] = DROP_REASON_DESC.get(reason, "DROP_REASON_UNKNOWN")
@@ -148,6 +149,8 @@ class FlowBuilder:
                    "in_port": self.port_name(in_port), "out_port": self.port_name(out_port)}
         if xdst is not None:
             ns_part["translated_destination"] = {"address": str(xdst), "port": xport}
+        if xsrc is not None:
+            ns_part["translated_source"] = {"address": str(xsrc), "port": xsport}
         if extra:
             ns_part.update(extra)
         rec["netsem"] = ns_part
@@ -163,12 +166,13 @@ class FlowBuilder:
                            tcp_flags=ev.tcp_flags if ev.proto == K.TCP else None,
                            in_port=ev.in_port, out_port=ev.out_port if ev.type == "new" else None,
                            egress_rule=ev.egress_rule, ingress_rule=ev.ingress_rule,
-                           xdst=ev.xdst, xport=ev.xport)
+                           xdst=ev.xdst, xport=ev.xport, xsrc=ev.xsrc, xsport=ev.xsport)
 
     def from_result(self, r, in_port: int, time_ns: int, extra: Optional[dict] = None) -> dict:
         """A record for one packet's Result (replay): the packet as it leaves, its
         addresses and ports translated; netsem.translated_destination/_source say
-        which side the service mapper's translation rewrote, and to what."""
+        which side a translation rewrote (the service mapper's DNAT, masquerade or
+        hairpin SNAT, or their reversal on a reply), and to what."""
         xlated = {}
         if r.rewrite & K.REWRITE_DST:
             xlated["translated_destination"] = {"address": r.dst, "port": r.dport}

@@ -60,3 +60,5 @@ class Event:
     xdst: Optional[str] = None     # the translated destination, when there is one
     xport: int = 0
     generation: int = 0            # the table set that decided (Datapath.compiled_at)
+    xsrc: Optional[str] = None     # the translated source (masquerade, hairpin), when there is one
+    xsport: int = 0

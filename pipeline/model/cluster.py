@@ -5,6 +5,7 @@ add/update/removeNetworkPolicy. Address mappings live in the address plane
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,6 +29,7 @@ class ClusterConfig:
     service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
     node_ips: tuple[str, ...] = DEFAULT_NODE_IPS
     police_node_traffic: bool = False
+    route_pod_addresses: bool = False
 
 
 class Cluster:
@@ -95,6 +97,16 @@ class Cluster:
         for k, v in (pod.labels.items() if pod else ()):
             self._pods_by_label.get((pod.namespace, k, v), set()).discard(key)
         self.generation += 1
+
+    def snat_address(self, family: int):
+        """The address pods' connections to the outside are masqueraded to, and hairpin
+        connections source-translated to: the node's of that family (config.node_ips),
+        or None (that family leaves with the pod's own address)."""
+        for ip in self.config.node_ips:
+            a = ipaddress.ip_address(ip)
+            if a.version == family:
+                return a
+        return None
 
     # -- lookups through the address plane --------------------------------------------------
     def pod_at(self, address, domain: str = DEFAULT_DOMAIN) -> Optional[Pod]:

@@ -242,11 +242,25 @@ def open_connection_with_ip_addresses(cluster: Cluster, connections: Connections
     front = _frontend(cluster, dst, protocol, port)
     if front is not None:
         return _through_frontend(cluster, connections, v, src, src_ip, front, dst_ip.version)
+    if not routes_from_outside(cluster, src, dst):
+        # Policy still answers (it is what a routed pod network would enforce); the
+        # dataplane drops such a packet before policy (pod_address_not_routed).
+        v.notes.append("from outside the cluster straight to a pod's address: the dataplane does not "
+                       "route it (pod_address_not_routed; the outside reaches pods through Services, "
+                       "or --route-pod-addresses); policy would decide as follows")
     _decide(cluster, v, src, src_ip, dst, dst_ip, protocol, port)
     if v.allowed:
         ends = [e.pod if isinstance(e, Attachment) else ip for e, ip in ((src, src_ip), (dst, dst_ip))]
         v.connection = connections.new_connection(ends[0], ends[1], protocol, port)
     return v
+
+
+def routes_from_outside(cluster: Cluster, src: Optional[Entry], dst: Optional[Entry]) -> bool:
+    """False for a connection an address outside the cluster opens straight to a pod's
+    address (not through a Service): pod addresses are not routed outside the cluster,
+    as with an overlay or masquerading CNI, unless the cluster routes them
+    (ClusterConfig.route_pod_addresses). Nodes are inside."""
+    return not (src is None and isinstance(dst, Attachment)) or cluster.config.route_pod_addresses
 
 
 def _frontend(cluster: Cluster, dst: Optional[Entry], protocol: str, port: int):

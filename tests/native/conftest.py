@@ -56,7 +56,9 @@ def a16(addr):
 
 
 def make_tables(endpoints=(), isolation=None, prefixes=(), class_blocks=(), rules=(),
-                limits=None, seal=True):
+                limits=None, seal=True, options=None):
+    """options: NS_OPT_* bits; by default pod addresses are routed from the uplink
+    (most tests send from outside straight to a pod; see test_sanity for the default)."""
     lim = ffi.new("struct ns_table_limits *", limits or {})
     t = lib.ns_tables_new(lim)
     assert t != ffi.NULL
@@ -68,6 +70,8 @@ def make_tables(endpoints=(), isolation=None, prefixes=(), class_blocks=(), rule
         else:                              # (address, kind, port, identity, node, owner)
             addr, kind, port, ident, node, owner = e
         assert lib.ns_tables_add_endpoint(t, 0, a16(addr), kind, port, ident, node, owner) == 0
+    opts = lib.NS_OPT_ROUTE_POD_ADDRESSES if options is None else options
+    assert lib.ns_tables_set_options(t, opts) == 0
     for ident, mask in (isolation or {}).items():
         assert lib.ns_tables_set_isolation(t, ident, mask) == 0
     for addr, plen, cls in prefixes:

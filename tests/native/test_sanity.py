@@ -7,7 +7,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 from scapy.packet import Raw
 
-from conftest import A, A6, B, B6, REASONS, X, a16, lib
+from conftest import A, A6, B, B6, ENDPOINTS, REASONS, X, Pipe, a16, lib, make_tables
 
 from conftest import E  # noqa: E402
 
@@ -26,7 +26,8 @@ def test_reason_table():
         "fragment_unknown", "fragment_table_full", "no_connection",
         "icmp_error_no_connection", "unsupported_icmp", "denied_egress", "denied_ingress",
         "conntrack_full", "v4_mapped_address", "icmp_error_misdirected", "connection_closed",
-        "service_port_unknown", "conntrack_clash", "service_no_backend"]
+        "service_port_unknown", "conntrack_clash", "service_no_backend", "snat_ports_exhausted",
+        "pod_address_not_routed"]
     assert lib.ns_reason_name(len(REASONS)) == lib.ns_reason_name(-1)
 
 
@@ -127,6 +128,15 @@ def test_neighbor_discovery(pipe):
     # the source check comes first
     r = pipe.one(E / IPv6(src="ff02::1", dst="ff02::1") / ICMPv6ND_NS(tgt=B6), 1)
     assert r.reason == "bad_source_address"
+
+
+def test_the_outside_reaches_pods_only_through_services_unless_routed():
+    p = Pipe(make_tables(endpoints=ENDPOINTS, options=0))
+    for port in (0, 0xFFFF):
+        r = p.one(syn(src=X, dst=B), port)
+        assert (r.verdict, r.reason, r.out_port) == ("DROP", "pod_address_not_routed", 0)
+    assert p.one(syn(src=A, dst=B), 1).reason == "new"      # pods are inside
+    assert p.one(syn(src=A, dst=X), 1).reason == "new"      # and go out
 
 
 def test_spoofing_and_routes(pipe):

@@ -270,8 +270,9 @@ def test_a_service_port_without_a_ready_backend_is_refused_at_once(up):
 def test_the_uplink_plays_outside_reaching_a_node_port_and_reached_by_pods(up):
     """`netsem exec uplink`: a namespace on the uplink port (198.19.192.1). From there
     the example's NodePort (shop/frontend, 30080 on the node's address) reaches a
-    frontend, which sees the real client;
-    a pod reaches the uplink directly (no masquerade yet), and the reply comes back."""
+    frontend, which sees the real client. A pod reaches the uplink masqueraded: the
+    outside sees the node's address, and the reply comes back to the pod. The outside
+    does not reach a pod's address straight (pod_address_not_routed)."""
     proc, prefix, flows, port, manifests = up
     servers = [subprocess.Popen(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", where, "--",
                                           sys.executable, "-c", SERVE_ONE, p, n],
@@ -288,7 +289,14 @@ def test_the_uplink_plays_outside_reaching_a_node_port_and_reached_by_pods(up):
             time.sleep(0.3)
         assert answers == {"answer 198.19.192.1 198.19.128.1"}, (answers, r.stdout, r.stderr)
         r = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", ASK, "198.19.192.1", "8443")
-        assert r.stdout.split() == ["answer", "198.18.0.4", "198.19.192.1"], (r.stdout, r.stderr)
+        assert r.stdout.split() == ["answer", "198.19.128.1", "198.19.192.1"], (r.stdout, r.stderr)
+        r = exec_in(prefix, "uplink", sys.executable, "-c", ASK, "198.18.0.4", "80")
+        assert r.stdout.startswith("failed"), r.stdout
+        deadline, text = time.monotonic() + 10, ""
+        while time.monotonic() < deadline and 'reason="pod_address_not_routed"' not in text:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            time.sleep(0.3)
+        assert 'netsem_drops_total{reason="pod_address_not_routed"}' in text
     finally:
         for s in servers:
             s.kill()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...model.addresses import Attachment
+from ..addr16 import addr16
 from ...model.cluster import Cluster
 from .endpoints import EndpointTable, build_endpoints
 from .policy import Identity, PolicyTables, build_identities, build_policy
@@ -93,8 +94,13 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
             raise CompileError(f"table full or invalid: {what}")
 
     endpoints.install(lib, t, check)
-    if cluster.config.police_node_traffic:
-        check(lib.ns_tables_set_options(t, lib.NS_OPT_POLICE_NODE_TRAFFIC), "options")
+    options = (lib.NS_OPT_POLICE_NODE_TRAFFIC if cluster.config.police_node_traffic else 0) | \
+        (lib.NS_OPT_ROUTE_POD_ADDRESSES if cluster.config.route_pod_addresses else 0)
+    check(lib.ns_tables_set_options(t, options), "options")
+    for family in (4, 6):
+        a = cluster.snat_address(family)
+        if a is not None:
+            check(lib.ns_tables_set_snat_address(t, addr16(a)), "source NAT address")
     policy.install(lib, t, check)
     services.install(lib, ffi, t, check)
     check(lib.ns_tables_seal(t), "seal")

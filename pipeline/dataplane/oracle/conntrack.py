@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..constants import CT_STATE, ICMP, ICMPV6, SCTP, TCP, UDP
+from .service import flow_hash
 
 SECOND = 1_000_000_000
 CLOCK_END = (1 << 64) - 1
@@ -24,6 +25,9 @@ TIMEOUT = {S[name]: t * SECOND for name, t in TIMEOUTS.items()}
 CLOSED_TCP = {S["TIME_WAIT"], S["CLOSED"]}
 REOPENABLE = CLOSED_TCP | {S["SCTP_CLOSED"]}
 OPEN_STATE = {TCP: S["SYN_SENT"], UDP: S["UDP_FIRST"], SCTP: S["SCTP_INIT"]}
+# Source NAT ports, written down again (native/conntrack.h): Linux's ephemeral range,
+# clear of the NodePort range.
+SNAT_PORT_LO, SNAT_PORT_N, SNAT_TRIES = 32768, 28232, 64
 
 
 def expiry(now: int, state: int) -> int:
@@ -36,12 +40,14 @@ class Connection:
     state: int
     expiry: int
     fin_from: Optional[str] = None  # which direction sent the first FIN
-    xlate: Optional[tuple] = None   # (translated destination, port)
+    xlate: Optional[tuple] = None   # (translated destination, port): the service mapper's
+    snat: Optional[tuple] = None    # (translated source, port): masquerade, hairpin
 
     def reply_key(self) -> tuple:
         zone, src, dst, sport, dport, proto, echo = self.key
         xdst, xport = self.xlate or (dst, dport)
-        return (zone, xdst, src, xport, sport, proto, echo ^ 1 if proto in (ICMP, ICMPV6) else 0)
+        xsrc, xsport = self.snat or (src, sport)
+        return (zone, xdst, xsrc, xport, xsport, proto, echo ^ 1 if proto in (ICMP, ICMPV6) else 0)
 
 
 class ConnTable:
@@ -70,13 +76,28 @@ class ConnTable:
                 out.append(c)
         return out
 
-    def clashes(self, key: tuple, now: int, xlate=None) -> bool:
+    def clashes(self, key: tuple, now: int, xlate=None, snat=None) -> bool:
         """A live connection already answers to the key, or to the reply key the new
         connection would have (possible only where translations are)."""
-        conn = Connection(key, 0, 0, xlate=xlate)
+        conn = Connection(key, 0, 0, xlate=xlate, snat=snat)
         return any(self.find(k, now)[0] is not None for k in (conn.key, conn.reply_key()))
 
-    def insert(self, key: tuple, state: int, now: int, xlate=None) -> Optional[Connection]:
+    def choose_source_port(self, key: tuple, now: int, xlate, xsrc) -> Optional[tuple]:
+        """Source NAT to xsrc (docs/pipeline.md, "Source NAT"): (xsrc, port) whose reply
+        key no live connection answers to: the opening port if in 32768-60999 and free,
+        else the range's ports from the flow hash on; ICMP keeps its identifier. None
+        when all SNAT_TRIES are taken."""
+        zone, src, dst, sport, dport, proto, _ = key
+        ports = proto in (TCP, UDP, SCTP)
+        h = flow_hash(src, dst, sport, dport, proto)
+        keep = not ports or SNAT_PORT_LO <= sport < SNAT_PORT_LO + SNAT_PORT_N
+        for i in range(SNAT_TRIES if ports else 1):
+            port = sport if i == 0 and keep else SNAT_PORT_LO + (h + i) % SNAT_PORT_N
+            if self.find(Connection(key, 0, 0, xlate=xlate, snat=(xsrc, port)).reply_key(), now)[0] is None:
+                return xsrc, port
+        return None
+
+    def insert(self, key: tuple, state: int, now: int, xlate=None, snat=None) -> Optional[Connection]:
         """None when every entry is live and the table is at its limit."""
         if len(self.live) >= self.limit:
             for c in list({id(c): c for c in self.by_key.values()}.values()):
@@ -84,7 +105,7 @@ class ConnTable:
                     self.delete(c)
             if len(self.live) >= self.limit:
                 return None
-        conn = Connection(key, state, expiry(now, state), xlate=xlate)
+        conn = Connection(key, state, expiry(now, state), xlate=xlate, snat=snat)
         for k in (conn.key, conn.reply_key()):
             old = self.by_key.get(k)
             if old is not None:          # an expired entry with the same key

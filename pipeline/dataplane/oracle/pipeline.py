@@ -17,7 +17,7 @@ from ..results import Result
 from ..zones import zone_numbers
 from . import conntrack as ct
 from .frag import FragTable
-from .policy import decide
+from .policy import decide, routes_from_outside
 from .sanity import Drop, Packet, parse
 from .service import ServiceMapper
 
@@ -124,12 +124,18 @@ class OraclePipeline:
         if pkt.icmp_kind == "other":
             raise Drop("unsupported_icmp")
         if pkt.icmp_kind == "error":
+            # The quoted packet is one the error's sender received, translated as it
+            # travelled: its reversal is the connection's reply key (it went in the
+            # original direction) or its original key (it was a reply).
             isrc, idst, isport, idport, iproto, iecho = pkt.inner
-            if self.conns.find((zone, isrc, idst, isport, idport, iproto, iecho), now)[0] is None:
+            quoted = ct.Connection((zone, isrc, idst, isport, idport, iproto, iecho), 0, 0)
+            conn, direction = self.conns.find(quoted.reply_key(), now)
+            if conn is None:
                 raise Drop("icmp_error_no_connection")
             # As Linux conntrack: the error goes back to whoever sent the quoted packet.
             if pkt.dst != isrc:
                 raise Drop("icmp_error_misdirected")
+            self._translate(conn, direction, out)
             return self._forward(pkt, arrival, domain, now, out, "related", fkey)
         key = (zone, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto, pkt.echo)
         opener = ct.can_open(pkt.proto, pkt.tcp_flags, pkt.sctp_chunk, pkt.icmp_kind)
@@ -142,30 +148,72 @@ class OraclePipeline:
                 raise Drop("connection_closed")
         if conn is not None:
             ct.update(conn, direction, pkt.proto, pkt.tcp_flags, pkt.sctp_chunk, now)
-            if conn.xlate is not None:
-                if direction == "orig":
-                    out.dst, out.dport, out.rewrite = conn.xlate[0], conn.xlate[1], REWRITE_DST
-                else:
-                    out.src, out.sport, out.rewrite = conn.key[2], conn.key[4], REWRITE_SRC
+            self._translate(conn, direction, out)
             return self._forward(pkt, arrival, domain, now, out,
                                  "reply" if direction == "reply" else "established", fkey)
         if not opener:
             raise Drop("no_connection")
         # 3. service mapper: a VIP's new connection goes to one ready backend
-        xlate = self.services.map(plane.lookup(domain, pkt.dst), pkt)
+        dst_entry = plane.lookup(domain, pkt.dst)
+        xlate = self.services.map(dst_entry, pkt)
         if xlate is not None:
             out.dst, out.dport, out.rewrite = xlate[0], xlate[1], REWRITE_DST
+            dst_entry = plane.lookup(domain, out.dst)
+        elif arrival == PORT_UPLINK and not routes_from_outside(self.cluster, src_entry, dst_entry):
+            raise Drop("pod_address_not_routed")
         # 4. route, 5. egress and ingress policy (the model's primitive), on the backend
         out.port = self._route(domain, out.dst, arrival)
         reason, out.rules[0], out.rules[1] = decide(self.cluster, domain, pkt.src, out.dst, pkt.proto, out.dport)
         if reason:
             raise Drop(reason)
-        # 6. commit
-        if self.conns.clashes(key, now, xlate):
+        # 6. commit, with source NAT where it is due (after policy: it saw the real source)
+        snat = None
+        if self._wants_snat(arrival, out.port, dst_entry, xlate):
+            xsrc = self.cluster.snat_address(pkt.family)
+            if xsrc is not None:
+                snat = self.conns.choose_source_port(key, now, xlate, xsrc)
+                if snat is None:
+                    raise Drop("snat_ports_exhausted")
+                out.src, out.sport = snat
+                out.rewrite |= REWRITE_SRC
+        if self.conns.clashes(key, now, xlate, snat):
             raise Drop("conntrack_clash")
-        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now, xlate) is None:
+        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now, xlate, snat) is None:
             raise Drop("conntrack_full")
         return self._forward(pkt, arrival, domain, now, out, "new", fkey, routed=True)
+
+    @staticmethod
+    def _translate(conn: ct.Connection, direction: str, out: _Out) -> None:
+        """A connection's translation applied to a packet of it (or to an ICMP error
+        travelling its way): the original direction goes to the translated destination
+        from the translated source; replies come from the original destination to the
+        original source."""
+        _, src, dst, sport, dport = conn.key[:5]
+        if direction == "orig":
+            if conn.xlate is not None:
+                out.dst, out.dport = conn.xlate
+                out.rewrite |= REWRITE_DST
+            if conn.snat is not None:
+                out.src, out.sport = conn.snat
+                out.rewrite |= REWRITE_SRC
+        else:
+            if conn.xlate is not None:
+                out.src, out.sport = dst, dport
+                out.rewrite |= REWRITE_SRC
+            if conn.snat is not None:
+                out.dst, out.dport = src, sport
+                out.rewrite |= REWRITE_DST
+
+    @staticmethod
+    def _wants_snat(arrival: int, out_port: int, dst_entry, xlate) -> bool:
+        """Source NAT for a new connection from a pod: masquerade when it leaves for an
+        address outside the cluster, as CNIs do; hairpin when the service mapper sent
+        it back to the pod it came from, so the reply comes back through the switch."""
+        if arrival == PORT_UPLINK:
+            return False
+        if out_port == PORT_UPLINK:
+            return dst_entry is None
+        return xlate is not None and out_port == arrival
 
     def _route(self, domain: str, dst, arrival: int) -> int:
         entry = self.cluster.plane.lookup(domain, dst)

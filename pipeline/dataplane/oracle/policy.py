@@ -4,7 +4,9 @@ the model; this only turns its answer into the pipeline's reason and rule ids.""
 
 from __future__ import annotations
 
-from ...model.connections import Connections, open_connection_with_ip_addresses
+from ...model.connections import Connections, open_connection_with_ip_addresses, routes_from_outside
+
+__all__ = ["decide", "routes_from_outside"]
 from ..constants import PROTO_NAMES
 
 
