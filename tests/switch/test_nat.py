@@ -35,7 +35,7 @@ spec: {podSelector: {matchLabels: {app: solo}}, ingress: [{}]}
 
 
 @pytest.mark.parametrize("up", [SOLO], indirect=True)
-def test_a_pod_reaches_itself_through_its_own_service_and_errors_come_from_the_vip(up):
+def test_a_pod_reaches_itself_through_its_own_service_and_errors_come_from_the_vip(up):  # noqa: F811
     """Hairpin: shop/solo connects to its own Service and its own server answers; the
     server sees the node's address (source NAT, so the reply comes back through the
     switch), the client sees the VIP. Then a UDP datagram through the VIP to a port
