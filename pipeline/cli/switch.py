@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 
+from ..model.dns import DEFAULT_DNS_ADDRESS, DNSError
 from .common import (UsageError, add_manifest_args, cluster_config, load, parse_ports,
                      parse_protocols)
 
@@ -39,14 +41,27 @@ def cmd_up(args) -> int:
                          "(or 0, the default)")
     if args.stats_interval <= 0:
         raise UsageError("--stats-interval must be more than 0 seconds")
+    if args.cluster_dns != "none":
+        try:
+            ipaddress.ip_address(args.cluster_dns)
+        except ValueError:
+            raise UsageError(f"--cluster-dns: {args.cluster_dns!r} is neither an IP address nor none") from None
     # Line by line even when redirected: scripts wait for "ready" and read flows live.
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
+    try:
+        return _run_up(args, run_up)
+    except DNSError as e:
+        raise UsageError(f"--cluster-dns: {e}") from None
+
+
+def _run_up(args, run_up) -> int:
     return run_up(args.files, cluster_config(args), port_type=args.port_type,
                   stats_interval=args.stats_interval, prefix=args.prefix, ring=args.ring,
                   duration=args.duration, pcap=args.pcap, flows=args.flows,
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
-                  max_connections=args.max_connections)
+                  max_connections=args.max_connections,
+                  cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
 def cmd_down(args) -> int:
@@ -125,6 +140,12 @@ def add_switch_parsers(sub) -> None:
     up.add_argument("--max-connections", type=int, default=0, metavar="N",
                     help="connection tracker capacity (default 1,048,576); when full, new "
                          "connections are dropped conntrack_full")
+    up.add_argument("--cluster-dns", default=DEFAULT_DNS_ADDRESS, metavar="IP|none",
+                    help=f"the cluster DNS Service's address (default {DEFAULT_DNS_ADDRESS}): unless the "
+                         f"manifests have kube-system/kube-dns, it and one pod behind it are added; netsem "
+                         f"answers A/AAAA for SERVICE.NS.svc.cluster.local there, and `netsem exec` gives "
+                         f"pods a resolv.conf pointing at it. DNS traffic is policed like any other "
+                         f"(allow egress to k8s-app=kube-dns in kube-system on 53). none: no DNS")
     up.add_argument("--ring", choices=("v2", "v3"), default="v2",
                     help="AF_PACKET RX ring: v2 wakes per frame (low latency, default), v3 per block")
     up.add_argument("--duration", type=float, default=None, metavar="S",

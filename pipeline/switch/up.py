@@ -16,9 +16,11 @@ from ..dataplane.compiler import compile_cluster
 from ..dataplane.flows import FlowBuilder
 from ..load.build import load_cluster
 from ..load.errors import ManifestErrors
+from ..model.dns import DEFAULT_DNS_ADDRESS, add_cluster_dns
 from .capture import Recorder
+from .dns import ClusterDNS
 from .switch import Switch, status_line, topology_pods
-from .topology import Topology
+from .topology import STATE_DIR, Topology, _ns_path
 
 EVENT_RING = 1 << 16
 
@@ -60,10 +62,11 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
            prefix: Optional[str] = None, ring: str = "v2", out=sys.stderr,
            duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
            metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
-           max_connections: int = 0) -> int:
+           max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS) -> int:
     cluster, notes = load_cluster(files, config)
     for n in notes:
         print(f"note: {n}", file=out)
+    dns_pods = add_cluster_dns(cluster, cluster_dns) if cluster_dns else []
     compiled = compile_cluster(cluster)
     skipped = [p.key for p in cluster.pod_list() if cluster.attachment(p.key) is None]
     if skipped:
@@ -73,9 +76,13 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
     reload = threading.Event()
     old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *a: reload.set())
-    topo = sw = rec = flow_out = metrics = server = None
+    topo = sw = rec = flow_out = metrics = server = dns = None
     try:
         topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
+        if cluster_dns:
+            dns = ClusterDNS(STATE_DIR, topo.prefix, cluster_dns)
+            dns.write(cluster)
+            topo.dns = cluster_dns
         sw = Switch(compiled, topo, ring=ring, connections=max_connections,
                     events=EVENT_RING if flows else 0)
         if pcap:
@@ -94,6 +101,12 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
         for pp in sorted(topo.ports.values(), key=lambda p: p.port):
             print(f"  port {pp.port:>3}  {pp.key:<30} {pp.netns:<14} "
                   f"{' '.join(str(i) for i in pp.ips)}", file=out)
+        if dns is not None:
+            dns.start([_ns_path(topo.by_key(k).netns or topo.pod_netns(topo.by_key(k).port))
+                       for k in dns_pods])
+            print(f"netsem up: cluster DNS at {cluster_dns} (kube-system/kube-dns, served by "
+                  f"{', '.join(dns_pods) or 'no ready pod'}); `netsem exec` gives pods a resolv.conf "
+                  f"pointing at it", file=out)
         topo.mark_ready()
         print("netsem up: ready", file=out)
         out.flush()
@@ -109,7 +122,7 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
                 metrics.update()
             if reload.is_set():
                 reload.clear()
-                _reload(files, config, sw, state, out)
+                _reload(files, config, sw, state, out, cluster_dns, dns)
             now = time.monotonic()
             if now >= state["next"]:
                 cur = sw.stats()
@@ -134,6 +147,8 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
                   f"({st['capture_dropped']} not recorded: capture ring full)", file=out)
         if flow_out is not None:
             flow_out.close()
+        if dns is not None:
+            dns.stop()
         if sw is not None:
             sw.close()
         if topo is not None:
@@ -142,11 +157,13 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             signal.signal(s, h)
 
 
-def _reload(files, config, sw: Switch, state: dict, out) -> None:
+def _reload(files, config, sw: Switch, state: dict, out, cluster_dns=None, dns=None) -> None:
     """SIGHUP: re-read the manifests and swap the tables; a bad manifest or a failed
-    compile keeps the running tables."""
+    compile keeps the running tables. The DNS records follow the new cluster."""
     try:
         new_cluster, _ = load_cluster(files, config)
+        if cluster_dns:
+            add_cluster_dns(new_cluster, cluster_dns)
         new = compile_cluster(new_cluster)
         if not _same_interfaces(new, state["compiled"]):
             print("netsem up: reload: pods or addresses changed; restart to rewire them (old tables kept)",
@@ -154,6 +171,8 @@ def _reload(files, config, sw: Switch, state: dict, out) -> None:
         else:
             sw.install(new)
             state["compiled"] = new
+            if dns is not None:
+                dns.write(new_cluster)
             print(f"netsem up: reloaded (generation {sw.generation})", file=out)
     except ManifestErrors as e:
         for err in e.errors:
