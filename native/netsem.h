@@ -44,6 +44,8 @@
 #define NS_REWRITE_SRC 1
 #define NS_REWRITE_DST 2
 #define NS_FLOW_HASH_SEED 0x510e527fade682d1  /* ns_flow_hash's seed (the oracle hashes alike) */
+#define NS_AFF_HASH_SEED 0x9b05688c2b3e6c1f   /* the affinity table's (docs/pipeline.md) */
+#define NS_AFF_PROBE 8                        /* slots an affinity key may sit in */
 
 enum ns_verdict { NS_FORWARD = 0, NS_DROP = 1, NS_LOCAL = 2 };
 enum ns_ct_state { NS_CT_NONE = 0, NS_CT_NEW = 1, NS_CT_ESTABLISHED = 2,
@@ -69,6 +71,7 @@ struct ns_ct_limits {
     uint32_t fragments;      /* fragment table capacity */
     uint32_t reclaim_per_batch;  /* expired entries reclaimed per batch at most */
     uint32_t events;         /* event ring capacity (0: no events recorded) */
+    uint32_t affinity;       /* ClientIP affinity records (rounded up to a power of 2) */
 };
 
 /* One per packet, written by ns_pipeline_run. The tuple is the packet's as it
@@ -177,6 +180,13 @@ int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *ad
  * mapper sees them (addresses 16 bytes, IPv4 mapped; ports in host order). */
 uint32_t ns_flow_hash(const uint8_t *src16, const uint8_t *dst16, uint16_t sport, uint16_t dport,
                       uint8_t proto);
+/* sessionAffinity ClientIP's timeoutSeconds for the frontend (zone, addr16, proto,
+ * port) (NS_FE_CLIENT_IP set): a client's record lives that long after its latest new
+ * connection. 0 or -1 (no such frontend, or seconds 0). */
+int ns_tables_set_affinity_timeout(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
+                                   uint8_t proto, uint16_t port, uint32_t seconds);
+/* ClientIP records that found no room (their connection hashed as without affinity). */
+uint64_t ns_pipeline_affinity_full(const struct ns_pipeline *p);
 /* Builds lookup structures; after this no add is accepted. 0 or -1. */
 int ns_tables_seal(struct ns_tables *t);
 /* Memory held by the tables, in bytes. */

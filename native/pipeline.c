@@ -165,7 +165,7 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
     struct ct_nat nat;
     nat.flags = 0;
     int xlate = 0;
-    r = service_map(t, dep, pkt, nat.xdst, &nat.xport, &xlate);
+    r = service_map(t, &p->aff, p->generation, now, dep, pkt, nat.xdst, &nat.xport, &xlate);
     if (r != NS_R_CONTINUE)
         return r;
     if (xlate) {

@@ -11,10 +11,12 @@
 #include "sanity.h"
 #include "frag.h"
 #include "tables.h"
+#include "service.h"
 
 #define NS_DEF_CONNECTIONS 1048576u
 #define NS_DEF_FRAGMENTS 4096u
 #define NS_DEF_RECLAIM 64u
+#define NS_DEF_AFFINITY 65536u
 
 /* Packets are parsed and their conntrack slots prefetched a chunk at a time, then
  * run one by one in order (the prefetches are hints; results are exactly those of
@@ -32,6 +34,7 @@ struct ns_pipeline {
     uint64_t last_now;               /* now of the latest batch (recheck skips expired) */
     struct ct_table ct;
     struct frag_table frag;
+    struct aff_table aff;            /* ClientIP affinity records (service.h) */
     struct ns_events ev;
     uint64_t counter[NS_R_COUNT];
 };

@@ -52,12 +52,15 @@ struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits)
     if (!p->lim.connections) p->lim.connections = NS_DEF_CONNECTIONS;
     if (!p->lim.fragments) p->lim.fragments = NS_DEF_FRAGMENTS;
     if (!p->lim.reclaim_per_batch) p->lim.reclaim_per_batch = NS_DEF_RECLAIM;
-    if (events_init(&p->ev, p->lim.events) != 0 ||
+    if (!p->lim.affinity) p->lim.affinity = NS_DEF_AFFINITY;
+    if (aff_init(&p->aff, p->lim.affinity) != 0 ||
+        events_init(&p->ev, p->lim.events) != 0 ||
         ct_init(&p->ct, p->lim.connections, &p->ev) != 0 ||
         frag_init(&p->frag, p->lim.fragments) != 0) {
         ns_pipeline_free(p);
         return NULL;
     }
+    p->lim.affinity = p->aff.mask + 1;
     return p;
 }
 
@@ -67,8 +70,14 @@ void ns_pipeline_free(struct ns_pipeline *p)
         return;
     ct_fini(&p->ct);
     frag_fini(&p->frag);
+    aff_fini(&p->aff);
     events_fini(&p->ev);
     free(p);
+}
+
+uint64_t ns_pipeline_affinity_full(const struct ns_pipeline *p)
+{
+    return p->aff.full;
 }
 
 uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason)
@@ -114,7 +123,8 @@ uint32_t ns_ct_entry_size(void)
 
 uint64_t ns_pipeline_memory(const struct ns_pipeline *p)
 {
-    return sizeof(*p) + ct_bytes(&p->ct) + frag_bytes(&p->frag) + events_bytes(&p->ev);
+    return sizeof(*p) + ct_bytes(&p->ct) + frag_bytes(&p->frag) + events_bytes(&p->ev) +
+           (uint64_t)(p->aff.mask + 1) * sizeof(struct aff_entry);
 }
 
 int ns_pipeline_ct_state(const struct ns_pipeline *p, uint16_t zone, const uint8_t *src16,

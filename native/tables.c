@@ -109,6 +109,7 @@ int ns_tables_add_frontend(struct ns_tables *t, uint16_t zone, const uint8_t *ad
     f->port = port;
     f->n_backends = n;
     f->m = m;
+    f->affinity_s = 10800;   /* the API's default timeoutSeconds */
     f->first_backend = t->n_backends;
     f->first_slot = t->n_slots;
     for (uint32_t i = 0; i < n; i++) {
@@ -233,4 +234,16 @@ uint32_t ns_tables_lookup_class(const struct ns_tables *t, const uint8_t *addr16
     if (!t || !t->sealed)
         return 0;
     return lpm_class(&t->lpm, lpm_lookup(&t->lpm, addr16));
+}
+
+int ns_tables_set_affinity_timeout(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
+                                   uint8_t proto, uint16_t port, uint32_t seconds)
+{
+    if (!t || t->sealed || seconds == 0)
+        return -1;
+    struct ns_frontend *f = (struct ns_frontend *)tables_frontend(t, zone, addr16, proto, port);
+    if (!f)
+        return -1;
+    f->affinity_s = seconds;
+    return 0;
 }

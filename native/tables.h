@@ -47,7 +47,7 @@ struct ns_frontend {
     uint16_t pad2;
     uint32_t first_backend;  /* be[first_backend + i] */
     uint32_t first_slot;     /* maglev[first_slot + h % m] = i */
-    uint32_t pad3;
+    uint32_t affinity_s;     /* NS_FE_CLIENT_IP: timeoutSeconds */
 };
 _Static_assert(sizeof(struct ns_frontend) == 40, "ns_frontend has no padding");
 

@@ -76,7 +76,8 @@ def cmd_down(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from ..switch.topology import exec_in_pod, wait_ready
+    from ..switch.pod_exec import exec_in_pod
+    from ..switch.topology import wait_ready
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]

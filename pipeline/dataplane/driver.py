@@ -77,8 +77,9 @@ class Datapath:
     """One native pipeline (conntrack, fragments, events) and the tables installed in it."""
 
     def __init__(self, connections: int = 0, fragments: int = 0, reclaim_per_batch: int = 0,
-                 max_batch: int = 256, events: int = 0):
+                 max_batch: int = 256, events: int = 0, affinity: int = 0):
         limits = ffi.new("struct ns_ct_limits *")
+        limits.affinity = affinity
         limits.connections = connections
         limits.fragments = fragments
         limits.reclaim_per_batch = reclaim_per_batch
@@ -242,7 +243,13 @@ class Datapath:
         """The pipeline's capacities: connections, fragments, reclaim_per_batch, events."""
         lim = ffi.new("struct ns_ct_limits *")
         lib.ns_pipeline_limits(self._p, lim)
-        return {f: getattr(lim, f) for f in ("connections", "fragments", "reclaim_per_batch", "events")}
+        return {f: getattr(lim, f) for f in ("connections", "fragments", "reclaim_per_batch", "events",
+                                              "affinity")}
+
+    @property
+    def affinity_full(self) -> int:
+        """ClientIP connections that found no room for their record (hashed without)."""
+        return lib.ns_pipeline_affinity_full(self._p)
 
     @property
     def fragments(self) -> int:

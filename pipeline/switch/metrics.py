@@ -53,6 +53,7 @@ class Metrics:
                      **{t: (n, compiled.limits[t]) for t, n in compiled.stats().items()
                         if t in compiled.limits}},
             "events_lost": dp.events_lost,
+            "affinity_full": dp.affinity_full,
             "generation": st.generation,
         }
         with self._lock:
@@ -94,6 +95,9 @@ class Metrics:
         yield CounterMetricFamily("netsem_service_rejects",
                                   "TCP resets and ICMP port unreachables sent for Service ports without a ready backend",
                                   value=s["switch"]["rejects"])
+        yield CounterMetricFamily("netsem_service_affinity_full",
+                                  "New ClientIP-affinity connections that found no room for their record "
+                                  "(balanced as without affinity)", value=s["affinity_full"])
         conns = GaugeMetricFamily("netsem_connections", "Tracked connections by conntrack state", labels=["state"])
         for state, n in sorted(s["states"].items()):
             conns.add_metric([state], n)

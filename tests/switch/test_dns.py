@@ -7,23 +7,8 @@ import json
 import sys
 import time
 
-import pytest
-
 from .test_up import exec_in, up  # noqa: F401 (fixture)
 
-ALLOW_DNS = """
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: backend-allow-dns, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: backend}}
-  policyTypes: [Egress]
-  egress:
-  - to:
-    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
-      podSelector: {matchLabels: {k8s-app: kube-dns}}
-    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
-"""
 RESOLVE = """
 import socket, sys
 for name in sys.argv[1:]:
@@ -34,7 +19,6 @@ for name in sys.argv[1:]:
 """
 
 
-@pytest.mark.parametrize("up", [ALLOW_DNS], indirect=True)
 def test_pods_resolve_services_by_short_and_full_names_where_policy_allows_dns(up):  # noqa: F811
     proc, prefix, flows, port, manifests = up
     names = ["backend", "backend.shop", "backend.shop.svc.cluster.local", "db.data", "nosuch"]
@@ -43,7 +27,7 @@ def test_pods_resolve_services_by_short_and_full_names_where_policy_allows_dns(u
     assert got == {"backend": "198.19.0.2", "backend.shop": "198.19.0.2",
                    "backend.shop.svc.cluster.local": "198.19.0.2", "db.data": "198.19.0.1",
                    "nosuch": "failed"}, (r.stdout, r.stderr)
-    # shop/backend is egress-isolated, and its added policy allows DNS
+    # shop/backend is egress-isolated, and the example's policy allows it DNS
     r = exec_in(prefix, "shop/backend-0", sys.executable, "-c", RESOLVE, "db.data")
     assert r.stdout.split() == ["db.data", "198.19.0.1"], (r.stdout, r.stderr)
     # data/db-0 is egress-isolated (default-deny-all) without one: no name resolves

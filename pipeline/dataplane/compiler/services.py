@@ -23,6 +23,7 @@ class Frontend:
     client_ip: bool          # sessionAffinity: ClientIP
     backends: tuple          # ((address, port), ...)
     slots: tuple             # Maglev table: slot -> backend index; () without backends
+    affinity_timeout: int = 10800   # ClientIP: timeoutSeconds
 
     @property
     def m(self) -> int:
@@ -50,6 +51,10 @@ class ServiceTable:
                                              lib.NS_FE_CLIENT_IP if f.client_ip else 0, len(f.backends),
                                              addrs, ports, f.m, slots),
                   f"frontend {f.address} {f.proto}/{f.port}")
+            if f.client_ip:
+                check(lib.ns_tables_set_affinity_timeout(t, f.zone, addr16(f.address), f.proto, f.port,
+                                                         f.affinity_timeout),
+                      f"affinity timeout of {f.address} {f.proto}/{f.port}")
 
 
 def build_services(cluster: Cluster, zones: dict) -> ServiceTable:
@@ -70,5 +75,5 @@ def build_services(cluster: Cluster, zones: dict) -> ServiceTable:
             table.frontends.append(Frontend(zones[domain], ip, PROTO_NUMBERS[sp.protocol], port,
                                             svc.session_affinity == "ClientIP",
                                             tuple((b.address, b.port) for b in backends),
-                                            tuple(maglev_table(backends))))
+                                            tuple(maglev_table(backends)), svc.affinity_timeout))
     return table

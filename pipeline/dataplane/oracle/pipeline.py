@@ -19,7 +19,7 @@ from . import conntrack as ct
 from .frag import FragTable
 from .policy import decide, routes_from_outside
 from .sanity import Drop, Packet, parse
-from .service import ServiceMapper
+from .service import Affinity, ServiceMapper
 
 CT_STATE_OF_REASON = {"new": "new", "established": "established", "reply": "reply", "related": "related"}
 
@@ -38,9 +38,11 @@ class _Out:
 
 
 class OraclePipeline:
-    def __init__(self, cluster: Cluster, connections_limit: int = 1 << 20, fragments_limit: int = 4096):
+    def __init__(self, cluster: Cluster, connections_limit: int = 1 << 20, fragments_limit: int = 4096,
+                 affinity_limit: int = 65536):
         self.conns = ct.ConnTable(connections_limit)
         self.frags = FragTable(fragments_limit)
+        self.affinity = Affinity(affinity_limit)      # outlives installs, as in C
         self.last_now = 0
         self._use(cluster)
 
@@ -155,7 +157,7 @@ class OraclePipeline:
             raise Drop("no_connection")
         # 3. service mapper: a VIP's new connection goes to one ready backend
         dst_entry = plane.lookup(domain, pkt.dst)
-        xlate = self.services.map(dst_entry, pkt)
+        xlate = self.services.map(dst_entry, pkt, zone, self.affinity, now)
         if xlate is not None:
             out.dst, out.dport, out.rewrite = xlate[0], xlate[1], REWRITE_DST
             dst_entry = plane.lookup(domain, out.dst)
