@@ -84,16 +84,13 @@ int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
     ct->free_head = NS_NONE32;
     for (int c = 0; c < CT_TCLASS_COUNT; c++)
         ct->fifo[c].head = ct->fifo[c].tail = NS_NONE32;
-    void *mem = NULL;
-    /* 64-byte aligned: an entry's first half (all a lookup reads) is one cache line */
-    if (posix_memalign(&mem, 64, (size_t)cap * sizeof(*ct->e)) != 0)
-        mem = NULL;
-    ct->e = mem;
+    /* aligned (64 bytes at least): an entry's first half (all a lookup reads) is one
+     * cache line */
+    ct->e = ns_table_alloc((uint64_t)cap * sizeof(*ct->e));
     if (!ct->e || hidx_init(&ct->idx, 2ull * cap) != 0) {
         ct_fini(ct);
         return -1;
     }
-    ns_prefault(ct->e, (uint64_t)cap * sizeof(*ct->e));
     return 0;
 }
 
@@ -211,6 +208,16 @@ int ct_choose_source_port(struct ct_table *ct, const struct ct_key *key, struct 
             return 0;
     }
     return -1;
+}
+
+int ct_reply_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now)
+{
+    if ((!nat || !nat->flags) && !ct->n_xlated)
+        return 0;
+    struct ct_key r;
+    int dir;
+    ct_reply_of(key, nat, &r);
+    return ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) != NS_NONE32;
 }
 
 /* ---- events ---- */

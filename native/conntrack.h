@@ -139,8 +139,11 @@ static inline void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
 static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
 {
     const struct hslot *s = &ct->idx.slots[h & ct->idx.mask];
-    if (s->ref)
-        __builtin_prefetch(&ct->e[(s->ref - 1) >> 1]);
+    if (s->ref) {
+        const struct ct_entry *e = &ct->e[(s->ref - 1) >> 1];
+        __builtin_prefetch(e);
+        __builtin_prefetch((const char *)e + 64);   /* the translation, if any */
+    }
 }
 /* New entry in `state` (translated as nat says; NULL: not at all), or NS_NONE32
  * when full after reclaiming. The caller fills the report fields. */
@@ -165,6 +168,8 @@ void ct_reply_of(const struct ct_key *key, const struct ct_nat *nat, struct ct_k
 /* 1 when committing `key` (translated as nat says, or not) would make a second
  * connection answer to one of its keys: only possible where translations are. */
 int ct_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now);
+/* The same for a key known to be absent: only its reply key is looked up. */
+int ct_reply_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now);
 /* Source NAT for `key` to nat->xsrc: picks nat->xsport so that no live connection
  * answers to the reply key (the opening port if in range and free, else up to
  * CT_SNAT_TRIES ports of the range from a hash of the key). ICMP keeps its echo

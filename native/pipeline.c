@@ -67,7 +67,7 @@ static int wants_snat(uint16_t arrival, uint16_t out, const struct ns_endpoint *
 
 /* One parsed packet (parse result r, conntrack key and hash built beforehand):
  * returns its reason; fills res->out_port, the rule ids and any translation. */
-static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
+static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, const struct svc_hashes *hint, int r,
                    const struct ct_key *key, uint32_t hash, uint16_t in_port, uint64_t now,
                    struct ns_result *res)
 {
@@ -161,11 +161,13 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
         return NS_R_NO_CONNECTION;
 
     /* 3. service mapper */
-    const struct ns_endpoint *dep = tables_endpoint(t, zone, pkt->dst);
+    const struct ns_endpoint *dep = hint ? tables_endpoint_h(t, zone, pkt->dst, hint->ep)
+                                         : tables_endpoint(t, zone, pkt->dst);
     struct ct_nat nat;
     nat.flags = 0;
     int xlate = 0;
-    r = service_map(t, &p->aff, p->generation, now, dep, pkt, nat.xdst, &nat.xport, &xlate);
+    r = service_map(t, &p->aff, p->generation, now, dep, pkt, hint && t->n_frontends ? &hint->fe : NULL,
+                    nat.xdst, &nat.xport, &xlate);
     if (r != NS_R_CONTINUE)
         return r;
     if (xlate) {
@@ -201,7 +203,7 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, int r,
             res->rewrite |= NS_REWRITE_SRC;
         }
     }
-    if (ct_clashes(&p->ct, key, &nat, now))
+    if (ct_reply_clashes(&p->ct, key, &nat, now))   /* the key itself was just looked up */
         return NS_R_CONNTRACK_CLASH;
     ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), &nat, now);
     if (ci == NS_NONE32)
@@ -230,6 +232,25 @@ forward:
         return NS_R_FRAGMENT_TABLE_FULL;
     res->out_port = out;
     return r;
+}
+
+/* Pass (4) of the new-connection hints: the translated connection's reply-key slot
+ * (the clash check reads it) and the backend's endpoint slot (route and policy). */
+static void prefetch_translated(struct ns_pipeline *p, uint32_t j)
+{
+    const struct ns_backend *b = service_hashed_backend(p->tables, p->fe_hint[j], p->fe_hash[j]);
+    if (!b)
+        return;
+    const struct ns_tables *t = p->tables;
+    const uint16_t zone = p->key[j].zone;
+    __builtin_prefetch(&t->ep_idx.slots[tables_endpoint_hash(zone, b->addr) & t->ep_idx.mask]);
+    struct ct_nat nat;
+    nat.flags = CT_NAT_DST;
+    memcpy(nat.xdst, b->addr, 16);
+    nat.xport = b->port;
+    struct ct_key r;
+    ct_reply_of(&p->key[j], &nat, &r);
+    ct_prefetch_slot(&p->ct, ct_key_hash(&r));
 }
 
 static uint8_t reason_ct_state(int r)
@@ -317,16 +338,38 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
                 ct_prefetch_slot(&p->ct, p->hash[j]);
             }
         }
-        /* 2. prefetch the entries the slots name */
-        for (uint32_t j = 0; j < m; j++)
-            if (p->parsed[j] == NS_R_CONTINUE)
+        /* 2. prefetch the entries the slots name; a packet whose home slot holds no
+         * entry of its hash is likely new: prefetch what the service mapper, route
+         * and policy will read (index slots, then entries, then backends) */
+        for (uint32_t j = 0; j < m; j++) {
+            p->likely_new[j] = 0;
+            if (p->parsed[j] != NS_R_CONTINUE)
+                continue;
+            const struct hslot *s = &p->ct.idx.slots[p->hash[j] & p->ct.idx.mask];
+            if (s->ref && s->hash == p->hash[j]) {
                 ct_prefetch_entry(&p->ct, p->hash[j]);
+            } else {
+                p->likely_new[j] = 1;
+                service_prefetch_slots(p->tables, p->key[j].zone, &p->pkt[j], &p->svc_h[j]);
+            }
+        }
+        for (uint32_t j = 0; j < m; j++)
+            p->fe_hint[j] = p->likely_new[j] ? service_prefetch_entries(p->tables, &p->svc_h[j])
+                                             : NULL;
+        for (uint32_t j = 0; j < m; j++)
+            if (p->fe_hint[j])
+                p->fe_hash[j] = service_prefetch_backend(p->tables, p->fe_hint[j], &p->pkt[j]);
+        for (uint32_t j = 0; j < m; j++)
+            if (p->fe_hint[j])
+                prefetch_translated(p, j);
+
         /* 3. run each packet, in order */
         for (uint32_t j = 0; j < m; j++) {
             struct ns_result *o = &res[base + j];
             uint16_t port = in_port[base + j];
             result_start(&p->pkt[j], p->key[j].zone, o);
-            int r = run_one(p, &p->pkt[j], p->parsed[j], &p->key[j], p->hash[j], port, now_ns, o);
+            const struct svc_hashes *hint = p->likely_new[j] && p->tables ? &p->svc_h[j] : NULL;
+            int r = run_one(p, &p->pkt[j], hint, p->parsed[j], &p->key[j], p->hash[j], port, now_ns, o);
             result_finish(p, &p->pkt[j], r, port, now_ns, o);
         }
     }

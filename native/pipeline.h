@@ -29,6 +29,10 @@ struct ns_pipeline {
     int parsed[NS_CHUNK];            /* sanity_parse result per packet */
     uint32_t hash[NS_CHUNK];         /* conntrack key hash per packet */
     struct ct_key key[NS_CHUNK];     /* conntrack key per packet, built once */
+    const struct ns_frontend *fe_hint[NS_CHUNK];  /* prefetched frontend of a likely-new packet */
+    struct svc_hashes svc_h[NS_CHUNK];   /* its endpoint and frontend index hashes */
+    uint32_t fe_hash[NS_CHUNK];      /* its flow hash, when it has a frontend hint */
+    uint8_t likely_new[NS_CHUNK];    /* no entry of its hash at its conntrack home slot */
     struct ns_tables *tables;        /* NULL: empty tables */
     uint32_t generation;             /* table sets swapped in so far */
     uint64_t last_now;               /* now of the latest batch (recheck skips expired) */

@@ -25,17 +25,57 @@ uint32_t ns_flow_hash(const uint8_t *src16, const uint8_t *dst16, uint16_t sport
     return ns_hash_words(&k, sizeof(k), NS_FLOW_HASH_SEED);
 }
 
+void service_prefetch_slots(const struct ns_tables *t, uint16_t zone, const struct ns_pkt *pkt,
+                            struct svc_hashes *h)
+{
+    if (!t)
+        return;
+    h->ep = tables_endpoint_hash(zone, pkt->dst);
+    __builtin_prefetch(&t->ep_idx.slots[h->ep & t->ep_idx.mask]);
+    if (t->n_frontends) {
+        h->fe = tables_frontend_hash(zone, pkt->dst, pkt->proto, pkt->dport);
+        __builtin_prefetch(&t->fe_idx.slots[h->fe & t->fe_idx.mask]);
+    }
+}
+
+const struct ns_frontend *service_prefetch_entries(const struct ns_tables *t, const struct svc_hashes *h)
+{
+    if (!t)
+        return NULL;
+    const struct hslot *s = &t->ep_idx.slots[h->ep & t->ep_idx.mask];
+    if (s->ref && s->hash == h->ep)
+        __builtin_prefetch(&t->ep[s->ref - 1]);
+    if (!t->n_frontends)
+        return NULL;
+    s = &t->fe_idx.slots[h->fe & t->fe_idx.mask];
+    if (!s->ref || s->hash != h->fe)
+        return NULL;
+    const struct ns_frontend *f = &t->fe[s->ref - 1];
+    __builtin_prefetch(f);
+    return f;
+}
+
+uint32_t service_prefetch_backend(const struct ns_tables *t, const struct ns_frontend *f,
+                                  const struct ns_pkt *pkt)
+{
+    if (!f->n_backends)
+        return 0;
+    uint32_t h = (f->flags & NS_FE_CLIENT_IP) ? ns_flow_hash(pkt->src, pkt->dst, 0, 0, pkt->proto)
+                                             : ns_flow_hash(pkt->src, pkt->dst, pkt->sport, pkt->dport, pkt->proto);
+    __builtin_prefetch(&t->maglev[f->first_slot + h % f->m]);
+    __builtin_prefetch(&t->be[f->first_backend]);
+    return h;
+}
+
 int aff_init(struct aff_table *a, uint32_t cap)
 {
     memset(a, 0, sizeof(*a));
     uint32_t n = NS_AFF_PROBE;
     while (n < cap && n < (1u << 26))
         n <<= 1;
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)n * sizeof(struct aff_entry)) != 0)
+    a->e = ns_table_alloc((uint64_t)n * sizeof(struct aff_entry));
+    if (!a->e)
         return -1;
-    memset(mem, 0, (size_t)n * sizeof(struct aff_entry));
-    a->e = mem;
     a->mask = n - 1;
     return 0;
 }
@@ -106,13 +146,15 @@ static uint32_t affinity_backend(struct aff_table *a, const struct ns_tables *t,
 }
 
 int service_map(const struct ns_tables *t, struct aff_table *aff, uint32_t generation, uint64_t now,
-                const struct ns_endpoint *dep, const struct ns_pkt *pkt, uint8_t *xdst16,
-                uint16_t *xport, int *xlate)
+                const struct ns_endpoint *dep, const struct ns_pkt *pkt, const uint32_t *fe_hash,
+                uint8_t *xdst16, uint16_t *xport, int *xlate)
 {
     *xlate = 0;
     if (!dep || (dep->kind != NS_EP_SERVICE && dep->kind != NS_EP_NODE))
         return NS_R_CONTINUE;
-    const struct ns_frontend *f = tables_frontend(t, dep->zone, pkt->dst, pkt->proto, pkt->dport);
+    const struct ns_frontend *f =
+        fe_hash ? tables_frontend_h(t, dep->zone, pkt->dst, pkt->proto, pkt->dport, *fe_hash)
+                : tables_frontend(t, dep->zone, pkt->dst, pkt->proto, pkt->dport);
     if (!f)   /* a node's address is its own on every port but its node ports */
         return dep->kind == NS_EP_NODE ? NS_R_CONTINUE : NS_R_SERVICE_PORT_UNKNOWN;
     if (!f->n_backends)

@@ -52,9 +52,30 @@ void aff_fini(struct aff_table *a);
 
 /* NS_R_CONTINUE, with *xlate = 1 and (xdst16, *xport) set when the destination is
  * translated; or a drop reason. dep: what sits at the destination address; aff (may
- * be NULL: stateless), generation and now serve ClientIP affinity. */
+ * be NULL: stateless), generation and now serve ClientIP affinity; fe_hash, when not
+ * NULL, is the destination's tables_frontend_hash, computed already. */
 int service_map(const struct ns_tables *t, struct aff_table *aff, uint32_t generation, uint64_t now,
-                const struct ns_endpoint *dep, const struct ns_pkt *pkt, uint8_t *xdst16,
-                uint16_t *xport, int *xlate);
+                const struct ns_endpoint *dep, const struct ns_pkt *pkt, const uint32_t *fe_hash,
+                uint8_t *xdst16, uint16_t *xport, int *xlate);
+
+/* Prefetch hints for a chunk's likely-new packets (their conntrack home slot holds
+ * no entry of their hash), in three passes so the misses of a chunk overlap:
+ * (1) the endpoint and frontend index slots of the destination; (2) the entries they
+ * name, returning the frontend when its home slot names it; (3) its Maglev slot and
+ * first backend, returning the flow hash; (4) the caller's, from the backend. Hints only: results do not depend on them. */
+struct svc_hashes {
+    uint32_t ep, fe;         /* the destination's endpoint and frontend index hashes */
+};
+void service_prefetch_slots(const struct ns_tables *t, uint16_t zone, const struct ns_pkt *pkt,
+                            struct svc_hashes *h);
+const struct ns_frontend *service_prefetch_entries(const struct ns_tables *t, const struct svc_hashes *h);
+uint32_t service_prefetch_backend(const struct ns_tables *t, const struct ns_frontend *f,
+                                  const struct ns_pkt *pkt);
+/* (4) the backend the hash picks (affinity aside): what the caller prefetches next. */
+static inline const struct ns_backend *service_hashed_backend(const struct ns_tables *t,
+                                                              const struct ns_frontend *f, uint32_t h)
+{
+    return f->n_backends ? &t->be[f->first_backend + t->maglev[f->first_slot + h % f->m]] : NULL;
+}
 
 #endif

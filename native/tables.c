@@ -18,13 +18,13 @@ struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
     if (!t->lim.frontends) t->lim.frontends = NS_DEF_FRONTENDS;
     if (!t->lim.backends) t->lim.backends = NS_DEF_BACKENDS;
     if (!t->lim.maglev_slots) t->lim.maglev_slots = NS_DEF_MAGLEV_SLOTS;
-    t->ep = calloc(t->lim.endpoints, sizeof(*t->ep));
+    t->ep = ns_table_alloc((uint64_t)t->lim.endpoints * sizeof(*t->ep));
     t->isolation = calloc(t->lim.identities, 1);
     t->port_zone = calloc(NS_PORTS, sizeof(*t->port_zone));
     t->rule_hits = calloc(t->lim.rules, sizeof(*t->rule_hits));
-    t->fe = calloc(t->lim.frontends, sizeof(*t->fe));
-    t->be = calloc(t->lim.backends, sizeof(*t->be));
-    t->maglev = calloc(t->lim.maglev_slots, sizeof(*t->maglev));
+    t->fe = ns_table_alloc((uint64_t)t->lim.frontends * sizeof(*t->fe));
+    t->be = ns_table_alloc((uint64_t)t->lim.backends * sizeof(*t->be));
+    t->maglev = ns_table_alloc((uint64_t)t->lim.maglev_slots * sizeof(*t->maglev));
     if (!t->ep || !t->isolation || !t->port_zone || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
         !t->fe || !t->be || !t->maglev || hidx_init(&t->fe_idx, t->lim.frontends) != 0 ||
         lpm_init(&t->lpm, t->lim.prefixes, t->lim.class_blocks) != 0 ||

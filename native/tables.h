@@ -95,13 +95,13 @@ static inline uint32_t tables_endpoint_hash(uint16_t zone, const uint8_t *addr16
     return ns_hash_words(addr16, 16, 0x2545f4914f6cdd1dull ^ ((uint64_t)zone * 0x9E3779B97F4A7C15ull));
 }
 
-/* What sits at (zone, addr16), or NULL. NULL tables behave as empty ones. */
-static inline const struct ns_endpoint *tables_endpoint(const struct ns_tables *t, uint16_t zone,
-                                                        const uint8_t *addr16)
+/* What sits at (zone, addr16), or NULL, h being its tables_endpoint_hash (computed
+ * once by a caller that prefetched with it). NULL tables behave as empty ones. */
+static inline const struct ns_endpoint *tables_endpoint_h(const struct ns_tables *t, uint16_t zone,
+                                                          const uint8_t *addr16, uint32_t h)
 {
     if (!t)
         return NULL;
-    uint32_t h = tables_endpoint_hash(zone, addr16);
     const struct hidx *x = &t->ep_idx;
     for (uint32_t i = h & x->mask; x->slots[i].ref; i = (i + 1) & x->mask) {
         if (x->slots[i].hash != h)
@@ -111,6 +111,12 @@ static inline const struct ns_endpoint *tables_endpoint(const struct ns_tables *
             return e;
     }
     return NULL;
+}
+
+static inline const struct ns_endpoint *tables_endpoint(const struct ns_tables *t, uint16_t zone,
+                                                        const uint8_t *addr16)
+{
+    return t ? tables_endpoint_h(t, zone, addr16, tables_endpoint_hash(zone, addr16)) : NULL;
 }
 static inline uint16_t tables_port_zone(const struct ns_tables *t, uint16_t port)
 {
@@ -129,15 +135,14 @@ static inline uint32_t tables_frontend_hash(uint16_t zone, const uint8_t *addr16
     return ns_hash_words(addr16, 16, seed);
 }
 
-/* The frontend of (zone, VIP, proto, port), or NULL. */
-static inline const struct ns_frontend *tables_frontend(const struct ns_tables *t, uint16_t zone,
-                                                        const uint8_t *addr16, uint8_t proto,
-                                                        uint16_t port)
+/* The frontend of (zone, VIP, proto, port), or NULL; h its tables_frontend_hash. */
+static inline const struct ns_frontend *tables_frontend_h(const struct ns_tables *t, uint16_t zone,
+                                                          const uint8_t *addr16, uint8_t proto,
+                                                          uint16_t port, uint32_t h)
 {
     if (!t || !t->n_frontends)
         return NULL;
     const struct hidx *x = &t->fe_idx;
-    uint32_t h = tables_frontend_hash(zone, addr16, proto, port);
     for (uint32_t i = h & x->mask; x->slots[i].ref; i = (i + 1) & x->mask) {
         if (x->slots[i].hash != h)
             continue;
@@ -146,6 +151,13 @@ static inline const struct ns_frontend *tables_frontend(const struct ns_tables *
             return f;
     }
     return NULL;
+}
+
+static inline const struct ns_frontend *tables_frontend(const struct ns_tables *t, uint16_t zone,
+                                                        const uint8_t *addr16, uint8_t proto,
+                                                        uint16_t port)
+{
+    return tables_frontend_h(t, zone, addr16, proto, port, tables_frontend_hash(zone, addr16, proto, port));
 }
 
 #endif
