@@ -363,8 +363,12 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
             if (p->fe_hint[j])
                 prefetch_translated(p, j);
 
-        /* 3. run each packet, in order */
+        /* 3. run each packet, in order; the entry of the packet NS_AHEAD on is
+         * prefetched again here, so its lead is that many packets' work, not the
+         * short pass above (whose prefetches serve the chunk's first packets) */
         for (uint32_t j = 0; j < m; j++) {
+            if (j + NS_AHEAD < m && p->parsed[j + NS_AHEAD] == NS_R_CONTINUE && !p->likely_new[j + NS_AHEAD])
+                ct_prefetch_entry(&p->ct, p->hash[j + NS_AHEAD]);
             struct ns_result *o = &res[base + j];
             uint16_t port = in_port[base + j];
             result_start(&p->pkt[j], p->key[j].zone, o);

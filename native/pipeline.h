@@ -22,6 +22,7 @@
  * run one by one in order (the prefetches are hints; results are exactly those of
  * running the packets one at a time). */
 #define NS_CHUNK 32
+#define NS_AHEAD 6      /* prefetch distance, in packets, while running a chunk */
 
 struct ns_pipeline {
     struct ns_ct_limits lim;
