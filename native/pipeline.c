@@ -353,13 +353,16 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
                 service_prefetch_slots(p->tables, p->key[j].zone, &p->pkt[j], &p->svc_h[j]);
             }
         }
+        /* the rest of a likely-new packet's chain here for the chunk's first packets;
+         * for the others while running the chunk, staggered (below) */
+        const uint32_t head = m < NS_AHEAD ? m : NS_AHEAD;
         for (uint32_t j = 0; j < m; j++)
-            p->fe_hint[j] = p->likely_new[j] ? service_prefetch_entries(p->tables, &p->svc_h[j])
-                                             : NULL;
-        for (uint32_t j = 0; j < m; j++)
+            p->fe_hint[j] = p->likely_new[j] && j < head ? service_prefetch_entries(p->tables, &p->svc_h[j])
+                                                         : NULL;
+        for (uint32_t j = 0; j < head; j++)
             if (p->fe_hint[j])
                 p->fe_hash[j] = service_prefetch_backend(p->tables, p->fe_hint[j], &p->pkt[j]);
-        for (uint32_t j = 0; j < m; j++)
+        for (uint32_t j = 0; j < head; j++)
             if (p->fe_hint[j])
                 prefetch_translated(p, j);
 
@@ -367,8 +370,17 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
          * prefetched again here, so its lead is that many packets' work, not the
          * short pass above (whose prefetches serve the chunk's first packets) */
         for (uint32_t j = 0; j < m; j++) {
-            if (j + NS_AHEAD < m && p->parsed[j + NS_AHEAD] == NS_R_CONTINUE && !p->likely_new[j + NS_AHEAD])
-                ct_prefetch_entry(&p->ct, p->hash[j + NS_AHEAD]);
+            const uint32_t k = j + NS_AHEAD, k2 = j + NS_AHEAD * 2 / 3, k3 = j + NS_AHEAD / 3;
+            if (k < m && p->parsed[k] == NS_R_CONTINUE) {
+                if (!p->likely_new[k])
+                    ct_prefetch_entry(&p->ct, p->hash[k]);
+                else
+                    p->fe_hint[k] = service_prefetch_entries(p->tables, &p->svc_h[k]);
+            }
+            if (k2 >= head && k2 < m && p->fe_hint[k2])
+                p->fe_hash[k2] = service_prefetch_backend(p->tables, p->fe_hint[k2], &p->pkt[k2]);
+            if (k3 >= head && k3 < m && p->fe_hint[k3])
+                prefetch_translated(p, k3);
             struct ns_result *o = &res[base + j];
             uint16_t port = in_port[base + j];
             result_start(&p->pkt[j], p->key[j].zone, o);
