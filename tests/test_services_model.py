@@ -131,6 +131,20 @@ def test_policy_is_checked_against_the_backend_chosen_not_the_service_address():
     assert not v.allowed and v.egress.policies == ["s/e"]
 
 
+def test_a_pod_its_own_service_sends_back_to_itself_is_not_policed_another_backend_is():
+    """Hairpin: as its own address (kube-proxy makes it node traffic, Cilium skips policy
+    for it); through the same Service to another backend, policy decides."""
+    deny = ("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: s}\n"
+            "spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n")
+    c = cluster(NS + pod("a", "198.18.0.10") + pod("b", "198.18.0.11") + WEB + deny)
+    backends = {b.pod: b for b in service_backends(c, c.services["s/web"], c.services["s/web"].port("TCP", 80))}
+    own = open_service_connection(c, Connections(), c.pods["s/a"], "s/web", "TCP", 80, backends["s/a"])
+    assert own.allowed and own.backend == "s/a" and own.egress is None
+    assert any("own address" in n for n in own.notes)
+    other = open_service_connection(c, Connections(), c.pods["s/a"], "s/web", "TCP", 80, backends["s/b"])
+    assert not other.allowed and other.egress.policies == ["s/d"]
+
+
 def test_headless_services_have_no_virtual_ip():
     c = cluster(NS + pod("a", "198.18.0.10") + pod("client", "198.18.0.13", labels="{app: client}")
                 + svc("h", "{clusterIP: None, selector: {app: web}, ports: [{port: 80}]}"))

@@ -130,7 +130,7 @@ def render_probe(report, output: str, out) -> None:
                   f"{'allowed' if p.expected else 'denied'}", file=out)
     else:
         print(f"all {len(report.probes)} probes agree with the model", file=out)
-    if report.services or report.hairpin:
+    if report.services:
         print(file=out)
         render_service_probes(report, out)
 
@@ -157,9 +157,6 @@ def render_service_probes(report, out) -> None:
                     spread.update(s.answers)
             who = ", ".join(f"{k} {v}" for k, v in sorted(spread.items())) or "no answer"
             print(f"  {j + 1:>{num}}: {svc} {proto}/{port}: {who}", file=out)
-    for c in report.hairpin:
-        print(f"  not probed: {c.source} -> {c.service} {c.protocol}/{c.port} (a pod to its own Service "
-              f"needs hairpin source NAT, not there yet)", file=out)
     differ = report.services_differ
     print(f"{len(differ)} of {len(report.services)} Service cells differ from the model" if differ
           else f"all {len(report.services)} Service cells agree with the model", file=out)

@@ -173,9 +173,8 @@ def open_service_connection(cluster: Cluster, connections: Connections, source: 
                             protocol: str, port: int, backend: Optional[Backend] = None) -> Verdict:
     """openServiceConnection: the service mapper picks a ready backend of that Service
     port, then the connection is policed as one to the backend's address, on its
-    target port (what kube-proxy's DNAT makes of it). Going through its own Service, a
-    pod IS policed (unlike its own address): the plane's own-address rule compares
-    what the packet is addressed to, and that is the Service. `backend` asks for one
+    target port (what kube-proxy's DNAT makes of it). A pod the Service sends back to
+    itself is not policed: the own-address rule holds on the backend. `backend` asks for one
     of the port's ready backends (what a dataplane may pick instead of the first)."""
     svc = cluster.services.get(service)
     v = Verdict(False, None, source.key, service, protocol, port)
@@ -210,13 +209,10 @@ def open_service_connection(cluster: Cluster, connections: Connections, source: 
                   if ip.version == chosen.address.version)
     dst_entry = cluster.plane.lookup(DEFAULT_DOMAIN, chosen.address)
     src_entry = cluster.plane.lookup(DEFAULT_DOMAIN, src_ip)
-    if chosen.pod == source.key:
-        # Through its own Service a pod is policed like any client of the Service.
-        v.egress = allow_new_connection_to_pod(cluster, source, source, protocol, chosen.port, chosen.address)
-        v.ingress = allow_new_connection_from_pod(cluster, source, source, protocol, chosen.port, src_ip)
-        v.allowed = v.egress.allowed and v.ingress.allowed
-    else:
-        _decide(cluster, v, src_entry, src_ip, dst_entry, chosen.address, protocol, chosen.port)
+    # Back to the pod itself (hairpin), the plane's own-address rule holds on the
+    # backend reached: not policed, as with kube-proxy (whose hairpin masquerade makes it
+    # node traffic) and Cilium (which skips policy for it).
+    _decide(cluster, v, src_entry, src_ip, dst_entry, chosen.address, protocol, chosen.port)
     if v.allowed:
         v.connection = connections.new_connection(source.key, chosen.pod or chosen.address, protocol, chosen.port)
     return v

@@ -105,7 +105,8 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                mode: str = "sockets", via: dict | None = None) -> list[Probe]:
     """Runs every probe; `expected[(proto, port)]` is the model's Matrix.allowed.
     `via[(pod key, family)]`: the address to reach that pod at instead of its own (a
-    Service VIP); a pod probing itself still uses its own address (no hairpin yet)."""
+    Service VIP); a pod probing itself uses its own address, as plain probe does:
+    through its Service it would be policed, and the two reports must compare."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ns_of = {pp.key: pp.netns for pp in topo.ports.values()}
@@ -311,7 +312,6 @@ class ProbeReport:
     probes: list                     # Probe
     skipped: list                    # pod keys not probed (no interface of their own)
     services: list = field(default_factory=list)   # probe_vips.ServiceProbe (--services)
-    hairpin: list = field(default_factory=list)    # service cells not probed (a pod to its own Service)
 
     @property
     def differ(self) -> list:
@@ -345,9 +345,9 @@ def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", pref
         cpus = sorted(os.sched_getaffinity(0))
         pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None, pcap=pcap)
         probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode, via=via)
-        vips, hairpin = run_service_probes(cluster, topo, pods, timeout) if services else ([], [])
+        vips = run_service_probes(cluster, topo, pods, timeout) if services else []
     finally:
         if pid is not None:
             stop_switch(pid)
         topo.teardown()
-    return ProbeReport(pods, combos, probes, skipped, vips, hairpin)
+    return ProbeReport(pods, combos, probes, skipped, vips)

@@ -63,17 +63,14 @@ class ServiceProbe:
 
 
 def _plan(cluster, pods) -> tuple[list[ServiceProbe], set, list]:
-    """(probes, listeners (pod, address, port, protocol), cells skipped as hairpin)."""
-    plan, listeners, hairpin = [], set(), []
+    """(probes, listeners (pod, address, port, protocol)). A pod's own Service is
+    probed too: when the connection lands on the pod itself, the switch's hairpin
+    source NAT brings the reply back through it."""
+    plan, listeners = [], set()
     for cell in service_reach(cluster, pods):
         if cell.protocol not in ("TCP", "UDP"):
             continue                     # SCTP has no kernel sockets on many hosts
         listeners |= {(b.pod, b.address, b.port, cell.protocol) for b, _ in cell.backends if b.pod}
-        if any(b.pod == cell.source for b, _ in cell.backends):
-            # A pod reaching itself through its Service needs source NAT the switch
-            # does not do yet: the reply would not come back through it.
-            hairpin.append(cell)
-            continue
         svc = cluster.services[cell.service]
         fams = {ip.version for _, ip in cluster.plane.lookup_pod_to_address_mappings(cell.source)}
         vip = next((ip for _, ip in cluster.plane.lookup_service_to_address_mappings(svc.key)
@@ -82,7 +79,7 @@ def _plan(cluster, pods) -> tuple[list[ServiceProbe], set, list]:
             continue
         plan.append(ServiceProbe(cell.source, cell.service, cell.protocol, cell.port, vip, cell.mark,
                                  {b.pod for b, ok in cell.backends if ok}, {b.pod for b, _ in cell.backends}))
-    return plan + _from_uplink(cluster, plan), listeners, hairpin
+    return plan + _from_uplink(cluster, plan), listeners
 
 
 def _from_uplink(cluster, plan) -> list[ServiceProbe]:
@@ -109,9 +106,9 @@ def _from_uplink(cluster, plan) -> list[ServiceProbe]:
 
 
 def run_service_probes(cluster, topo: Topology, pods: list, timeout: float,
-                       per_cell: int = PER_CELL) -> tuple[list[ServiceProbe], list]:
-    """(the probes with what they saw, the cells skipped as hairpin)."""
-    plan, listeners, hairpin = _plan(cluster, pods)
+                       per_cell: int = PER_CELL) -> list[ServiceProbe]:
+    """The probes with what they saw."""
+    plan, listeners = _plan(cluster, pods)
     ns_of = {pp.key: pp.netns for pp in topo.ports.values()}
     sel = selectors.DefaultSelector()
     owned: list[socket.socket] = []
@@ -181,7 +178,7 @@ def run_service_probes(cluster, topo: Topology, pods: list, timeout: float,
                     pass
         for p in waiting.values():
             p.timeouts += 1
-        return plan, hairpin
+        return plan
     finally:
         for s in owned:
             try:
