@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..dataplane.compiler import CompileError
 from ..load.errors import ManifestErrors
 from .common import EXIT_BAD_INPUT, UsageError
 
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
         print(f"netsem: {len(e.errors)} error(s); nothing applied", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as e:
+        print(f"netsem {args.command}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CompileError as e:     # manifests the dataplane cannot carry: said, not a traceback
         print(f"netsem {args.command}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

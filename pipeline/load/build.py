@@ -12,10 +12,11 @@ from typing import Iterable
 
 from ..model.addresses import DEFAULT_DOMAIN, AddressError, Attachment, ServiceVIP
 from ..model.cluster import Cluster, ClusterConfig
-from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, Namespace, NetworkPolicy,
-                             Pod, Service)
+from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, Namespace,
+                             NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
 from .errors import ManifestError, ManifestErrors
 from .manifests import LoadResult, load
+from .networks import attach_networks
 
 
 def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cluster:
@@ -77,6 +78,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
             cluster.add_pod(pod)
         except AddressError as e:
             err(doc, "status.podIPs", f"Duplicate value: {e}")
+    attach_networks(cluster, by_kind.get(NetworkAttachmentDefinition, []), list(final_pods.values()), err)
     for _, s in slices:
         cluster.add_endpoint_slice(s)
     for doc, svc in sorted(services, key=lambda ds: ds[1].key):

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Rule)
 from .selectors import parse_selector
+from .network_kinds import parse_nad, pod_networks
 from .service_kinds import parse_endpointslice, parse_service
 from .validation import (check_dns_label, check_dns_subdomain, check_port_name,
                          check_port_number, check_protocol, parse_cidr, parse_ip, read_list, read_metadata,
@@ -16,6 +17,7 @@ SUPPORTED = {
     ("v1", "Namespace"), ("v1", "Pod"), ("v1", "Service"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"),
 }
 POLICY_TYPES = ("Ingress", "Egress")
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -76,8 +78,10 @@ def parse_pod(doc, errors) -> Optional[Pod]:
             p = parse_ip(primary, errors, "status.podIP")
             if p is not None and p != ips[0]:
                 errors.add("status.podIP", f"Invalid value: {primary!r}: must be the same as podIPs[0] ({ips[0]})")
+    networks, network_status = pod_networks(doc, namespace, errors)
     return Pod(namespace, name, labels, tuple(ports), host_network, tuple(ips), phase,
-               node_name if isinstance(node_name, str) else None, _ready(status, errors))
+               node_name if isinstance(node_name, str) else None, _ready(status, errors),
+               networks, network_status)
 
 
 def _ready(status, errors) -> bool:
@@ -224,4 +228,5 @@ def parse_networkpolicy(doc, errors) -> Optional[NetworkPolicy]:
 PARSERS = {
     "Namespace": parse_namespace, "Pod": parse_pod, "Service": parse_service,
     "EndpointSlice": parse_endpointslice, "NetworkPolicy": parse_networkpolicy,
+    "NetworkAttachmentDefinition": parse_nad,
 }

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .addresses import DEFAULT_DOMAIN, DEFAULT_NODE, AddressPlane, Attachment, NodeAddress
-from .objects import NAMESPACE_NAME_LABEL, EndpointSlice, Namespace, NetworkPolicy, Pod, Service
+from .networks import CLUSTER_NETWORK, Network, network
+from .objects import (NAMESPACE_NAME_LABEL, EndpointSlice, Namespace, NetworkAttachmentDefinition,
+                      NetworkPolicy, Pod, Service)
 
 DEFAULT_POD_CIDRS = ("198.18.0.0/16", "2001:db8:1::/64")
 DEFAULT_SERVICE_CIDRS = ("198.19.0.0/17", "2001:db8:2::/112")
@@ -40,6 +42,8 @@ class Cluster:
         self.services: dict[str, Service] = {}
         self.endpoint_slices: dict[str, EndpointSlice] = {}
         self.policies: dict[str, NetworkPolicy] = {}
+        self.networks: dict[str, Network] = {CLUSTER_NETWORK.name: CLUSTER_NETWORK}
+        self.network_attachment_definitions: dict[str, NetworkAttachmentDefinition] = {}
         self.plane = AddressPlane()
         for ip in self.config.node_ips:
             self.plane.add_node_address(DEFAULT_DOMAIN, ip, DEFAULT_NODE)
@@ -54,6 +58,21 @@ class Cluster:
         self._slices: dict[str, dict[str, EndpointSlice]] = {}
         self._services_by_slice_address: dict = {}
         self.generation = 0                             # bumped on every change
+
+    # -- networks (004 steps 2-3) ---------------------------------------------------
+    def add_network_attachment_definition(self, nad: NetworkAttachmentDefinition) -> Network:
+        """The definition's network, added on first sight: definitions whose CNI
+        configs share a name are one network (as OVN-Kubernetes has it), which must
+        then be in one domain (ValueError otherwise)."""
+        net = self.networks.get(nad.network)
+        if net is None:
+            net = self.networks[nad.network] = network(nad.network, nad.domain)
+        elif net.domain != nad.domain:
+            raise ValueError(f"network {net.name!r} is in IP address domain {net.domain!r}, not {nad.domain!r}")
+        self.network_attachment_definitions[nad.key] = nad
+        self.ensure_namespace(nad.namespace)
+        self.generation += 1
+        return net
 
     # -- namespaces ---------------------------------------------------------
     def add_namespace(self, ns: Namespace) -> None:

@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .addresses import DEFAULT_DOMAIN, Attachment, Entry, NodeAddress, ServiceVIP
+from .addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK, Attachment, Entry, NodeAddress, ServiceVIP
 from .cluster import Cluster
 from .objects import IPAddress, Pod
 from .services import Backend, node_port_service, ready_backends, select_one_backend, service_backends
@@ -113,8 +113,18 @@ def _decide(cluster: Cluster, v: Verdict, src: Optional[Entry], src_ip, dst: Opt
     plane = cluster.plane
     src_pod = cluster.pods[src.pod] if isinstance(src, Attachment) else None
     dst_pod = cluster.pods[dst.pod] if isinstance(dst, Attachment) else None
+    nets = {e.network for e in (src, dst) if isinstance(e, Attachment)}
     if plane.own_address(src, dst):
         v.notes.append("traffic to one's own address is not policed")
+        v.allowed = True
+    elif len(nets) > 1:
+        v.notes.append(f"the ends are on different networks ({', '.join(sorted(nets))}): traffic never "
+                       f"crosses between networks")
+    elif nets and nets != {DEFAULT_NETWORK}:
+        # NetworkPolicies apply to the cluster network only (001); a network's own
+        # MultiNetworkPolicies are not read yet (issue 9), so nothing isolates it.
+        v.notes.append(f"on network {next(iter(nets))} no NetworkPolicy applies, and netsem does not "
+                       f"read MultiNetworkPolicies yet: allowed")
         v.allowed = True
     elif src_pod is None and dst_pod is None:
         v.notes.append("neither address belongs to a pod: not a connection of this cluster")

@@ -31,6 +31,41 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class NetworkRequest:
+    """One attachment a pod asks for (`k8s.v1.cni.cncf.io/networks`): the
+    NetworkAttachmentDefinition by namespace and name, the interface (None: Multus's
+    default, net1, net2, ... in order) and addresses asked for."""
+    namespace: str
+    name: str
+    interface: Optional[str] = None
+    ips: tuple = ()
+
+
+@dataclass(frozen=True)
+class NetworkStatus:
+    """One attachment a pod reports (`k8s.v1.cni.cncf.io/network-status`)."""
+    network: str                           # "ns/nad"
+    interface: str
+    ips: tuple = ()
+
+
+@dataclass(frozen=True)
+class NetworkAttachmentDefinition:
+    """k8s.cni.cncf.io/v1: `network` is the CNI config's `name` (two definitions with one
+    name are one network), `domain` its `ipAddressDomain` (004), `subnets` what its IPAM
+    config allocates from."""
+    namespace: str
+    name: str
+    network: str
+    domain: str
+    subnets: tuple = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class Pod:
     namespace: str
     name: str
@@ -41,6 +76,8 @@ class Pod:
     phase: str = "Running"                 # status.phase ("" when absent: treated as running)
     node_name: Optional[str] = None        # spec.nodeName
     ready: bool = True                     # status.conditions Ready (absent: ready)
+    networks: tuple = field(default=(), hash=False, compare=False)        # NetworkRequest, ...
+    network_status: tuple = field(default=(), hash=False, compare=False)  # NetworkStatus, ...
 
     @property
     def key(self) -> str:

@@ -21,7 +21,8 @@ from .._native import ffi, lib
 from ..dataplane import constants as K
 from ..dataplane.constants import FORWARD_REASONS, LOCAL_REASONS, REASONS
 from ..dataplane.driver import Datapath
-from ..model.addresses import DEFAULT_DOMAIN
+from ..dataplane.compiler import CompileError
+from ..model.addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK
 from .topology import Topology, in_netns
 
 RING_VERSIONS = {"v2": lib.NS_SW_RING_V2, "v3": lib.NS_SW_RING_V3}
@@ -44,6 +45,10 @@ def topology_pods(compiled) -> list[tuple[str, int, list]]:
     pod interface the address plane has (hostNetwork pods have none: their address is
     their node's)."""
     plane = compiled.cluster.plane
+    secondary = sorted(str(a) for a in compiled.attachments.values() if a.network != DEFAULT_NETWORK)
+    if secondary:
+        raise CompileError(f"pods on secondary networks ({', '.join(secondary[:3])}): the switch does not "
+                           f"wire them into their pods yet (one namespace per pod, net1... in it)")
     mine = [ip for ip in UPLINK_ADDRESSES if plane.lookup(DEFAULT_DOMAIN, ip) is None]
     return [(UPLINK, K.PORT_UPLINK, mine)] + \
         [(str(a), port, plane.addresses(a)) for port, a in sorted(compiled.attachments.items())]

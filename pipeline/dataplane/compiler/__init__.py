@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ...model.addresses import Attachment
+from ...model.addresses import DEFAULT_NETWORK, Attachment
 from ..addr16 import addr16
 from ...model.cluster import Cluster
 from .endpoints import EndpointTable, build_endpoints
@@ -65,9 +65,37 @@ class Compiled:
                 "backends": self.services.n_backends}
 
 
+def _secondary_networks_unsupported(cluster: Cluster) -> Optional[str]:
+    """What the C tables would decide wrongly on secondary networks, or None. They
+    keep domains apart (every key carries its zone) and police by pod, so they are
+    right while no NetworkPolicy isolates a pod that has a secondary attachment (a
+    NetworkPolicy is the cluster network's only) and no two networks share a domain
+    (networks do not meet). Beyond that (issue 9) they refuse rather than decide."""
+    from ...model.policy import policies_selecting
+    secondary = [a for a in cluster.plane.attachments() if a.network != DEFAULT_NETWORK]
+    if not secondary:
+        return None
+    domains: dict = {}
+    for a in cluster.plane.attachments():
+        other = domains.setdefault(a.domain, a.network)
+        if other != a.network:
+            return (f"networks {other} and {a.network} share the IP address domain {a.domain}: the fast "
+                    f"path does not keep networks of one domain apart yet")
+    for key in sorted({a.pod for a in secondary}):
+        pod = cluster.pods[key]
+        if policies_selecting(cluster, pod, "Ingress") or policies_selecting(cluster, pod, "Egress"):
+            return (f"pod {key} has a secondary network attachment and a NetworkPolicy selects it: the fast "
+                    f"path would police its secondary networks too, which NetworkPolicy does not; "
+                    f"`netsem verdict` and `reach` answer for the cluster network")
+    return None
+
+
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     from ..._native import ffi, lib
 
+    problem = _secondary_networks_unsupported(cluster)
+    if problem:
+        raise CompileError(problem)
     idents, identity_of = build_identities(cluster)
     endpoints = build_endpoints(cluster, identity_of)
     policy = build_policy(cluster, idents)

@@ -1,0 +1,141 @@
+"""Secondary networks in the model and the loader (issue 9, first part): Network-
+AttachmentDefinitions and their IP address domains, pods' attachments by annotation
+in both forms and by network-status, the same address in two domains as two pods,
+load errors as file:doc:field, and what the model says across and on networks."""
+
+import io
+import ipaddress
+import textwrap
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.dataplane.compiler import CompileError, compile_cluster
+from pipeline.load.build import load_cluster
+from pipeline.load.errors import ManifestErrors
+from pipeline.model.addresses import Attachment
+from pipeline.model.connections import Connections, open_connection_with_ip_addresses
+
+NADS = """
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: red, namespace: lab}
+spec:
+  config: '{"name": "red-net", "type": "macvlan", "ipAddressDomain": "red", "ipam": {"type": "host-local", "subnet": "198.18.100.0/24"}}'
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: blue, namespace: lab}
+spec:
+  config: '{"name": "blue-net", "type": "macvlan", "ipAddressDomain": "blue", "ipam": {"type": "whereabouts", "range": "198.18.100.0/24"}}'
+"""
+
+
+def pod(name, networks="", status=""):
+    ann = ""
+    if networks or status:
+        ann = "\n  annotations:"
+        if networks:
+            ann += f"\n    k8s.v1.cni.cncf.io/networks: '{networks}'"
+        if status:
+            ann += f"\n    k8s.v1.cni.cncf.io/network-status: '{status}'"
+    return (f"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: lab\n"
+            f"  labels: {{app: {name}}}{ann}\nspec: {{containers: [{{name: c}}]}}\n")
+
+
+def cluster(text):
+    c, _ = load_cluster(["-"], stdin=io.StringIO(textwrap.dedent(text)))
+    return c
+
+
+def at(c, domain, ip):
+    return c.plane.lookup(domain, ipaddress.ip_address(ip))
+
+
+def test_attachments_by_both_annotation_forms_and_by_network_status():
+    status = '[{"name": "cbr0", "interface": "eth0", "ips": ["198.18.0.9"], "default": true},' \
+             ' {"name": "lab/blue", "interface": "net7", "ips": ["198.18.100.77"]}]'
+    c = cluster(NADS + pod("a", "red@net1, lab/blue") +
+                pod("b", '[{"name": "blue", "interface": "net7", "ips": ["198.18.100.5/24"]}]', status) +
+                pod("c", '[{"name": "red", "namespace": "lab", "ips": ["198.18.100.1"]}]'))
+    assert at(c, "blue", "198.18.100.77") == Attachment("lab/b", "net7", "blue-net", "blue",
+                                                        at(c, "blue", "198.18.100.77").port, "node")
+    assert at(c, "blue", "198.18.100.5") is None            # network-status wins over the request
+    # c asked for .1 on red: reserved before a's allocation, which takes the next one
+    assert at(c, "red", "198.18.100.1").pod == "lab/c"
+    a1, a2 = at(c, "red", "198.18.100.2"), at(c, "blue", "198.18.100.1")
+    assert (a1.pod, a1.interface, a1.network, a2.pod, a2.interface) == ("lab/a", "net1", "red-net", "lab/a", "net2")
+
+
+def test_the_same_address_in_two_domains_is_two_pods_and_in_one_domain_an_error():
+    c = cluster(NADS + pod("a", '[{"name": "red", "ips": ["198.18.100.9"]}]') +
+                pod("b", '[{"name": "blue", "ips": ["198.18.100.9"]}]'))
+    assert at(c, "red", "198.18.100.9").pod == "lab/a" and at(c, "blue", "198.18.100.9").pod == "lab/b"
+    with pytest.raises(ManifestErrors) as e:
+        cluster(NADS + pod("a", '[{"name": "red", "ips": ["198.18.100.9"]}]') +
+                pod("b", '[{"name": "red", "ips": ["198.18.100.9"]}]'))
+    assert "-:3:metadata.annotations[k8s.v1.cni.cncf.io/networks][0]: Duplicate value: address " \
+           "198.18.100.9" in str(e.value.errors[0])
+
+
+def test_definitions_sharing_a_network_name_are_one_network_in_one_domain():
+    other = NADS.replace("name: blue, namespace: lab", "name: blue2, namespace: lab") \
+        .replace('"name": "blue-net", "type": "macvlan", "ipAddressDomain": "blue"',
+                 '"name": "red-net", "type": "macvlan", "ipAddressDomain": "red"')
+    c = cluster(other)
+    assert set(c.networks) == {"cluster", "red-net"}
+    with pytest.raises(ManifestErrors) as e:
+        cluster(other.replace('"ipAddressDomain": "red", "ipam": {"type": "whereabouts"',
+                              '"ipAddressDomain": "green", "ipam": {"type": "whereabouts"'))
+    assert "-:0:spec.config: Invalid value: network 'red-net' is in IP address domain 'green', not 'red'" \
+        in str(e.value.errors[0])
+
+
+@pytest.mark.parametrize("text,field,message", [
+    (NADS.replace("config: '{", "config: '{{") , "spec.config", "not JSON"),
+    (NADS + pod("a", "nosuch"), "metadata.annotations[k8s.v1.cni.cncf.io/networks][0]",
+     "Not found: network attachment definition lab/nosuch"),
+    (NADS + pod("a", "red@net1,blue@net1"), "metadata.annotations[k8s.v1.cni.cncf.io/networks][1].interface",
+     "Duplicate value: 'net1'"),
+    (NADS + pod("a", '[{"name": "red", "ips": ["not-an-ip"]}]'),
+     "metadata.annotations[k8s.v1.cni.cncf.io/networks][0].ips[0]", "an IP address"),
+])
+def test_bad_network_input_is_named_by_field_and_nothing_is_applied(tmp_path, capsys, text, field, message):
+    f = tmp_path / "m.yaml"
+    f.write_text(textwrap.dedent(text))
+    assert main(["reach", "-f", str(f), "--port", "80"]) == 2
+    err = capsys.readouterr().err
+    assert f":{field}: " in err and message in err and "nothing applied" in err and "Traceback" not in err
+
+
+def test_networks_are_isolated_and_network_policies_stay_on_the_cluster_network():
+    deny = """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: lab}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+"""
+    c = cluster(NADS + pod("a", '[{"name": "red", "ips": ["198.18.100.9"]}]') +
+                pod("b", '[{"name": "red", "ips": ["198.18.100.10"]}, {"name": "blue", "ips": ["198.18.100.9"]}]')
+                + deny)
+
+    def verdict(src, sd, dst, dd):
+        return open_connection_with_ip_addresses(c, Connections(), src, dst, "TCP", 80, sd, dd)
+    on_red = verdict("198.18.100.9", "red", "198.18.100.10", "red")
+    assert on_red.allowed and any("no NetworkPolicy applies" in n for n in on_red.notes)
+    across = verdict("198.18.100.9", "red", "198.18.100.9", "blue")         # same address, other pod
+    assert not across.allowed and any("never crosses between networks" in n for n in across.notes)
+    a0, b0 = (str(c.pod_address(k)) for k in ("lab/a", "lab/b"))
+    assert not verdict(a0, "cluster", b0, "cluster").allowed                  # the cluster network: denied
+
+
+def test_the_fast_path_takes_secondary_networks_only_where_it_decides_as_the_model():
+    compile_cluster(cluster(NADS + pod("a", "red")))             # own domain, no NetworkPolicy on a
+    deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: lab}\n" \
+           "spec: {podSelector: {}, policyTypes: [Ingress]}\n"
+    with pytest.raises(CompileError, match="a NetworkPolicy selects it"):
+        compile_cluster(cluster(NADS + pod("a", "red") + deny))
+    shared = NADS.replace(', "ipAddressDomain": "blue"', "")      # blue-net in the cluster's domain
+    with pytest.raises(CompileError, match="share the IP address domain cluster"):
+        compile_cluster(cluster(shared + pod("a", "blue")))
