@@ -139,3 +139,23 @@ def test_the_fast_path_takes_secondary_networks_only_where_it_decides_as_the_mod
     shared = NADS.replace(', "ipAddressDomain": "blue"', "")      # blue-net in the cluster's domain
     with pytest.raises(CompileError, match="share the IP address domain cluster"):
         compile_cluster(cluster(shared + pod("a", "blue")))
+
+
+def test_the_same_address_on_two_networks_reaches_two_pods_in_c_and_in_the_oracle():
+    from scapy.all import IP, TCP
+
+    from .packets import ether
+    from .test_regressions import Both
+    text = textwrap.dedent(NADS + pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}]') +
+                           pod("c", '[{"name": "red", "ips": ["198.18.100.2"]}]') +
+                           pod("b", '[{"name": "blue", "ips": ["198.18.100.1"]}]') +
+                           pod("d", '[{"name": "blue", "ips": ["198.18.100.2"]}]'))
+    both = Both(text)
+    port = {str(a): a.port for a in both.cluster.plane.attachments()}
+    syn = ether() / IP(src="198.18.100.1", dst="198.18.100.2") / TCP(sport=5, dport=80, flags="S")
+    on_red, on_blue = both.run(syn, port["lab/a@net1"]), both.run(syn, port["lab/b@net1"])
+    assert (on_red.reason, on_red.out_port, on_blue.reason, on_blue.out_port) == \
+        ("new", port["lab/c@net1"], "new", port["lab/d@net1"])
+    assert on_red.zone != on_blue.zone
+    # b's address on blue is no source on red's ports: the zone is the arrival port's
+    assert both.run(syn, port["lab/c@net1"]).reason == "spoofed_source"
