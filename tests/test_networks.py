@@ -123,7 +123,7 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
     def verdict(src, sd, dst, dd):
         return open_connection_with_ip_addresses(c, Connections(), src, dst, "TCP", 80, sd, dd)
     on_red = verdict("198.18.100.9", "red", "198.18.100.10", "red")
-    assert on_red.allowed and any("no NetworkPolicy applies" in n for n in on_red.notes)
+    assert on_red.allowed and not on_red.egress.isolated and not on_red.ingress.isolated
     across = verdict("198.18.100.9", "red", "198.18.100.9", "blue")         # same address, other pod
     assert not across.allowed and any("never crosses between networks" in n for n in across.notes)
     a0, b0 = (str(c.pod_address(k)) for k in ("lab/a", "lab/b"))
@@ -159,3 +159,61 @@ def test_the_same_address_on_two_networks_reaches_two_pods_in_c_and_in_the_oracl
     assert on_red.zone != on_blue.zone
     # b's address on blue is no source on red's ports: the zone is the arrival port's
     assert both.run(syn, port["lab/c@net1"]).reason == "spoofed_source"
+
+
+MNP = """
+---
+apiVersion: k8s.cni.cncf.io/{version}
+kind: MultiNetworkPolicy
+metadata:
+  name: {name}
+  namespace: lab
+  annotations: {{k8s.v1.cni.cncf.io/policy-for: "{policy_for}"}}
+spec:
+  podSelector: {{matchLabels: {{app: b}}}}
+{spec}
+"""
+
+
+def test_multi_network_policies_isolate_only_the_networks_they_are_for():
+    pods = (pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}, {"name": "blue", "ips": ["198.18.100.1"]}]') +
+            pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}, {"name": "blue", "ips": ["198.18.100.2"]}]') +
+            pod("c", '[{"name": "red", "ips": ["198.18.100.3"]}]'))
+    # ingress to b on red: only from app=c, or from 198.18.100.1/32 on TCP/22 (an ipBlock on red)
+    rules = ("  ingress:\n  - from: [{podSelector: {matchLabels: {app: c}}}]\n"
+             "  - from: [{ipBlock: {cidr: 198.18.100.1/32}}]\n    ports: [{port: 22}]")
+    for version, policy_for in (("v1beta1", "red"), ("v1beta2", "lab/red")):
+        c = cluster(NADS + pods + MNP.format(version=version, name="b-in", policy_for=policy_for, spec=rules))
+
+        def verdict(src, dst, domain, port=80):
+            return open_connection_with_ip_addresses(c, Connections(), src, dst, "TCP", port, domain, domain)
+        red = verdict("198.18.100.1", "198.18.100.2", "red")
+        assert not red.allowed and red.ingress.policies == ["lab/b-in"], red.explain()
+        assert verdict("198.18.100.3", "198.18.100.2", "red").allowed               # app=c
+        assert verdict("198.18.100.1", "198.18.100.2", "red", 22).allowed           # the ipBlock, on red
+        assert verdict("198.18.100.1", "198.18.100.2", "blue").allowed              # blue: not for it
+        a0, b0 = (str(c.pod_address(k)) for k in ("lab/a", "lab/b"))
+        assert verdict(a0, b0, "cluster").allowed                                   # the cluster network
+    # no policy-for: for no network; a NetworkPolicy does not isolate on red
+    deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: lab}\n" \
+           "spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n"
+    c = cluster(NADS + pods + MNP.format(version="v1beta2", name="x", policy_for="", spec="  ingress: []") + deny)
+    assert open_connection_with_ip_addresses(c, Connections(), "198.18.100.1", "198.18.100.2", "TCP", 80,
+                                             "red", "red").allowed
+
+
+def test_multi_network_policy_types_are_inferred_from_the_rule_lists_present():
+    pods = (pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}]') +
+            pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}]'))
+    c = cluster(NADS + pods + MNP.format(version="v1beta2", name="out", policy_for="red", spec="  egress: []"))
+    pol = c.multi_policies["lab/out"]
+    assert pol.policy_types == ("Egress",) and pol.networks == ("red-net",)
+    v = open_connection_with_ip_addresses(c, Connections(), "198.18.100.2", "198.18.100.1", "TCP", 80, "red", "red")
+    assert not v.allowed and v.egress.policies == ["lab/out"]
+    v = open_connection_with_ip_addresses(c, Connections(), "198.18.100.1", "198.18.100.2", "TCP", 80, "red", "red")
+    assert v.allowed and not v.ingress.isolated                                     # no Ingress type
+    with pytest.raises(ManifestErrors) as e:
+        cluster(NADS + pods + MNP.format(version="v1beta1", name="x", policy_for="nosuch", spec="  egress: []"))
+    assert "metadata.annotations[k8s.v1.cni.cncf.io/policy-for][0]: Not found" in str(e.value.errors[0])
+    with pytest.raises(CompileError, match="does not enforce MultiNetworkPolicies"):
+        compile_cluster(c)

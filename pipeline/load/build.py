@@ -12,11 +12,11 @@ from typing import Iterable
 
 from ..model.addresses import DEFAULT_DOMAIN, AddressError, Attachment, ServiceVIP
 from ..model.cluster import Cluster, ClusterConfig
-from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, Namespace,
-                             NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
+from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, MultiNetworkPolicy,
+                             Namespace, NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
 from .errors import ManifestError, ManifestErrors
 from .manifests import LoadResult, load
-from .networks import attach_networks
+from .networks import add_multi_network_policies, attach_networks
 
 
 def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cluster:
@@ -97,6 +97,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
             err(doc, "spec.clusterIPs", f"Duplicate value: {e}")
     for _, pol in by_kind.get(NetworkPolicy, []):
         cluster.add_network_policy(pol)
+    add_multi_network_policies(cluster, by_kind.get(MultiNetworkPolicy, []), err)
     if errors:
         raise ManifestErrors(errors)
     return cluster

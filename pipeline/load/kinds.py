@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Rule)
+from ..model.objects import (ContainerPort, IPBlock, MultiNetworkPolicy, Namespace, NetworkPolicy, Peer, Pod,
+                             PolicyPort, Rule)
 from .selectors import parse_selector
-from .network_kinds import parse_nad, pod_networks
+from .network_kinds import parse_nad, pod_networks, policy_for
 from .service_kinds import parse_endpointslice, parse_service
 from .validation import (check_dns_label, check_dns_subdomain, check_port_name,
                          check_port_number, check_protocol, parse_cidr, parse_ip, read_list, read_metadata,
@@ -18,6 +19,7 @@ SUPPORTED = {
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"),
+    ("k8s.cni.cncf.io/v1beta1", "MultiNetworkPolicy"), ("k8s.cni.cncf.io/v1beta2", "MultiNetworkPolicy"),
 }
 POLICY_TYPES = ("Ingress", "Egress")
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -193,7 +195,7 @@ def _parse_rules(rules, errors, path: str, peer_key: str) -> tuple[Rule, ...]:
     return tuple(out)
 
 
-def parse_networkpolicy(doc, errors) -> Optional[NetworkPolicy]:
+def parse_networkpolicy(doc, errors, multi: bool = False) -> Optional[NetworkPolicy]:
     name, namespace, _ = read_metadata(doc, errors, namespaced=True)
     check_dns_subdomain(name, errors, "metadata.name")
     spec = doc.get("spec")
@@ -208,7 +210,11 @@ def parse_networkpolicy(doc, errors) -> Optional[NetworkPolicy]:
     ingress = _parse_rules(spec.get("ingress"), errors, "spec.ingress", "from")
     egress = _parse_rules(spec.get("egress"), errors, "spec.egress", "to")
     types = spec.get("policyTypes")
-    if not types and (types is None or isinstance(types, list)):
+    if multi and not types and (types is None or isinstance(types, list)):
+        # No API server defaults a MultiNetworkPolicy: as multi-networkpolicy-iptables,
+        # the types are those whose rule lists are present.
+        types = [t for t, k in (("Ingress", "ingress"), ("Egress", "egress")) if spec.get(k) is not None]
+    elif not types and (types is None or isinstance(types, list)):
         # Defaulting as the API server does, for an absent or empty list: Ingress always,
         # Egress when egress rules exist.
         types = ["Ingress"] + (["Egress"] if egress else [])
@@ -221,12 +227,19 @@ def parse_networkpolicy(doc, errors) -> Optional[NetworkPolicy]:
                 errors.add(f"spec.policyTypes[{i}]", f"Unsupported value: {t!r}: supported values: \"Egress\", \"Ingress\"")
         if len(types) > 2:
             errors.add("spec.policyTypes", "may not have more than 2 entries")
-    return NetworkPolicy(namespace, name, selector, tuple(t for t in POLICY_TYPES if t in types),
-                         ingress, egress)
+    types = tuple(t for t in POLICY_TYPES if t in types)
+    if multi:
+        return MultiNetworkPolicy(namespace, name, selector, types, ingress, egress,
+                                  policy_for(doc, namespace, errors))
+    return NetworkPolicy(namespace, name, selector, types, ingress, egress)
+
+
+def parse_multinetworkpolicy(doc, errors) -> Optional[NetworkPolicy]:
+    return parse_networkpolicy(doc, errors, multi=True)
 
 
 PARSERS = {
     "Namespace": parse_namespace, "Pod": parse_pod, "Service": parse_service,
     "EndpointSlice": parse_endpointslice, "NetworkPolicy": parse_networkpolicy,
-    "NetworkAttachmentDefinition": parse_nad,
+    "NetworkAttachmentDefinition": parse_nad, "MultiNetworkPolicy": parse_multinetworkpolicy,
 }

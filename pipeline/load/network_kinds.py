@@ -16,6 +16,28 @@ from .validation import check_dns_label, check_dns_subdomain, read_metadata, rea
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+POLICY_FOR = "k8s.v1.cni.cncf.io/policy-for"
+
+
+def policy_for(doc, namespace: str, errors) -> tuple:
+    """A MultiNetworkPolicy's networks as written: ((namespace, definition name), ...)
+    from the comma list of `ns/name` or `name` (the policy's namespace). Absent: none,
+    so the policy applies nowhere (as multi-networkpolicy-iptables ignores it)."""
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    text = (meta.get("annotations") or {}).get(POLICY_FOR) if isinstance(meta.get("annotations"), dict) else None
+    if text is None:
+        return ()
+    if not isinstance(text, str):
+        errors.add(_field(POLICY_FOR), "must be a string")
+        return ()
+    out = []
+    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        ns, _, name = part.rpartition("/")
+        ns = ns or namespace
+        if check_dns_label(ns, errors, f"{_field(POLICY_FOR)}[{i}].namespace") and \
+                check_dns_subdomain(name, errors, f"{_field(POLICY_FOR)}[{i}].name"):
+            out.append((ns, name))
+    return tuple(out)
 
 
 def parse_nad(doc, errors) -> Optional[NetworkAttachmentDefinition]:

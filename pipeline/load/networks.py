@@ -8,10 +8,11 @@ two domains they are two different things."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 from ..model.addresses import DEFAULT_NODE, AddressError
 from ..model.objects import NetworkAttachmentDefinition
-from .network_kinds import NETWORKS
+from .network_kinds import NETWORKS, POLICY_FOR
 
 
 def attach_networks(cluster, nads: list, pods: list, err) -> None:
@@ -72,3 +73,19 @@ def _allocate(cluster, pools: dict, nad: NetworkAttachmentDefinition) -> tuple:
                 out.append(ipaddress.ip_address(ip))
                 break
     return tuple(out)
+
+
+def add_multi_network_policies(cluster, policies: list, err) -> None:
+    """Each MultiNetworkPolicy with the networks its policy-for names (definitions
+    resolved to their networks; one that does not exist is an error)."""
+    for doc, pol in sorted(policies, key=lambda dp: dp[1].key):
+        nets = []
+        for i, (ns, name) in enumerate(pol.policy_for):
+            nad = cluster.network_attachment_definitions.get(f"{ns}/{name}")
+            if nad is None:
+                err(doc, f"metadata.annotations[{POLICY_FOR}][{i}]",
+                    f"Not found: network attachment definition {ns}/{name}")
+            elif nad.network not in nets:
+                nets.append(nad.network)
+        cluster.add_multi_network_policy(replace(pol, networks=tuple(nets)))
+

@@ -11,8 +11,8 @@ from typing import Optional
 
 from .addresses import DEFAULT_DOMAIN, DEFAULT_NODE, AddressPlane, Attachment, NodeAddress
 from .networks import CLUSTER_NETWORK, Network, network
-from .objects import (NAMESPACE_NAME_LABEL, EndpointSlice, Namespace, NetworkAttachmentDefinition,
-                      NetworkPolicy, Pod, Service)
+from .objects import (NAMESPACE_NAME_LABEL, EndpointSlice, MultiNetworkPolicy, Namespace,
+                      NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
 
 DEFAULT_POD_CIDRS = ("198.18.0.0/16", "2001:db8:1::/64")
 DEFAULT_SERVICE_CIDRS = ("198.19.0.0/17", "2001:db8:2::/112")
@@ -44,6 +44,7 @@ class Cluster:
         self.policies: dict[str, NetworkPolicy] = {}
         self.networks: dict[str, Network] = {CLUSTER_NETWORK.name: CLUSTER_NETWORK}
         self.network_attachment_definitions: dict[str, NetworkAttachmentDefinition] = {}
+        self.multi_policies: dict[str, MultiNetworkPolicy] = {}
         self.plane = AddressPlane()
         for ip in self.config.node_ips:
             self.plane.add_node_address(DEFAULT_DOMAIN, ip, DEFAULT_NODE)
@@ -266,6 +267,21 @@ class Cluster:
     def remove_network_policy(self, key: str) -> None:
         self.policies.pop(key, None)
         self.generation += 1
+
+    def add_multi_network_policy(self, policy: MultiNetworkPolicy) -> None:
+        """`policy.networks` names the networks it is for (resolved from policy-for)."""
+        self.ensure_namespace(policy.namespace)
+        self.multi_policies[policy.key] = policy
+        self.generation += 1
+
+    def remove_multi_network_policy(self, key: str) -> None:
+        self.multi_policies.pop(key, None)
+        self.generation += 1
+
+    def multi_policy_list(self, network: str) -> list[MultiNetworkPolicy]:
+        """The MultiNetworkPolicies for `network`, sorted by namespace/name."""
+        return sorted((p for p in self.multi_policies.values() if network in p.networks),
+                      key=lambda p: (p.namespace, p.name))
 
     # -- helpers ------------------------------------------------------------------
     def pod_list(self, namespace: str | None = None) -> list[Pod]:

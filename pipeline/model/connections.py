@@ -114,35 +114,32 @@ def _decide(cluster: Cluster, v: Verdict, src: Optional[Entry], src_ip, dst: Opt
     src_pod = cluster.pods[src.pod] if isinstance(src, Attachment) else None
     dst_pod = cluster.pods[dst.pod] if isinstance(dst, Attachment) else None
     nets = {e.network for e in (src, dst) if isinstance(e, Attachment)}
+    # The network both ends are on: NetworkPolicies police the cluster network, each
+    # other network its own MultiNetworkPolicies (001).
+    net = next(iter(nets)) if len(nets) == 1 else DEFAULT_NETWORK
     if plane.own_address(src, dst):
         v.notes.append("traffic to one's own address is not policed")
         v.allowed = True
     elif len(nets) > 1:
         v.notes.append(f"the ends are on different networks ({', '.join(sorted(nets))}): traffic never "
                        f"crosses between networks")
-    elif nets and nets != {DEFAULT_NETWORK}:
-        # NetworkPolicies apply to the cluster network only (001); a network's own
-        # MultiNetworkPolicies are not read yet (issue 9), so nothing isolates it.
-        v.notes.append(f"on network {next(iter(nets))} no NetworkPolicy applies, and netsem does not "
-                       f"read MultiNetworkPolicies yet: allowed")
-        v.allowed = True
     elif src_pod is None and dst_pod is None:
         v.notes.append("neither address belongs to a pod: not a connection of this cluster")
     elif src_pod is not None and dst_pod is not None:
         # allowNewConnectionToPod and allowNewConnectionFromPod; both are evaluated so
         # the explanation is complete, and both must allow.
-        v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip)
-        v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip)
+        v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip, net)
+        v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip, net)
         v.allowed = v.egress.allowed and v.ingress.allowed
     elif dst_pod is None:
-        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port)
+        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port, net)
         v.allowed = v.egress.allowed
     elif plane.from_resident_node(src, dst) and not cluster.config.police_node_traffic:
         v.notes.append(f"from node {src.node} to a pod on it: always allowed (pods cannot block "
                        f"their node; see docs/semantics.md)")
         v.allowed = True
     else:
-        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port)
+        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port, net)
         v.allowed = v.ingress.allowed
 
 

@@ -244,3 +244,12 @@ class NetworkPolicy:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class MultiNetworkPolicy(NetworkPolicy):
+    """k8s.cni.cncf.io MultiNetworkPolicy (001): a NetworkPolicy's spec for the networks
+    its `k8s.v1.cni.cncf.io/policy-for` names: `policy_for` as written ((namespace,
+    NetworkAttachmentDefinition name), ...), `networks` the network names they are."""
+    policy_for: tuple = ()
+    networks: tuple = ()

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .addresses import DEFAULT_NETWORK
 from .cluster import Cluster
-from .objects import IPAddress, NetworkPolicy, Peer, Pod, Rule
+from .objects import IPAddress, MultiNetworkPolicy, NetworkPolicy, Peer, Pod, Rule
+
+MULTI = "MultiNetworkPolicy:"   # rule_ids keys of MultiNetworkPolicies' rules
 
 INGRESS, EGRESS = "Ingress", "Egress"
 
@@ -69,19 +72,40 @@ def rule_ids(cluster: Cluster) -> dict[tuple[str, str, int], int]:
             ids[(pol.key, INGRESS, i)] = len(ids)
         for i in range(len(pol.egress)):
             ids[(pol.key, EGRESS, i)] = len(ids)
+    # MultiNetworkPolicies' rules after every NetworkPolicy's, so the C tables' numbering
+    # (NetworkPolicies only) is untouched; keyed apart, as the two kinds may share a name.
+    for pol in sorted(cluster.multi_policies.values(), key=lambda p: (p.namespace, p.name)):
+        for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
+            for i in range(len(rules)):
+                ids[(MULTI + pol.key, d, i)] = len(ids)
     cluster._rule_ids = (cluster.generation, ids)
     return ids
 
 
-def policy_selects(cluster: Cluster, pol: NetworkPolicy, pod: Pod, direction: str) -> bool:
-    """Only pods with an interface of their own are selected (the address plane gives
+def attached(cluster: Cluster, pod: Pod, network: str = DEFAULT_NETWORK) -> bool:
+    """The pod has an interface of its own on `network` (the address plane gives
     hostNetwork and finished pods none)."""
+    if network == DEFAULT_NETWORK:
+        return cluster.attachment(pod.key) is not None
+    return any(a.network == network for a in cluster.plane.attachments_of(pod.key))
+
+
+def policy_selects(cluster: Cluster, pol: NetworkPolicy, pod: Pod, direction: str,
+                   network: str = DEFAULT_NETWORK) -> bool:
+    """Only pods with an interface of their own on the network are selected."""
     return (direction in pol.policy_types and pol.namespace == pod.namespace
-            and pol.pod_selector.matches(pod.labels) and cluster.attachment(pod.key) is not None)
+            and pol.pod_selector.matches(pod.labels) and attached(cluster, pod, network))
 
 
-def policies_selecting(cluster: Cluster, pod: Pod, direction: str) -> list[NetworkPolicy]:
-    return [p for p in cluster.policy_list() if policy_selects(cluster, p, pod, direction)]
+def policies_for(cluster: Cluster, network: str) -> list[NetworkPolicy]:
+    """NetworkPolicies on the cluster network; a network's own MultiNetworkPolicies on
+    any other (001: each kind isolates only where it applies)."""
+    return cluster.policy_list() if network == DEFAULT_NETWORK else cluster.multi_policy_list(network)
+
+
+def policies_selecting(cluster: Cluster, pod: Pod, direction: str,
+                       network: str = DEFAULT_NETWORK) -> list[NetworkPolicy]:
+    return [p for p in policies_for(cluster, network) if policy_selects(cluster, p, pod, direction, network)]
 
 
 def peer_matches(cluster: Cluster, pol: NetworkPolicy, peer: Peer,
@@ -133,13 +157,14 @@ def rule_matches(cluster: Cluster, pol: NetworkPolicy, rule: Rule, peer_pod, pee
 
 def check_direction(cluster: Cluster, direction: str, local: Pod,
                     peer_pod: Optional[Pod], peer_ip: Optional[IPAddress],
-                    protocol: str, port: int) -> DirectionVerdict:
+                    protocol: str, port: int, network: str = DEFAULT_NETWORK) -> DirectionVerdict:
     """local: the pod policies are applied to (source for Egress, destination for
     Ingress); an end that is not a pod's interface has no direction to check (the
     address plane decides, in connections._decide).
     The destination of the connection is `peer_pod` for Egress and `local` for Ingress
-    (named ports resolve against it)."""
-    selecting = policies_selecting(cluster, local, direction)
+    (named ports resolve against it). `network`: the one both ends are on; a peer
+    pod is matched by selectors only when it is attached to it (it is, as its end)."""
+    selecting = policies_selecting(cluster, local, direction, network)
     verdict = DirectionVerdict(direction, local.key, isolated=bool(selecting),
                                policies=[p.key for p in selecting])
     if not selecting:
@@ -152,7 +177,8 @@ def check_direction(cluster: Cluster, direction: str, local: Pod,
         for i, rule in enumerate(rules):
             if rule_matches(cluster, pol, rule, peer_pod, peer_ip, protocol, port, destination):
                 verdict.allowed = True
-                verdict.rule = RuleRef(pol.key, direction, i, ids[(pol.key, direction, i)])
+                kind = MULTI if isinstance(pol, MultiNetworkPolicy) else ""
+                verdict.rule = RuleRef(pol.key, direction, i, ids[(kind + pol.key, direction, i)])
                 return verdict
     return verdict
 
@@ -161,25 +187,29 @@ def check_direction(cluster: Cluster, direction: str, local: Pod,
 
 def allow_new_connection_to_pod(cluster: Cluster, source_pod: Pod, destination_pod: Pod,
                                 protocol: str, destination_port: int,
-                                destination_ip: Optional[IPAddress] = None) -> DirectionVerdict:
-    """Egress of source_pod towards destination_pod."""
+                                destination_ip: Optional[IPAddress] = None,
+                                network: str = DEFAULT_NETWORK) -> DirectionVerdict:
+    """Egress of source_pod towards destination_pod (on `network`)."""
     ip = destination_ip or cluster.pod_address(destination_pod.key)
-    return check_direction(cluster, EGRESS, source_pod, destination_pod, ip, protocol, destination_port)
+    return check_direction(cluster, EGRESS, source_pod, destination_pod, ip, protocol, destination_port, network)
 
 
 def allow_new_connection_from_pod(cluster: Cluster, destination_pod: Pod, source_pod: Pod,
                                   protocol: str, destination_port: int,
-                                  source_ip: Optional[IPAddress] = None) -> DirectionVerdict:
-    """Ingress of destination_pod from source_pod."""
+                                  source_ip: Optional[IPAddress] = None,
+                                  network: str = DEFAULT_NETWORK) -> DirectionVerdict:
+    """Ingress of destination_pod from source_pod (on `network`)."""
     ip = source_ip or cluster.pod_address(source_pod.key)
-    return check_direction(cluster, INGRESS, destination_pod, source_pod, ip, protocol, destination_port)
+    return check_direction(cluster, INGRESS, destination_pod, source_pod, ip, protocol, destination_port, network)
 
 
 def allow_new_connection_to_ip_address(cluster: Cluster, source_pod: Pod, destination_ip: IPAddress,
-                                       protocol: str, destination_port: int) -> DirectionVerdict:
-    return check_direction(cluster, EGRESS, source_pod, None, destination_ip, protocol, destination_port)
+                                       protocol: str, destination_port: int,
+                                       network: str = DEFAULT_NETWORK) -> DirectionVerdict:
+    return check_direction(cluster, EGRESS, source_pod, None, destination_ip, protocol, destination_port, network)
 
 
 def allow_new_connection_from_ip_address(cluster: Cluster, source_ip: IPAddress, destination_pod: Pod,
-                                         protocol: str, destination_port: int) -> DirectionVerdict:
-    return check_direction(cluster, INGRESS, destination_pod, None, source_ip, protocol, destination_port)
+                                         protocol: str, destination_port: int,
+                                         network: str = DEFAULT_NETWORK) -> DirectionVerdict:
+    return check_direction(cluster, INGRESS, destination_pod, None, source_ip, protocol, destination_port, network)

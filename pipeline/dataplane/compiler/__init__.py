@@ -81,6 +81,11 @@ def _secondary_networks_unsupported(cluster: Cluster) -> Optional[str]:
         if other != a.network:
             return (f"networks {other} and {a.network} share the IP address domain {a.domain}: the fast "
                     f"path does not keep networks of one domain apart yet")
+    secondary_nets = {a.network for a in secondary}
+    for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key):
+        if secondary_nets & set(pol.networks):
+            return (f"MultiNetworkPolicy {pol.key} is for a network pods are on: the fast path does not "
+                    f"enforce MultiNetworkPolicies yet; `netsem verdict` answers for them")
     for key in sorted({a.pod for a in secondary}):
         pod = cluster.pods[key]
         if policies_selecting(cluster, pod, "Ingress") or policies_selecting(cluster, pod, "Egress"):
