@@ -217,3 +217,31 @@ def test_multi_network_policy_types_are_inferred_from_the_rule_lists_present():
     assert "metadata.annotations[k8s.v1.cni.cncf.io/policy-for][0]: Not found" in str(e.value.errors[0])
     with pytest.raises(CompileError, match="does not enforce MultiNetworkPolicies"):
         compile_cluster(c)
+
+
+def test_verdict_and_reach_on_one_network_from_the_command_line(tmp_path, capsys):
+    import json
+    pods = (pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}, {"name": "blue", "ips": ["198.18.100.1"]}]') +
+            pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}, {"name": "blue", "ips": ["198.18.100.2"]}]') +
+            pod("c", '[{"name": "blue", "ips": ["198.18.100.3"]}]'))
+    rules = "  ingress:\n  - from: [{podSelector: {matchLabels: {app: c}}}]"
+    f = tmp_path / "m.yaml"
+    f.write_text(textwrap.dedent(NADS + pods + MNP.format(version="v1beta2", name="b-in", policy_for="red",
+                                                          spec=rules)))
+    assert main(["verdict", "-f", str(f), "--from", "lab/a", "--to", "lab/b", "--port", "80",
+                 "--network", "lab/red", "-o", "json"]) == 1
+    v = json.loads(capsys.readouterr().out)
+    assert v["from"].startswith("lab/a@net1 (198.18.100.1)") and v["ingress"]["policies"] == ["lab/b-in"]
+    assert main(["verdict", "-f", str(f), "--from", "lab/a", "--to", "lab/b", "--port", "80",
+                 "--network", "lab/blue"]) == 0
+    capsys.readouterr()
+    assert main(["reach", "-f", str(f), "--ports", "80", "--protocols", "TCP", "--network", "lab/red",
+                 "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cells = {(x["from"], x["to"]): x["allowed"] for x in out}       # the shape of today's cells
+    assert cells[("lab/a", "lab/b")] is False and cells[("lab/b", "lab/a")] is True
+    assert not any("lab/c" in k for k in cells)                  # c is not on red
+    assert main(["verdict", "-f", str(f), "--from", "lab/c", "--to", "lab/a", "--port", "80",
+                 "--network", "lab/red"]) == 2
+    assert "pod lab/c is not attached to network red-net" in capsys.readouterr().err
+    assert main(["reach", "-f", str(f), "--ports", "80", "--network", "lab/nosuch"]) == 2

@@ -19,6 +19,9 @@ def add_model_parsers(sub) -> None:
                    help="comma-separated subset of TCP,UDP,SCTP (default: TCP,UDP,SCTP with --ports; "
                         "with declared ports, the declared protocols)")
     r.add_argument("-n", "--namespace", help="only pods of this namespace (as sources and destinations)")
+    r.add_argument("--network", metavar="NS/NAME",
+                   help="the network of this NetworkAttachmentDefinition instead of the cluster network: the "
+                        "pods attached to it, their addresses on it, its MultiNetworkPolicies")
     r.add_argument("--services", action="store_true",
                    help="also every pod to every port of every Service with a virtual IP (all their ports, "
                         "whatever --ports says), policed against each ready backend; JSON cells gain "
@@ -38,6 +41,9 @@ def add_model_parsers(sub) -> None:
     v.add_argument("--protocol", default="TCP", type=str.upper, choices=("TCP", "UDP", "SCTP", "ICMP"),
                    help="default TCP; ICMP takes no port")
     v.add_argument("--port", type=int, default=None, help="destination port, 1-65535 (required except for ICMP)")
+    v.add_argument("--network", metavar="NS/NAME",
+                   help="decide on the network of this NetworkAttachmentDefinition: pods are reached at their "
+                        "addresses on it, IP addresses are in its IP address domain (default: the cluster network)")
     v.add_argument("-o", "--output", choices=("text", "json"), default="text",
                    help="text for people, json for programs (default text)")
     v.set_defaults(func=cmd_verdict)
@@ -69,8 +75,15 @@ def cmd_reach(args) -> int:
         combos = declared_ports(cluster, protocols)
         if not combos:
             print("note: no pod declares a container port; pass --ports", file=sys.stderr)
-    computer = ReachComputer(cluster, pods)
-    matrices = (computer.matrix(proto, port) for proto, port in combos)
+    net = _network(cluster, getattr(args, "network", None))
+    if net is not None:
+        from ..model.reach import network_matrix
+        if args.services:
+            raise UsageError("--services: Services are reachable on the cluster network only")
+        matrices = (network_matrix(cluster, net.name, proto, port, pods) for proto, port in combos)
+    else:
+        computer = ReachComputer(cluster, pods)
+        matrices = (computer.matrix(proto, port) for proto, port in combos)
     services = service_reach(cluster, pods, args.namespace) if args.services else None
     if args.output == "json":
         stream_matrix_json(matrices, sys.stdout, map(service_cell_dict, services or ()))
@@ -83,6 +96,30 @@ def cmd_reach(args) -> int:
             print()
             print_service_table(services, sys.stdout)
     return 0
+
+
+def _network(cluster, ref):
+    """--network NS/NAME: the NetworkAttachmentDefinition's network; None: the cluster's."""
+    if ref is None:
+        return None
+    if "/" not in ref:
+        raise UsageError(f"--network: {ref!r} is not NS/NAME (a NetworkAttachmentDefinition)")
+    net = cluster.network_of_definition(ref)
+    if net is None:
+        raise UsageError(f"--network: no NetworkAttachmentDefinition {ref!r} in the manifests")
+    return net
+
+
+def _on_network(cluster, end, net, what: str):
+    """An end of --network's verdict: a pod's address on the network, or an address."""
+    if end[0] == "service":
+        raise UsageError(f"{what}: Services are reachable on the cluster network only")
+    if end[0] == "ip":
+        return end[1]
+    a = next((a for a in cluster.plane.attachments_of(end[1].key) if a.network == net.name), None)
+    if a is None or not cluster.plane.addresses(a):
+        raise UsageError(f"{what}: pod {end[1].key} is not attached to network {net.name}")
+    return cluster.plane.addresses(a)[0]
 
 
 def _resolve_end(cluster, text: str, what: str):
@@ -120,7 +157,11 @@ def cmd_verdict(args) -> int:
     src = _resolve_end(cluster, args.src, "--from")
     dst = _resolve_end(cluster, args.dst, "--to")
     conns = Connections()
-    if src[0] == "pod" and dst[0] == "pod":
+    net = _network(cluster, args.network)
+    if net is not None:
+        s, d = _on_network(cluster, src, net, "--from"), _on_network(cluster, dst, net, "--to")
+        v = open_connection_with_ip_addresses(cluster, conns, s, d, args.protocol, args.port, net.domain, net.domain)
+    elif src[0] == "pod" and dst[0] == "pod":
         v = open_pod_connection(cluster, conns, src[1], dst[1], args.protocol, args.port)
     elif src[0] == "pod" and dst[0] == "service" and cluster.attachment(src[1].key) is not None:
         v = open_service_connection(cluster, conns, src[1], dst[1], args.protocol, args.port)

@@ -268,6 +268,11 @@ class Cluster:
         self.policies.pop(key, None)
         self.generation += 1
 
+    def network_of_definition(self, key: str) -> Optional[Network]:
+        """The network of NetworkAttachmentDefinition `ns/name`, or None."""
+        nad = self.network_attachment_definitions.get(key)
+        return self.networks[nad.network] if nad is not None else None
+
     def add_multi_network_policy(self, policy: MultiNetworkPolicy) -> None:
         """`policy.networks` names the networks it is for (resolved from policy-for)."""
         self.ensure_namespace(policy.namespace)

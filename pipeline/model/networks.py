@@ -32,3 +32,4 @@ def network(name: str, domain: str = DEFAULT_DOMAIN) -> Network:
 
 
 CLUSTER_NETWORK = Network(DEFAULT_NETWORK, DEFAULT_DOMAIN)
+

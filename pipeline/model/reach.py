@@ -232,3 +232,26 @@ def service_reach(cluster: Cluster, pods: list[Pod], namespace: Optional[str] = 
                             for b in backends if b.address.version in families]
                 cells.append(ServiceCell(pod.key, svc.key, sp.protocol, sp.port, verdicts))
     return cells
+
+
+def network_matrix(cluster, network_name: str, protocol: str, port: int, pods=None):
+    """reach on a secondary network: every pod attached to it to every other, pair by
+    pair through the one decision (openConnectionWithIpAddresses in the network's
+    domain, addresses on it). The cluster network has the vectorized ReachComputer;
+    secondary networks are small, and this is the readable definition."""
+    from .connections import Connections, open_connection_with_ip_addresses
+    net = cluster.networks[network_name]
+    ends = []
+    for p in pods if pods is not None else cluster.pod_list():
+        a = next((a for a in cluster.plane.attachments_of(p.key) if a.network == net.name), None)
+        ip = cluster.plane.addresses(a)[0] if a is not None and cluster.plane.addresses(a) else None
+        if ip is not None:
+            ends.append((p, ip))
+    allowed = np.zeros((len(ends), len(ends)), dtype=bool)
+    conns = Connections()
+    for i, (_, s) in enumerate(ends):
+        for j, (_, d) in enumerate(ends):
+            if s.version == d.version:
+                allowed[i, j] = open_connection_with_ip_addresses(cluster, conns, s, d, protocol, port,
+                                                                  net.domain, net.domain).allowed
+    return Matrix(protocol, port, [p for p, _ in ends], allowed)
