@@ -245,3 +245,24 @@ def test_verdict_and_reach_on_one_network_from_the_command_line(tmp_path, capsys
                  "--network", "lab/red"]) == 2
     assert "pod lab/c is not attached to network red-net" in capsys.readouterr().err
     assert main(["reach", "-f", str(f), "--ports", "80", "--network", "lab/nosuch"]) == 2
+
+
+def test_policies_of_a_pod_are_listed_per_network(tmp_path, capsys):
+    import json
+    pods = (pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}]') +
+            pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}, {"name": "blue", "ips": ["198.18.100.2"]}]'))
+    rules = "  ingress:\n  - from: [{podSelector: {matchLabels: {app: a}}}]"
+    f = tmp_path / "m.yaml"
+    f.write_text(textwrap.dedent(NADS + pods + MNP.format(version="v1beta2", name="b-in", policy_for="red",
+                                                          spec=rules)))
+    assert main(["policies", "-f", str(f), "--pod", "lab/b", "-o", "json"]) == 0
+    rel = json.loads(capsys.readouterr().out)
+    assert rel["isolated"] == {"Ingress": False, "Egress": False}             # the cluster network
+    assert rel["networks"]["red-net"]["selectedBy"]["Ingress"] == ["lab/b-in"]
+    assert rel["networks"]["blue-net"]["isolated"] == {"Ingress": False, "Egress": False}
+    assert main(["policies", "-f", str(f), "--pod", "lab/a", "-o", "json"]) == 0
+    rel = json.loads(capsys.readouterr().out)
+    assert rel["networks"]["red-net"]["peerIn"] == [{"policy": "lab/b-in", "direction": "Ingress", "rule": 0}]
+    assert rel["peerIn"] == []
+    assert main(["policies", "-f", str(f), "--pod", "lab/b"]) == 0
+    assert "on network red-net (MultiNetworkPolicies):\n    Ingress: isolated by lab/b-in" in capsys.readouterr().out

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from .cluster import Cluster
 from .objects import Pod
-from .policy import EGRESS, INGRESS, peer_matches, policy_selects
+from .addresses import DEFAULT_NETWORK
+from .policy import EGRESS, INGRESS, peer_matches, policies_for, policy_selects
 
 
 @dataclass
@@ -17,12 +18,15 @@ class PodRelations:
     finished: bool = False                            # Succeeded/Failed: no address at all
     selected: dict = field(default_factory=dict)      # direction -> [policy]
     as_peer: list = field(default_factory=list)       # (policy, direction, rule index)
+    networks: dict = field(default_factory=dict)      # secondary network -> (selected, as_peer)
 
     def to_dict(self) -> dict:
+        def part(selected, as_peer):
+            return {"isolated": {d: bool(selected[d]) for d in (INGRESS, EGRESS)}, "selectedBy": selected,
+                    "peerIn": [{"policy": p, "direction": d, "rule": i} for p, d, i in as_peer]}
         return {"pod": self.pod, "hostNetwork": self.host_network, "finished": self.finished,
-                "isolated": {d: bool(self.selected[d]) for d in (INGRESS, EGRESS)},
-                "selectedBy": self.selected,
-                "peerIn": [{"policy": p, "direction": d, "rule": i} for p, d, i in self.as_peer]}
+                **part(self.selected, self.as_peer),
+                "networks": {n: part(*v) for n, v in sorted(self.networks.items())}}
 
     def render(self) -> str:
         note = (" (finished: holds no address, selected by nothing, reached by nothing)" if self.finished
@@ -40,16 +44,34 @@ class PodRelations:
                 lines.append(f"    {p} {d.lower()}[{i}]")
         else:
             lines.append("  admitted as a peer by no rule that names peers (rules without from/to admit everyone)")
+        for net, (selected, as_peer) in sorted(self.networks.items()):
+            lines.append(f"  on network {net} (MultiNetworkPolicies):")
+            for d in (INGRESS, EGRESS):
+                lines.append(f"    {d}: " + (f"isolated by {', '.join(selected[d])}" if selected[d]
+                                             else "not isolated"))
+            lines.extend(f"    admitted as a peer by {p} {d.lower()}[{i}]" for p, d, i in as_peer)
         return "\n".join(lines)
 
 
 def pod_relations(cluster: Cluster, pod: Pod) -> PodRelations:
-    endpoint = cluster.attachment(pod.key) is not None
+    """The cluster network's NetworkPolicies, then each secondary network's
+    MultiNetworkPolicies, for the pod's addresses on each."""
     rel = PodRelations(pod.key, pod.host_network, pod.finished)
     addresses = [ip for _, ip in cluster.plane.lookup_pod_to_address_mappings(pod.key)]
-    for d in (INGRESS, EGRESS):
-        rel.selected[d] = [p.key for p in cluster.policy_list() if policy_selects(cluster, p, pod, d)]
-    for pol in cluster.policy_list():
+    primary = cluster.attachment(pod.key)
+    rel.selected, rel.as_peer = _relations_on(cluster, pod, DEFAULT_NETWORK, primary is not None,
+                                              cluster.plane.addresses(primary) if primary else addresses)
+    for a in cluster.plane.attachments_of(pod.key):
+        if a.network != DEFAULT_NETWORK:
+            rel.networks[a.network] = _relations_on(cluster, pod, a.network, True, cluster.plane.addresses(a))
+    return rel
+
+
+def _relations_on(cluster: Cluster, pod: Pod, network: str, endpoint: bool, addresses: list):
+    selected = {d: [p.key for p in policies_for(cluster, network) if policy_selects(cluster, p, pod, d, network)]
+                for d in (INGRESS, EGRESS)}
+    as_peer = []
+    for pol in policies_for(cluster, network):
         for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
             if d not in pol.policy_types:
                 continue
@@ -57,8 +79,8 @@ def pod_relations(cluster: Cluster, pod: Pod) -> PodRelations:
                 if rule.peers is not None and any(
                         peer_matches(cluster, pol, peer, pod if endpoint else None, ip)
                         for peer in rule.peers for ip in (addresses or (None,))):
-                    rel.as_peer.append((pol.key, d, i))
-    return rel
+                    as_peer.append((pol.key, d, i))
+    return selected, as_peer
 
 
 @dataclass
