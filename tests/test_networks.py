@@ -130,12 +130,8 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
     assert not verdict(a0, "cluster", b0, "cluster").allowed                  # the cluster network: denied
 
 
-def test_the_fast_path_takes_secondary_networks_only_where_it_decides_as_the_model():
-    compile_cluster(cluster(NADS + pod("a", "red")))             # own domain, no NetworkPolicy on a
-    deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: lab}\n" \
-           "spec: {podSelector: {}, policyTypes: [Ingress]}\n"
-    with pytest.raises(CompileError, match="a NetworkPolicy selects it"):
-        compile_cluster(cluster(NADS + pod("a", "red") + deny))
+def test_the_fast_path_refuses_two_networks_in_one_domain():
+    compile_cluster(cluster(NADS + pod("a", "red")))
     shared = NADS.replace(', "ipAddressDomain": "blue"', "")      # blue-net in the cluster's domain
     with pytest.raises(CompileError, match="share the IP address domain cluster"):
         compile_cluster(cluster(shared + pod("a", "blue")))
@@ -215,8 +211,6 @@ def test_multi_network_policy_types_are_inferred_from_the_rule_lists_present():
     with pytest.raises(ManifestErrors) as e:
         cluster(NADS + pods + MNP.format(version="v1beta1", name="x", policy_for="nosuch", spec="  egress: []"))
     assert "metadata.annotations[k8s.v1.cni.cncf.io/policy-for][0]: Not found" in str(e.value.errors[0])
-    with pytest.raises(CompileError, match="does not enforce MultiNetworkPolicies"):
-        compile_cluster(c)
 
 
 def test_verdict_and_reach_on_one_network_from_the_command_line(tmp_path, capsys):
@@ -266,3 +260,37 @@ def test_policies_of_a_pod_are_listed_per_network(tmp_path, capsys):
     assert rel["peerIn"] == []
     assert main(["policies", "-f", str(f), "--pod", "lab/b"]) == 0
     assert "on network red-net (MultiNetworkPolicies):\n    Ingress: isolated by lab/b-in" in capsys.readouterr().out
+
+
+def test_c_and_the_oracle_police_each_network_by_its_own_policies():
+    """An identity per pod and network: a NetworkPolicy denying everything on the
+    cluster network, a MultiNetworkPolicy letting only app=c into b on red; blue free."""
+    from scapy.all import IP, TCP
+
+    from .packets import ether
+    from .test_regressions import Both
+    deny = ("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: lab}\n"
+            "spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n")
+    rules = "  ingress:\n  - from: [{podSelector: {matchLabels: {app: c}}}]\n    ports: [{port: 80}]"
+    text = textwrap.dedent(
+        NADS + pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}, {"name": "blue", "ips": ["198.18.100.1"]}]') +
+        pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}, {"name": "blue", "ips": ["198.18.100.2"]}]') +
+        pod("c", '[{"name": "red", "ips": ["198.18.100.3"]}]') + deny +
+        MNP.format(version="v1beta2", name="b-in", policy_for="red", spec=rules))
+    both = Both(text)
+    port = {str(a): a.port for a in both.cluster.plane.attachments()}
+
+    def syn(src, dst, dport=80):
+        return ether() / IP(src=src, dst=dst) / TCP(sport=7, dport=dport, flags="S")
+    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a@net1"]).reason == "denied_ingress"
+    r = both.run(syn("198.18.100.3", "198.18.100.2"), port["lab/c@net1"])
+    assert r.reason == "new" and r.ingress_rule is not None
+    assert both.run(syn("198.18.100.3", "198.18.100.2", 81), port["lab/c@net1"]).reason == "denied_ingress"
+    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a@net2"]).reason == "new"       # blue
+    a0, b0 = (str(both.cluster.pod_address(k)) for k in ("lab/a", "lab/b"))
+    assert both.run(syn(a0, b0), port["lab/a"]).reason == "denied_egress"                          # cluster
+    # the flow record names the MultiNetworkPolicy's rule
+    from pipeline.dataplane.compiler import compile_cluster as cc
+    from pipeline.dataplane.flows import FlowBuilder
+    rec = FlowBuilder(cc(both.cluster)).rule(r.ingress_rule)
+    assert rec == [{"kind": "MultiNetworkPolicy", "namespace": "lab", "name": "b-in", "rule": "ingress[0]"}]

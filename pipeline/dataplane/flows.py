@@ -14,7 +14,7 @@ import datetime
 from typing import Optional
 
 from ..model.addresses import Attachment, NodeAddress, ServiceVIP
-from ..model.policy import EGRESS, INGRESS, policies_selecting
+from ..model.policy import EGRESS, INGRESS, MULTI, policies_selecting
 from . import constants as K
 
 DROP_REASON_DESC = {
@@ -77,7 +77,7 @@ class FlowBuilder:
             ns, name = entry.pod.split("/", 1)
             return {"namespace": ns, "pod_name": name,
                     "labels": labels + [f"k8s:io.kubernetes.pod.namespace={ns}"],
-                    "identity": self.compiled.identity_of.get(entry.pod, 0)}
+                    "identity": self.compiled.identity_on.get((entry.pod, entry.network), 0)}
         if isinstance(entry, NodeAddress):
             return {"labels": ["reserved:host"], "node_name": entry.node}
         if isinstance(entry, ServiceVIP):
@@ -88,17 +88,19 @@ class FlowBuilder:
         if rule_id is None:
             return []
         policy, direction, index = self.rule_by_id[rule_id]
+        kind = "NetworkPolicy"
+        if policy.startswith(MULTI):
+            kind, policy = "MultiNetworkPolicy", policy[len(MULTI):]
         ns, name = policy.split("/", 1)
-        return [{"kind": "NetworkPolicy", "namespace": ns, "name": name,
-                 "rule": f"{direction.lower()}[{index}]"}]
+        return [{"kind": kind, "namespace": ns, "name": name, "rule": f"{direction.lower()}[{index}]"}]
 
     def isolating(self, entry, direction: str) -> list:
         """The policies that isolate a pod for `direction` (what a default deny names)."""
         if not isinstance(entry, Attachment) or entry.pod not in self.cluster.pods:
             return []
         out = []
-        for pol in policies_selecting(self.cluster, self.cluster.pods[entry.pod], direction):
-            out.append({"kind": "NetworkPolicy", "namespace": pol.namespace, "name": pol.name})
+        for pol in policies_selecting(self.cluster, self.cluster.pods[entry.pod], direction, entry.network):
+            out.append({"kind": type(pol).__name__, "namespace": pol.namespace, "name": pol.name})
         return out
 
     @staticmethod

@@ -31,7 +31,7 @@ class Compiled:
 
     cluster: Cluster
     identities: list                 # Identity, index id-1
-    identity_of: dict                # pod key -> identity id
+    identity_on: dict                # (pod key, network) -> identity id
     endpoints: EndpointTable
     policy: PolicyTables
     services: ServiceTable
@@ -56,6 +56,11 @@ class Compiled:
                 return a.port
         return None
 
+    @property
+    def identity_of(self) -> dict:
+        """Pod key -> the identity of its cluster-network interface."""
+        return {pod: i for (pod, net), i in self.identity_on.items() if net == DEFAULT_NETWORK}
+
     def stats(self) -> dict:
         """Entries per table (its capacity is `limits`)."""
         return {"interfaces": len(self.attachments), "identities": len(self.identities),
@@ -67,11 +72,10 @@ class Compiled:
 
 def _secondary_networks_unsupported(cluster: Cluster) -> Optional[str]:
     """What the C tables would decide wrongly on secondary networks, or None. They
-    keep domains apart (every key carries its zone) and police by pod, so they are
-    right while no NetworkPolicy isolates a pod that has a secondary attachment (a
-    NetworkPolicy is the cluster network's only) and no two networks share a domain
-    (networks do not meet). Beyond that (issue 9) they refuse rather than decide."""
-    from ...model.policy import policies_selecting
+    keep domains apart (every key carries its zone) and police each network's
+    interfaces by that network's policies (an identity per pod and network), so they
+    are right while no two networks share a domain (networks do not meet, and the
+    tables do not yet tell two networks of one zone apart)."""
     secondary = [a for a in cluster.plane.attachments() if a.network != DEFAULT_NETWORK]
     if not secondary:
         return None
@@ -81,17 +85,6 @@ def _secondary_networks_unsupported(cluster: Cluster) -> Optional[str]:
         if other != a.network:
             return (f"networks {other} and {a.network} share the IP address domain {a.domain}: the fast "
                     f"path does not keep networks of one domain apart yet")
-    secondary_nets = {a.network for a in secondary}
-    for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key):
-        if secondary_nets & set(pol.networks):
-            return (f"MultiNetworkPolicy {pol.key} is for a network pods are on: the fast path does not "
-                    f"enforce MultiNetworkPolicies yet; `netsem verdict` answers for them")
-    for key in sorted({a.pod for a in secondary}):
-        pod = cluster.pods[key]
-        if policies_selecting(cluster, pod, "Ingress") or policies_selecting(cluster, pod, "Egress"):
-            return (f"pod {key} has a secondary network attachment and a NetworkPolicy selects it: the fast "
-                    f"path would police its secondary networks too, which NetworkPolicy does not; "
-                    f"`netsem verdict` and `reach` answer for the cluster network")
     return None
 
 
@@ -101,8 +94,8 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     problem = _secondary_networks_unsupported(cluster)
     if problem:
         raise CompileError(problem)
-    idents, identity_of = build_identities(cluster)
-    endpoints = build_endpoints(cluster, identity_of)
+    idents, identity_on = build_identities(cluster)
+    endpoints = build_endpoints(cluster, identity_on)
     policy = build_policy(cluster, idents)
     services = build_services(cluster, endpoints.zones)
     n_entries = policy.n_entries
@@ -140,4 +133,4 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     allocated = {f: getattr(limits, f) for f in ("endpoints", "identities", "rule_keys", "rule_entries",
                                                   "prefixes", "class_blocks", "rules", "frontends",
                                                   "backends", "maglev_slots")}
-    return Compiled(cluster, idents, identity_of, endpoints, policy, services, allocated, t)
+    return Compiled(cluster, idents, identity_on, endpoints, policy, services, allocated, t)

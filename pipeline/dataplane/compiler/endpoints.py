@@ -42,7 +42,7 @@ class EndpointTable:
                 check(lib.ns_tables_set_port_zone(t, port, zone), f"port {port}")
 
 
-def build_endpoints(cluster: Cluster, identity_of: dict) -> EndpointTable:
+def build_endpoints(cluster: Cluster, identity_on: dict) -> EndpointTable:
     plane = cluster.plane
     zones = zone_numbers(cluster)
     node_names = sorted({a.node for a in plane.attachments()} | {n.node for n in plane.nodes()})
@@ -55,7 +55,7 @@ def build_endpoints(cluster: Cluster, identity_of: dict) -> EndpointTable:
     for domain, ip, e in plane:
         z = zones[domain]
         if isinstance(e, Attachment):
-            table.rows.append(EndpointRow(z, ip, K.EP_POD, e.port, identity_of[e.pod], nodes[e.node],
+            table.rows.append(EndpointRow(z, ip, K.EP_POD, e.port, identity_on[(e.pod, e.network)], nodes[e.node],
                                           pod_owner[e.pod]))
         elif isinstance(e, ServiceVIP):
             table.rows.append(EndpointRow(z, ip, K.EP_SERVICE, 0, 0, 0, svc_owner[e.service]))

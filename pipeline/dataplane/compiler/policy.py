@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from ...model.cluster import Cluster
 from ...model.objects import IPBlock, Pod
-from ...model.policy import EGRESS, INGRESS, peer_matches, policy_selects, rule_ids
+from ...model.addresses import DEFAULT_NETWORK
+from ...model.policy import EGRESS, INGRESS, MULTI, peer_matches, policy_selects, rule_ids
 from .. import constants as K
 from ..addr16 import prefix16
 
@@ -42,29 +43,33 @@ class Identity:
     id: int
     named_ports: frozenset           # {(name, protocol, port)}
     pods: list = field(default_factory=list)
+    network: str = DEFAULT_NETWORK   # the network its pods' interfaces are on
 
     @property
     def representative(self) -> Pod:
         return self.pods[0]
 
 
-def _identity_key(pod: Pod):
+def _identity_key(pod: Pod, network: str):
     return (pod.namespace, frozenset(pod.labels.items()),
-            frozenset((p.name, p.protocol, p.port) for p in pod.ports if p.name))
+            frozenset((p.name, p.protocol, p.port) for p in pod.ports if p.name), network)
 
 
 def build_identities(cluster: Cluster) -> tuple[list, dict]:
-    """Identities of the pods with an interface: (identities by id - 1, pod key -> id)."""
+    """Identities of the pods' interfaces, one per network (a pod is policed on each
+    network by that network's policies only): (identities by id - 1,
+    {(pod key, network) -> id})."""
     identities: dict = {}
     identity_of: dict = {}
-    for key in sorted({a.pod for a in cluster.plane.attachments()}):
+    for key, network in sorted({(a.pod, a.network) for a in cluster.plane.attachments()},
+                               key=lambda kn: (kn[1] != DEFAULT_NETWORK, kn[1], kn[0])):
         p = cluster.pods[key]
-        ik = _identity_key(p)
+        ik = _identity_key(p, network)
         ident = identities.get(ik)
         if ident is None:
-            ident = identities[ik] = Identity(len(identities) + 1, ik[2])
+            ident = identities[ik] = Identity(len(identities) + 1, ik[2], network=network)
         ident.pods.append(p)
-        identity_of[p.key] = ident.id
+        identity_of[(p.key, network)] = ident.id
     return sorted(identities.values(), key=lambda i: i.id), identity_of
 
 
@@ -140,10 +145,14 @@ class PolicyTables:
 
 
 def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
+    """NetworkPolicies over the cluster network's identities, each MultiNetworkPolicy
+    over the identities of the networks it is for."""
     ids = rule_ids(cluster)
-    policies = cluster.policy_list()
+    policies = [(pol, DEFAULT_NETWORK, "") for pol in cluster.policy_list()] + \
+        [(pol, net, MULTI) for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key)
+         for net in pol.networks]
     blocks: dict[IPBlock, int] = {}
-    for pol in policies:
+    for pol, _, _ in policies:
         for rule in pol.ingress + pol.egress:
             for peer in rule.peers or ():
                 if peer.ip_block is not None and peer.ip_block not in blocks:
@@ -160,16 +169,17 @@ def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
     def named_ports_of(ident: Identity, name: str, proto: str) -> list[int]:
         return [port for (n, pr, port) in ident.named_ports if n == name and pr == proto]
 
-    for pol in policies:
+    for pol, network, kind in policies:
+        on_net = [i for i in idents if i.network == network]
         for direction in (INGRESS, EGRESS):
-            selected = [i for i in idents if policy_selects(cluster, pol, i.representative, direction)]
+            selected = [i for i in on_net if policy_selects(cluster, pol, i.representative, direction, network)]
             if not selected:
                 continue
             for i in selected:
                 isolation[i.id] = isolation.get(i.id, 0) | ISOLATED_BITS[direction]
             rules = pol.ingress if direction == INGRESS else pol.egress
             for index, rule in enumerate(rules):
-                rid = ids[(pol.key, direction, index)]
+                rid = ids[(kind + pol.key, direction, index)]
                 # Peers as (peer identity or 0, block id or 0).
                 if rule.peers is None:
                     peer_keys = [(0, 0)]
@@ -181,19 +191,19 @@ def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
                             # verdict probes at most 4 keys however blocks overlap.
                             peer_keys.extend((0, c) for c in classes_of_block[blocks[peer.ip_block]])
                         else:
-                            peer_keys.extend((j.id, 0) for j in idents
+                            peer_keys.extend((j.id, 0) for j in on_net
                                              if peer_matches(cluster, pol, peer, j.representative, None))
                     peer_keys = sorted(set(peer_keys))
                 for local in selected:
                     dir_no = DIR_NUMBERS[direction]
                     for peer_id, block_id in peer_keys:
                         for key, entry in _port_entries(rule, direction, local, peer_id, block_id,
-                                                        idents, named_ports_of):
+                                                        idents, on_net, named_ports_of):
                             entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
     return PolicyTables(ids, isolation, blocks, classes, entries)
 
 
-def _port_entries(rule, direction, local, peer_id, block_id, idents, named_ports_of):
+def _port_entries(rule, direction, local, peer_id, block_id, idents, on_net, named_ports_of):
     """Yields ((peer, block), (proto, lo, hi)) for one peer key of one rule."""
     if rule.ports is None:
         yield (peer_id, block_id), (0, 0, 65535)
@@ -214,7 +224,7 @@ def _port_entries(rule, direction, local, peer_id, block_id, idents, named_ports
                 yield (peer_id, block_id), (proto, port, port)
         else:
             # Egress towards any address or an ipBlock: only pods can have named
-            # ports, so expand per destination identity.
-            for j in idents:
+            # ports, so expand per destination identity (of the same network).
+            for j in on_net:
                 for port in named_ports_of(j, p.port, p.protocol):
                     yield (j.id, block_id), (proto, port, port)
