@@ -49,29 +49,19 @@ void ct_reply_of(const struct ct_key *k, const struct ct_nat *n, struct ct_key *
     r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
 }
 
-void ct_entry_nat(const struct ct_entry *e, struct ct_nat *n)
-{
-    memset(n, 0, sizeof(*n));
-    n->flags = e->nat;
-    if (e->nat & CT_NAT_DST) {
-        memcpy(n->xdst, e->xdst, 16);
-        n->xport = e->xport;
-    }
-    if (e->nat & CT_NAT_SRC) {
-        memcpy(n->xsrc, e->xsrc, 16);
-        n->xsport = e->xsport;
-    }
-}
-
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
 {
-    if (!e->nat) {
-        ct_reply_of(&e->key, NULL, r);
-        return;
-    }
-    struct ct_nat n;
-    ct_entry_nat(e, &n);
-    ct_reply_of(&e->key, &n, r);
+    /* built from the entry's fields directly: find_match calls this for every reply
+     * reference it meets, so no ct_nat is assembled on the way */
+    const struct ct_key *k = &e->key;
+    const int xd = e->nat & CT_NAT_DST, xs = e->nat & CT_NAT_SRC;
+    memcpy(r->src, xd ? e->xdst : k->dst, 16);
+    memcpy(r->dst, xs ? e->xsrc : k->src, 16);
+    r->sport = xd ? e->xport : k->dport;
+    r->dport = xs ? e->xsport : k->sport;
+    r->zone = k->zone;
+    r->proto = k->proto;
+    r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
 }
 
 int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
@@ -174,18 +164,6 @@ uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t n
     return find_match(ct, key, ct_key_hash(key), now, 1, dir);
 }
 
-int ct_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now)
-{
-    if ((!nat || !nat->flags) && !ct->n_xlated)
-        return 0;   /* without translations a key's reply is its reversal: no clash */
-    struct ct_key r;
-    int dir;
-    ct_reply_of(key, nat, &r);
-    if (ct_lookup(ct, key, ct_key_hash(key), now, &dir) != NS_NONE32)
-        return 1;
-    return ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) != NS_NONE32;
-}
-
 static int has_ports(uint8_t proto)
 {
     return proto == NS_PROTO_TCP || proto == NS_PROTO_UDP || proto == NS_PROTO_SCTP;
@@ -213,11 +191,19 @@ int ct_choose_source_port(struct ct_table *ct, const struct ct_key *key, struct 
 int ct_reply_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now)
 {
     if ((!nat || !nat->flags) && !ct->n_xlated)
-        return 0;
+        return 0;   /* without translations a key's reply is its reversal: no clash */
     struct ct_key r;
     int dir;
     ct_reply_of(key, nat, &r);
     return ct_lookup(ct, &r, ct_key_hash(&r), now, &dir) != NS_NONE32;
+}
+
+int ct_clashes(struct ct_table *ct, const struct ct_key *key, const struct ct_nat *nat, uint64_t now)
+{
+    int dir;
+    if (((nat && nat->flags) || ct->n_xlated) && ct_lookup(ct, key, ct_key_hash(key), now, &dir) != NS_NONE32)
+        return 1;
+    return ct_reply_clashes(ct, key, nat, now);
 }
 
 /* ---- events ---- */

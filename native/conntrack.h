@@ -161,8 +161,6 @@ uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
 /* The reply key of entry e: the original key reversed, its source the translated
  * destination and its destination the translated source, where there are. */
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r);
-/* The translation entry e holds. */
-void ct_entry_nat(const struct ct_entry *e, struct ct_nat *n);
 /* The reply key an entry for `key` translated as nat says would have (NULL: none). */
 void ct_reply_of(const struct ct_key *key, const struct ct_nat *nat, struct ct_key *r);
 /* 1 when committing `key` (translated as nat says, or not) would make a second

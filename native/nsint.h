@@ -178,6 +178,24 @@ static inline void hidx_remove_at(struct hidx *h, uint32_t i)
 }
 
 /* ---- addresses ---- */
+/* The Internet checksum (RFC 1071): 16-bit big-endian words summed, then folded
+ * and complemented. Shared by the rewriter and the switch's own replies. */
+static inline uint16_t ns_csum_fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static inline uint32_t ns_csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
+{
+    for (uint32_t i = 0; i + 1 < len; i += 2)
+        sum += rd16(p + i);
+    if (len & 1)
+        sum += (uint32_t)p[len - 1] << 8;
+    return sum;
+}
+
 static inline int addr_is_v4mapped(const uint8_t *a)
 {
     static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

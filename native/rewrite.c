@@ -74,22 +74,6 @@ static void replace_end(uint8_t *ip, uint8_t *a, const uint8_t *new16, uint8_t *
         l4sum[0] = l4sum[1] = 0xff;   /* a computed 0 is sent as all ones */
 }
 
-static uint16_t csum_fold(uint32_t sum)
-{
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-    return (uint16_t)~sum;
-}
-
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
-{
-    for (uint32_t i = 0; i + 1 < len; i += 2)
-        sum += rd16(p + i);
-    if (len & 1)
-        sum += (uint32_t)p[len - 1] << 8;
-    return sum;
-}
-
 /* An ICMP error's quoted packet, rewritten to match its translated outer header (see
  * NS_REWRITE_SRC in netsem.h): the quote's source follows the new destination, its
  * destination the new source; the quote's own IPv4 header checksum and, where the
@@ -119,12 +103,12 @@ static void rewrite_quote(uint8_t *ip, uint8_t *icmp, uint32_t icmp_len, const s
     if (r->rewrite & NS_REWRITE_SRC)
         replace_end(q, q + (v4 ? 16 : 24), r->src, l4, ports ? ql4 + 2 : NULL, r->sport, &inner);
     icmp[2] = icmp[3] = 0;
-    uint32_t sum = csum_add(0, icmp, icmp_len);
+    uint32_t sum = ns_csum_add(0, icmp, icmp_len);
     if (!v4) {   /* ICMPv6: the pseudo-header too */
-        sum = csum_add(sum, ip + 8, 32);
+        sum = ns_csum_add(sum, ip + 8, 32);
         sum += icmp_len + NS_PROTO_ICMPV6;
     }
-    uint16_t c = csum_fold(sum);
+    uint16_t c = ns_csum_fold(sum);
     icmp[2] = (uint8_t)(c >> 8);
     icmp[3] = (uint8_t)c;
 }

@@ -12,22 +12,6 @@ uint32_t sw_l3_offset(const uint8_t *f, uint32_t len)
     return 14;
 }
 
-static inline uint16_t csum_fold(uint32_t sum)
-{
-    while (sum >> 16)
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    return (uint16_t)~sum;
-}
-
-static inline uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
-{
-    for (uint32_t i = 0; i + 1 < len; i += 2)
-        sum += rd16(p + i);
-    if (len & 1)
-        sum += (uint32_t)p[len - 1] << 8;
-    return sum;
-}
-
 /* Returns 1 when the frame may go on (TTL/hop limit decremented), 0 to drop. */
 int sw_decrement_ttl(uint8_t *f, uint32_t len, uint8_t family)
 {
@@ -122,10 +106,10 @@ uint16_t sw_nd_reply(struct sw_port *pt, const uint8_t *f, uint32_t len, uint8_t
     memcpy(na + 8, target, 16);
     na[24] = 2; na[25] = 1;            /* target link-layer address */
     memcpy(na + 26, pt->gw_mac, 6);
-    uint32_t sum = csum_add(0, o + 8, 32);  /* pseudo-header: src, dst */
+    uint32_t sum = ns_csum_add(0, o + 8, 32);  /* pseudo-header: src, dst */
     sum += 32 + 58;                          /* upper-layer length, next header */
-    sum = csum_add(sum, na, 32);
-    uint16_t c = csum_fold(sum);
+    sum = ns_csum_add(sum, na, 32);
+    uint16_t c = ns_csum_fold(sum);
     na[2] = (uint8_t)(c >> 8);
     na[3] = (uint8_t)c;
     *ignored = 0;
@@ -207,9 +191,9 @@ uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const str
         o[9] = proto;
         memcpy(o + 12, dst, 4);         /* from the VIP, to the client */
         memcpy(o + 16, src, 4);
-        uint16_t c = csum_fold(csum_add(0, o, 20));
+        uint16_t c = ns_csum_fold(ns_csum_add(0, o, 20));
         o[10] = (uint8_t)(c >> 8); o[11] = (uint8_t)c;
-        sum = proto == NS_PROTO_TCP ? csum_add(0, o + 12, 8) + proto + l4len : 0;   /* ICMP: no pseudo-header */
+        sum = proto == NS_PROTO_TCP ? ns_csum_add(0, o + 12, 8) + proto + l4len : 0;   /* ICMP: no pseudo-header */
     } else {
         memset(o, 0, 40);
         o[0] = 0x60;
@@ -218,10 +202,10 @@ uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const str
         o[7] = 64;
         memcpy(o + 8, dst, 16);
         memcpy(o + 24, src, 16);
-        sum = csum_add(0, o + 8, 32) + proto + l4len;
+        sum = ns_csum_add(0, o + 8, 32) + proto + l4len;
     }
-    sum = csum_add(sum, l4, l4len);
-    uint16_t c = csum_fold(sum);
+    sum = ns_csum_add(sum, l4, l4len);
+    uint16_t c = ns_csum_fold(sum);
     uint8_t *cs = proto == NS_PROTO_TCP ? l4 + 16 : l4 + 2;
     cs[0] = (uint8_t)(c >> 8);
     cs[1] = (uint8_t)c;

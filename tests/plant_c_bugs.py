@@ -38,8 +38,6 @@ BUGS = [
     ("native/pipeline_state.c", "    p->generation++;", "",
      "tests/test_events.py"),
     ("native/conntrack.c", "    if ((!nat || !nat->flags) && !ct->n_xlated)\n        return 0;   /* without", "    return 0;   /* without",
-     "tests/test_translation.py tests/test_stateful.py"),
-    ("native/conntrack.c", "    if ((!nat || !nat->flags) && !ct->n_xlated)\n        return 0;\n    struct ct_key r;\n    int dir;\n    ct_reply_of(key, nat, &r);\n    return", "    return 0;\n    struct ct_key r;\n    int dir;\n    ct_reply_of(key, nat, &r);\n    return",
      "tests/test_translation.py tests/test_stateful.py tests/test_services_dataplane.py"),
     ("native/policy.c", "    if (!sid && !did)\n        return NS_R_NO_ROUTE;", "",
      "tests/test_stateful.py"),
