@@ -37,31 +37,32 @@ static int is_icmp(uint8_t proto)
     return proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
 }
 
-void ct_reply_of(const struct ct_key *k, const struct ct_nat *n, struct ct_key *r)
+/* The reply key of `k` whose destination is translated to (xdst, xport) and source to
+ * (xsrc, xsport), NULL where not: the one definition both entry points share. */
+static void reply_of(const struct ct_key *k, const uint8_t *xdst, uint16_t xport, const uint8_t *xsrc,
+                     uint16_t xsport, struct ct_key *r)
 {
-    const int xd = n && (n->flags & CT_NAT_DST), xs = n && (n->flags & CT_NAT_SRC);
-    memcpy(r->src, xd ? n->xdst : k->dst, 16);
-    memcpy(r->dst, xs ? n->xsrc : k->src, 16);
-    r->sport = xd ? n->xport : k->dport;
-    r->dport = xs ? n->xsport : k->sport;
+    memcpy(r->src, xdst ? xdst : k->dst, 16);
+    memcpy(r->dst, xsrc ? xsrc : k->src, 16);
+    r->sport = xdst ? xport : k->dport;
+    r->dport = xsrc ? xsport : k->sport;
     r->zone = k->zone;
     r->proto = k->proto;
     r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
 }
 
+void ct_reply_of(const struct ct_key *k, const struct ct_nat *n, struct ct_key *r)
+{
+    const int xd = n && (n->flags & CT_NAT_DST), xs = n && (n->flags & CT_NAT_SRC);
+    reply_of(k, xd ? n->xdst : NULL, xd ? n->xport : 0, xs ? n->xsrc : NULL, xs ? n->xsport : 0, r);
+}
+
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
 {
-    /* built from the entry's fields directly: find_match calls this for every reply
-     * reference it meets, so no ct_nat is assembled on the way */
-    const struct ct_key *k = &e->key;
+    /* from the entry's fields: find_match calls this for every reply reference it
+     * meets, so no ct_nat is assembled on the way */
     const int xd = e->nat & CT_NAT_DST, xs = e->nat & CT_NAT_SRC;
-    memcpy(r->src, xd ? e->xdst : k->dst, 16);
-    memcpy(r->dst, xs ? e->xsrc : k->src, 16);
-    r->sport = xd ? e->xport : k->dport;
-    r->dport = xs ? e->xsport : k->sport;
-    r->zone = k->zone;
-    r->proto = k->proto;
-    r->echo = is_icmp(k->proto) ? (uint8_t)(k->echo ^ 1) : 0;
+    reply_of(&e->key, xd ? e->xdst : NULL, e->xport, xs ? e->xsrc : NULL, e->xsport, r);
 }
 
 int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)

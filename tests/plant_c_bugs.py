@@ -21,7 +21,7 @@ BUGS = [
      "tests/test_regressions.py tests/native/test_zones.py"),
     ("native/ct_l4.c", "if (dir == e->fin_dir && (flags & NS_TCP_ACK)", "if ((flags & NS_TCP_ACK)",
      "tests/test_stateful.py"),
-    ("native/conntrack.c", "memcpy(r->src, xd ? n->xdst : k->dst, 16);", "memcpy(r->src, k->dst, 16);",
+    ("native/conntrack.c", "memcpy(r->src, xdst ? xdst : k->dst, 16);", "memcpy(r->src, k->dst, 16);",
      "tests/test_translation.py"),
     ("native/sanity.c", "(addr_is_v4mapped(pkt->isrc) || addr_is_v4mapped(pkt->idst))", "0",
      "tests/test_regressions.py"),
@@ -56,7 +56,7 @@ BUGS = [
     # Source NAT, ICMP errors about translated connections, affinity (issue 8).
     ("native/pipeline.c", "    return xlate && out == arrival;", "    return 0;",
      "tests/test_nat_dataplane.py"),
-    ("native/conntrack.c", "    r->dport = xs ? n->xsport : k->sport;", "    r->dport = k->sport;",
+    ("native/conntrack.c", "    r->dport = xsrc ? xsport : k->sport;", "    r->dport = k->sport;",
      "tests/test_nat_dataplane.py"),
     ("native/pipeline.c", "        translate(&p->ct.e[ei], dir, res);", "        translate(&p->ct.e[ei], !dir, res);",
      "tests/test_nat_dataplane.py"),

@@ -5,11 +5,10 @@ that reaches the client as one from the VIP, so the client's socket sees it."""
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from .test_up import ASK, NETSEM, REFUSED, ROOT, SERVE_ONE, exec_in, up  # noqa: F401 (fixture)
+from .test_up import ASK, NETSEM, REFUSED, ROOT, SERVE_ONE, exec_in, metrics_once, up  # noqa: F401 (fixture)
 
 SOLO = """
 apiVersion: v1
@@ -61,9 +60,6 @@ def test_a_pod_reaches_itself_through_its_own_service_and_errors_come_from_the_v
     words = r.stdout.split()
     assert words and words[0] == "refused" and float(words[1]) < 1.0, (r.stdout, r.stderr)
     # the error went through as related (not dropped icmp_error_no_connection)
-    deadline, text = time.monotonic() + 10, ""
-    while time.monotonic() < deadline and 'reason="related"' not in text:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        time.sleep(0.3)
+    text = metrics_once(port, 'reason="related"')
     assert 'netsem_packets_total{reason="related",verdict="forward"}' in text, text
     assert 'netsem_packets_total{reason="icmp_error_no_connection",verdict="drop"} 0.0' in text

@@ -76,6 +76,15 @@ def up(tmp_path, request):
         down(prefix)
 
 
+def metrics_once(port, wanted: str, timeout: float = 10) -> str:
+    """The metrics page once it contains `wanted` (or the last one after `timeout`)."""
+    deadline, text = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline and wanted not in text:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        time.sleep(0.3)
+    return text
+
+
 def exec_in(prefix, pod, *argv, timeout=60):
     r = subprocess.run(NETSEM + ["exec", "--prefix", prefix, "--timeout", "60", pod, "--", *argv],
                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -259,10 +268,7 @@ def test_a_service_port_without_a_ready_backend_is_refused_at_once(up):
     for r in (tcp, udp):
         words = r.stdout.split()
         assert words and words[0] == "refused" and float(words[1]) < 1.0, (r.stdout, r.stderr)
-    deadline, text = time.monotonic() + 10, ""
-    while time.monotonic() < deadline and "netsem_service_rejects_total 2.0" not in text:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        time.sleep(0.3)
+    text = metrics_once(port, "netsem_service_rejects_total 2.0")
     assert "netsem_service_rejects_total 2.0" in text
     assert 'netsem_drops_total{reason="service_no_backend"} 2.0' in text
 
@@ -292,10 +298,7 @@ def test_the_uplink_plays_outside_reaching_a_node_port_and_reached_by_pods(up):
         assert r.stdout.split() == ["answer", "198.19.128.1", "198.19.192.1"], (r.stdout, r.stderr)
         r = exec_in(prefix, "uplink", sys.executable, "-c", ASK, "198.18.0.4", "80")
         assert r.stdout.startswith("failed"), r.stdout
-        deadline, text = time.monotonic() + 10, ""
-        while time.monotonic() < deadline and 'reason="pod_address_not_routed"' not in text:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            time.sleep(0.3)
+        text = metrics_once(port, 'reason="pod_address_not_routed"')
         assert 'netsem_drops_total{reason="pod_address_not_routed"}' in text
     finally:
         for s in servers:
