@@ -46,7 +46,8 @@ sys.path.insert(0, ROOT)
 
 from pyroute2 import IPRoute, netns as pr_netns  # noqa: E402
 
-from pipeline.switch.topology import NETNS_DIR, Topology, _sysctl, in_netns  # noqa: E402
+from pipeline.switch.netns import NETNS_DIR, _sysctl, in_netns  # noqa: E402
+from pipeline.switch.topology import Topology  # noqa: E402
 
 A, B = "198.18.1.10", "198.18.2.10"
 TESTS = {"udp1": 1, "udp10k": 10000, "new": 0}

@@ -51,6 +51,9 @@ enum ns_verdict { NS_FORWARD = 0, NS_DROP = 1, NS_LOCAL = 2 };
 enum ns_ct_state { NS_CT_NONE = 0, NS_CT_NEW = 1, NS_CT_ESTABLISHED = 2,
                    NS_CT_REPLY = 3, NS_CT_RELATED = 4 };
 
+/* Networks per table set at most: the routable bitmap is networks^2 bits (2 MiB). */
+#define NS_MAX_NETWORKS 4096
+
 /* Capacities: every table is allocated once at this size and never grows. */
 struct ns_table_limits {
     uint32_t endpoints;      /* (zone, address) -> endpoint entries */
@@ -63,7 +66,7 @@ struct ns_table_limits {
     uint32_t frontends;      /* Service (zone, VIP, protocol, port) frontends */
     uint32_t backends;       /* backends of all frontends together */
     uint32_t maglev_slots;   /* Maglev slots of all frontends together */
-    uint32_t pad;
+    uint32_t networks;       /* networks are 0..networks-1 (0: the cluster network) */
 };
 
 struct ns_ct_limits {
@@ -153,6 +156,12 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
                            uint32_t owner);
 /* The IP address domain of a switch port's traffic (default: NS_ZONE_DEFAULT). */
 int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone);
+/* The network a switch port is on (0, the cluster network, by default: the uplink
+ * is on it), and the pairs of networks declared L3-routable to each other (004's
+ * "type 1"); any other two networks never meet ("type 2"). -1: sealed, or a network
+ * number not below limits.networks. */
+int ns_tables_set_port_network(struct ns_tables *t, uint16_t port, uint16_t network);
+int ns_tables_set_routable(struct ns_tables *t, uint16_t a, uint16_t b);
 int ns_tables_set_options(struct ns_tables *t, uint32_t options);
 /* The address pods' connections to the outside are masqueraded to, and hairpin
  * connections source-translated to (the node's, one per family; addr16 IPv4-mapped

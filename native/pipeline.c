@@ -185,7 +185,7 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, const struct
     r = route(t, zone, res->dst, arrival, &out);
     if (r != NS_R_CONTINUE)
         return r;
-    r = policy_verdict(t, sep, dep, pkt->src, res->dst, pkt->proto, res->dport,
+    r = policy_verdict(t, arrival, sep, dep, pkt->src, res->dst, pkt->proto, res->dport,
                        &res->egress_rule, &res->ingress_rule);
     if (r != NS_R_CONTINUE)
         return r;

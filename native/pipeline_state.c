@@ -186,7 +186,7 @@ struct ns_tables *ns_pipeline_swap_tables(struct ns_pipeline *p, struct ns_table
             const struct ns_endpoint *sep = tables_endpoint(t, e->key.zone, e->key.src);
             const struct ns_endpoint *dep = tables_endpoint(t, e->key.zone, dst);
             uint32_t eg, in;
-            if (policy_verdict(t, sep, dep, e->key.src, dst, e->key.proto, dport, &eg, &in) !=
+            if (policy_verdict(t, e->in_port, sep, dep, e->key.src, dst, e->key.proto, dport, &eg, &in) !=
                 NS_R_CONTINUE) {
                 ct_report(&p->ct, i, NS_EV_REVOKED, p->last_now);
                 ct_delete(&p->ct, i);

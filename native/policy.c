@@ -48,15 +48,18 @@ static uint32_t identity_of(const struct ns_endpoint *e)
     return (e && e->kind == NS_EP_POD) ? e->identity : 0;
 }
 
-int policy_verdict(const struct ns_tables *t, const struct ns_endpoint *sep,
+int policy_verdict(const struct ns_tables *t, uint16_t arrival, const struct ns_endpoint *sep,
                    const struct ns_endpoint *dep, const uint8_t *src16, const uint8_t *dst16,
                    uint8_t proto, uint16_t dport, uint32_t *egress_rule, uint32_t *ingress_rule)
 {
     *egress_rule = *ingress_rule = NS_RULE_NONE;
     /* one's own address (the same pod, or the same node) is not policed */
-    if (sep && dep && sep->kind == dep->kind && sep->owner == dep->owner &&
-        (sep->kind == NS_EP_POD || sep->kind == NS_EP_NODE))
+    if (ns_own_address(sep, dep))
         return NS_R_CONTINUE;
+    /* networks: one, or two routable to each other (004 type 1), or nothing passes */
+    const uint16_t snet = tables_port_network(t, arrival), dnet = tables_endpoint_network(t, dep);
+    if (t && !tables_networks_meet(t, snet, dnet))
+        return NS_R_NETWORK_UNREACHABLE;
     /* a node reaching a pod on it: pods cannot block their node (unless strict) */
     if (sep && dep && sep->kind == NS_EP_NODE && dep->kind == NS_EP_POD &&
         sep->node == dep->node && !(t && (t->options & NS_OPT_POLICE_NODE_TRAFFIC)))
@@ -64,11 +67,15 @@ int policy_verdict(const struct ns_tables *t, const struct ns_endpoint *sep,
     uint32_t sid = identity_of(sep), did = identity_of(dep);
     if (!sid && !did)
         return NS_R_NO_ROUTE;   /* neither end is a pod: not a connection of the cluster */
-    if (!ns_tables_policy_check(t, NS_DIR_EGRESS, sid, did, dst16, proto, dport, egress_rule)) {
+    /* Across two routable networks each end's policies are its own network's, whose
+     * selectors see pods by their addresses on that network: the peer is an address
+     * (ipBlocks only), as multi-networkpolicy-tc and OVN-Kubernetes resolve them. */
+    const int across = snet != dnet;
+    if (!ns_tables_policy_check(t, NS_DIR_EGRESS, sid, across ? 0 : did, dst16, proto, dport, egress_rule)) {
         *egress_rule = NS_RULE_NONE;
         return NS_R_DENIED_EGRESS;
     }
-    if (!ns_tables_policy_check(t, NS_DIR_INGRESS, did, sid, src16, proto, dport, ingress_rule)) {
+    if (!ns_tables_policy_check(t, NS_DIR_INGRESS, did, across ? 0 : sid, src16, proto, dport, ingress_rule)) {
         *ingress_rule = NS_RULE_NONE;
         return NS_R_DENIED_INGRESS;
     }

@@ -61,7 +61,10 @@
     _(SNAT_PORTS_EXHAUSTED,    "snat_ports_exhausted",    NS_DROP,    "commit")       \
     /* a new connection from outside addressed to a pod (not through a Service):     */ \
     /* pod addresses are not routed from the uplink without --route-pod-addresses    */ \
-    _(POD_ADDRESS_NOT_ROUTED,  "pod_address_not_routed",  NS_DROP,    "route")
+    _(POD_ADDRESS_NOT_ROUTED,  "pod_address_not_routed",  NS_DROP,    "route")        \
+    /* a new connection between two networks that do not meet: traffic never     */ \
+    /* crosses networks unless declared routable (004 "type 1"; docs/semantics.md)  */ \
+    _(NETWORK_UNREACHABLE,     "network_unreachable",     NS_DROP,    "route")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

@@ -18,14 +18,21 @@ struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
     if (!t->lim.frontends) t->lim.frontends = NS_DEF_FRONTENDS;
     if (!t->lim.backends) t->lim.backends = NS_DEF_BACKENDS;
     if (!t->lim.maglev_slots) t->lim.maglev_slots = NS_DEF_MAGLEV_SLOTS;
+    if (!t->lim.networks) t->lim.networks = NS_DEF_NETWORKS;
+    if (t->lim.networks > NS_MAX_NETWORKS) {
+        free(t);
+        return NULL;
+    }
     t->ep = ns_table_alloc((uint64_t)t->lim.endpoints * sizeof(*t->ep));
     t->isolation = calloc(t->lim.identities, 1);
     t->port_zone = calloc(NS_PORTS, sizeof(*t->port_zone));
+    t->port_net = calloc(NS_PORTS, sizeof(*t->port_net));
+    t->routable = calloc(((uint64_t)t->lim.networks * t->lim.networks + 63) / 64, sizeof(*t->routable));
     t->rule_hits = calloc(t->lim.rules, sizeof(*t->rule_hits));
     t->fe = ns_table_alloc((uint64_t)t->lim.frontends * sizeof(*t->fe));
     t->be = ns_table_alloc((uint64_t)t->lim.backends * sizeof(*t->be));
     t->maglev = ns_table_alloc((uint64_t)t->lim.maglev_slots * sizeof(*t->maglev));
-    if (!t->ep || !t->isolation || !t->port_zone || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
+    if (!t->ep || !t->isolation || !t->port_zone || !t->port_net || !t->routable || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
         !t->fe || !t->be || !t->maglev || hidx_init(&t->fe_idx, t->lim.frontends) != 0 ||
         lpm_init(&t->lpm, t->lim.prefixes, t->lim.class_blocks) != 0 ||
         rules_init(&t->rules, t->lim.rule_keys, t->lim.rule_entries) != 0) {
@@ -42,6 +49,8 @@ void ns_tables_free(struct ns_tables *t)
     free(t->ep);
     free(t->isolation);
     free(t->port_zone);
+    free(t->port_net);
+    free(t->routable);
     free(t->rule_hits);
     hidx_fini(&t->ep_idx);
     free(t->fe);
@@ -131,6 +140,24 @@ int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone)
     if (!t || t->sealed)
         return -1;
     t->port_zone[port] = zone;
+    return 0;
+}
+
+int ns_tables_set_port_network(struct ns_tables *t, uint16_t port, uint16_t network)
+{
+    if (!t || t->sealed || network >= t->lim.networks)
+        return -1;
+    t->port_net[port] = network;
+    return 0;
+}
+
+int ns_tables_set_routable(struct ns_tables *t, uint16_t a, uint16_t b)
+{
+    if (!t || t->sealed || a >= t->lim.networks || b >= t->lim.networks)
+        return -1;
+    const uint32_t ab = (uint32_t)a * t->lim.networks + b, ba = (uint32_t)b * t->lim.networks + a;
+    t->routable[ab >> 6] |= 1ull << (ab & 63);    /* routing is both ways */
+    t->routable[ba >> 6] |= 1ull << (ba & 63);
     return 0;
 }
 

@@ -33,6 +33,7 @@ _Static_assert(sizeof(struct ns_endpoint) == 32, "ns_endpoint has no padding");
 #define NS_DEF_CLASS_BLOCKS 262144u
 #define NS_DEF_RULES 65536u
 #define NS_PORTS 65536u          /* port -> zone covers every uint16 port */
+#define NS_DEF_NETWORKS 64u
 
 /* A Service frontend (zone, VIP, protocol, port) and where its backends and Maglev
  * slots are in be[] and maglev[] (docs/pipeline.md, "3. Service mapper"). */
@@ -70,6 +71,8 @@ struct ns_tables {
     struct ns_endpoint *ep;
     struct hidx ep_idx;          /* (zone, address) -> ep (ref = index + 1) */
     uint16_t *port_zone;         /* [NS_PORTS] */
+    uint16_t *port_net;          /* [NS_PORTS] the network of each port */
+    uint64_t *routable;          /* [lim.networks^2 bits] a * networks + b: a and b meet */
     uint64_t *rule_hits;         /* [lim.rules] new connections allowed per rule */
     uint8_t *isolation;          /* [lim.identities], NS_ISOLATED_* bits */
     struct lpm lpm;
@@ -118,6 +121,28 @@ static inline const struct ns_endpoint *tables_endpoint(const struct ns_tables *
 {
     return t ? tables_endpoint_h(t, zone, addr16, tables_endpoint_hash(zone, addr16)) : NULL;
 }
+static inline uint16_t tables_port_network(const struct ns_tables *t, uint16_t port)
+{
+    return t ? t->port_net[port] : 0;
+}
+
+/* The network an endpoint is on: a pod interface's, by its port; anything else
+ * (a node, a Service VIP, an address outside) is on the cluster network. */
+static inline uint16_t tables_endpoint_network(const struct ns_tables *t, const struct ns_endpoint *e)
+{
+    return e && e->kind == NS_EP_POD ? tables_port_network(t, e->port) : 0;
+}
+
+/* Whether traffic passes between networks a and b: one network, or two declared
+ * routable to each other. */
+static inline int tables_networks_meet(const struct ns_tables *t, uint16_t a, uint16_t b)
+{
+    if (a == b)
+        return 1;
+    const uint32_t bit = (uint32_t)a * t->lim.networks + b;
+    return (int)((t->routable[bit >> 6] >> (bit & 63)) & 1);
+}
+
 static inline uint16_t tables_port_zone(const struct ns_tables *t, uint16_t port)
 {
     return t ? t->port_zone[port] : NS_ZONE_DEFAULT;

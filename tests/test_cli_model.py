@@ -9,7 +9,7 @@ import pytest
 from pipeline.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
+EXAMPLES = os.path.join(ROOT, "examples", "shop")
 
 
 def run(capsys, *args):

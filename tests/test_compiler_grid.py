@@ -149,7 +149,7 @@ def test_the_compiled_tables_decide_as_the_model_on_every_pair_and_port():
 
 
 def test_the_example_compiles_to_what_the_model_decides():
-    cluster, _ = load_cluster([os.path.join(ROOT, "examples")])
+    cluster, _ = load_cluster([os.path.join(ROOT, "examples", "shop")])
     compiled, checked = check_grid(cluster)
     assert checked > 1000
     assert compiled.stats() == {"interfaces": 5, "identities": 4, "endpoints": 10, "blocks": 1, "prefixes": 3,

@@ -10,7 +10,6 @@ import textwrap
 import pytest
 
 from pipeline.cli import main
-from pipeline.dataplane.compiler import CompileError, compile_cluster
 from pipeline.load.build import load_cluster
 from pipeline.load.errors import ManifestErrors
 from pipeline.model.addresses import Attachment
@@ -125,16 +124,89 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
     on_red = verdict("198.18.100.9", "red", "198.18.100.10", "red")
     assert on_red.allowed and not on_red.egress.isolated and not on_red.ingress.isolated
     across = verdict("198.18.100.9", "red", "198.18.100.9", "blue")         # same address, other pod
-    assert not across.allowed and any("never crosses between networks" in n for n in across.notes)
+    assert not across.allowed and any("never crosses between them" in n for n in across.notes) and across.apart
     a0, b0 = (str(c.pod_address(k)) for k in ("lab/a", "lab/b"))
     assert not verdict(a0, "cluster", b0, "cluster").allowed                  # the cluster network: denied
 
 
-def test_the_fast_path_refuses_two_networks_in_one_domain():
-    compile_cluster(cluster(NADS + pod("a", "red")))
-    shared = NADS.replace(', "ipAddressDomain": "blue"', "")      # blue-net in the cluster's domain
-    with pytest.raises(CompileError, match="share the IP address domain cluster"):
-        compile_cluster(cluster(shared + pod("a", "blue")))
+GREEN = """
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {{name: {name}, namespace: lab}}
+spec:
+  config: '{{"name": "{name}-net", "type": "ipvlan", "ipAddressDomain": "lab"{extra}}}'
+"""
+
+
+def lab(routable=""):
+    """red and green: two networks of one domain, routable to each other or not."""
+    extra = f', "routableNetworks": ["{routable}"]' if routable else ""
+    return (GREEN.format(name="red", extra=extra) + GREEN.format(name="green", extra="") +
+            pod("a", '[{"name": "red", "ips": ["198.18.110.1"]}]') +
+            pod("c", '[{"name": "red", "ips": ["198.18.110.3"]}]') +
+            pod("b", '[{"name": "green", "ips": ["198.18.110.2"]}]'))
+
+
+def test_two_networks_of_one_domain_never_meet_unless_declared_routable():
+    """004 type 2 by default: the address is found in the domain, but the network it is
+    on is not the sender's; nor has a secondary network a way out. Type 1 on request."""
+    from scapy.all import IP, TCP
+
+    from .packets import ether
+    from .test_regressions import Both
+
+    def syn(dst, src="198.18.110.1"):
+        return ether() / IP(src=src, dst=dst) / TCP(sport=7, dport=80, flags="S")
+    apart = Both(textwrap.dedent(lab()))
+    port = {str(a): a.port for a in apart.cluster.plane.attachments()}
+    assert apart.run(syn("198.18.110.2"), port["lab/a/net1"]).reason == "network_unreachable"
+    assert apart.run(syn("198.18.110.3"), port["lab/a/net1"]).reason == "new"            # red to red
+    assert apart.run(syn("198.18.111.9"), port["lab/a/net1"]).reason == "network_unreachable"  # no way out
+    # its own address on another network is its own: never kept from itself
+    v = open_connection_with_ip_addresses(apart.cluster, Connections(), "198.18.110.1", "198.18.110.1",
+                                          "TCP", 80, "lab", "lab")
+    assert v.allowed and not v.apart
+    met = Both(textwrap.dedent(lab(routable="green-net")))
+    assert met.cluster.networks_meet("green-net", "red-net")                 # declared once, both ways
+    r = met.run(syn("198.18.110.2"), port["lab/a/net1"])
+    assert (r.reason, r.out_port) == ("new", port["lab/b/net1"])
+    back = met.run(ether() / IP(src="198.18.110.2", dst="198.18.110.3") / TCP(sport=9, dport=80, flags="S"),
+                   port["lab/b/net1"])
+    assert back.reason == "new"
+    assert met.run(syn("198.18.111.9"), port["lab/a/net1"]).reason == "network_unreachable"
+
+
+def test_across_routable_networks_each_end_is_policed_on_its_own_network_by_address():
+    """green's MultiNetworkPolicy selects b; a podSelector peer does not see a (a is not
+    on green), an ipBlock over red's addresses does."""
+    from scapy.all import IP, TCP
+
+    from .packets import ether
+    from .test_regressions import Both
+    by_pod = "  ingress:\n  - from: [{podSelector: {matchLabels: {app: a}}}]"
+    by_block = "  ingress:\n  - from: [{ipBlock: {cidr: 198.18.110.0/31}}]"
+    syn = ether() / IP(src="198.18.110.1", dst="198.18.110.2") / TCP(sport=7, dport=80, flags="S")
+    for rules, reason in ((by_pod, "denied_ingress"), (by_block, "new")):
+        both = Both(textwrap.dedent(lab(routable="green-net") +
+                                    MNP.format(version="v1beta1", name="b-in", policy_for="green", spec=rules)))
+        port = {str(a): a.port for a in both.cluster.plane.attachments()}
+        assert both.run(syn, port["lab/a/net1"]).reason == reason
+        v = open_connection_with_ip_addresses(both.cluster, Connections(), "198.18.110.1", "198.18.110.2",
+                                              "TCP", 80, "lab", "lab")
+        assert v.ingress.policies == ["lab/b-in"] and v.allowed == (reason == "new")
+
+
+def test_routable_networks_must_share_a_domain(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text(textwrap.dedent(NADS).replace('"type": "macvlan", "ipAddressDomain": "red"',
+                                               '"type": "macvlan", "routableNetworks": ["blue-net"], '
+                                               '"ipAddressDomain": "red"'))
+    with pytest.raises(ManifestErrors) as e:
+        load_cluster([str(f)])
+    assert any(m.startswith(f"{f}:0:spec.config: Invalid value: routableNetworks: networks 'red-net' and "
+                            f"'blue-net' are in different IP address domains") for m in map(str, e.value.errors)), \
+        e.value.errors
 
 
 def test_the_same_address_on_two_networks_reaches_two_pods_in_c_and_in_the_oracle():
@@ -149,12 +221,12 @@ def test_the_same_address_on_two_networks_reaches_two_pods_in_c_and_in_the_oracl
     both = Both(text)
     port = {str(a): a.port for a in both.cluster.plane.attachments()}
     syn = ether() / IP(src="198.18.100.1", dst="198.18.100.2") / TCP(sport=5, dport=80, flags="S")
-    on_red, on_blue = both.run(syn, port["lab/a@net1"]), both.run(syn, port["lab/b@net1"])
+    on_red, on_blue = both.run(syn, port["lab/a/net1"]), both.run(syn, port["lab/b/net1"])
     assert (on_red.reason, on_red.out_port, on_blue.reason, on_blue.out_port) == \
-        ("new", port["lab/c@net1"], "new", port["lab/d@net1"])
+        ("new", port["lab/c/net1"], "new", port["lab/d/net1"])
     assert on_red.zone != on_blue.zone
     # b's address on blue is no source on red's ports: the zone is the arrival port's
-    assert both.run(syn, port["lab/c@net1"]).reason == "spoofed_source"
+    assert both.run(syn, port["lab/c/net1"]).reason == "spoofed_source"
 
 
 MNP = """
@@ -199,9 +271,14 @@ def test_multi_network_policies_isolate_only_the_networks_they_are_for():
 
 
 def test_multi_network_policy_types_are_inferred_from_the_rule_lists_present():
+    """As multi-networkpolicy-iptables: a list present and not empty gives its type."""
     pods = (pod("a", '[{"name": "red", "ips": ["198.18.100.1"]}]') +
             pod("b", '[{"name": "red", "ips": ["198.18.100.2"]}]'))
-    c = cluster(NADS + pods + MNP.format(version="v1beta2", name="out", policy_for="red", spec="  egress: []"))
+    empty = cluster(NADS + pods + MNP.format(version="v1beta2", name="out", policy_for="red",
+                                             spec="  egress: []\n  ingress: []"))
+    assert empty.multi_policies["lab/out"].policy_types == ()                       # isolates nothing
+    only_22 = "  egress: [{ports: [{port: 22}]}]"
+    c = cluster(NADS + pods + MNP.format(version="v1beta2", name="out", policy_for="red", spec=only_22))
     pol = c.multi_policies["lab/out"]
     assert pol.policy_types == ("Egress",) and pol.networks == ("red-net",)
     v = open_connection_with_ip_addresses(c, Connections(), "198.18.100.2", "198.18.100.1", "TCP", 80, "red", "red")
@@ -225,7 +302,7 @@ def test_verdict_and_reach_on_one_network_from_the_command_line(tmp_path, capsys
     assert main(["verdict", "-f", str(f), "--from", "lab/a", "--to", "lab/b", "--port", "80",
                  "--network", "lab/red", "-o", "json"]) == 1
     v = json.loads(capsys.readouterr().out)
-    assert v["from"].startswith("lab/a@net1 (198.18.100.1)") and v["ingress"]["policies"] == ["lab/b-in"]
+    assert v["from"].startswith("lab/a/net1 (198.18.100.1)") and v["ingress"]["policies"] == ["lab/b-in"]
     assert main(["verdict", "-f", str(f), "--from", "lab/a", "--to", "lab/b", "--port", "80",
                  "--network", "lab/blue"]) == 0
     capsys.readouterr()
@@ -282,11 +359,11 @@ def test_c_and_the_oracle_police_each_network_by_its_own_policies():
 
     def syn(src, dst, dport=80):
         return ether() / IP(src=src, dst=dst) / TCP(sport=7, dport=dport, flags="S")
-    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a@net1"]).reason == "denied_ingress"
-    r = both.run(syn("198.18.100.3", "198.18.100.2"), port["lab/c@net1"])
+    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a/net1"]).reason == "denied_ingress"
+    r = both.run(syn("198.18.100.3", "198.18.100.2"), port["lab/c/net1"])
     assert r.reason == "new" and r.ingress_rule is not None
-    assert both.run(syn("198.18.100.3", "198.18.100.2", 81), port["lab/c@net1"]).reason == "denied_ingress"
-    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a@net2"]).reason == "new"       # blue
+    assert both.run(syn("198.18.100.3", "198.18.100.2", 81), port["lab/c/net1"]).reason == "denied_ingress"
+    assert both.run(syn("198.18.100.1", "198.18.100.2"), port["lab/a/net2"]).reason == "new"       # blue
     a0, b0 = (str(both.cluster.pod_address(k)) for k in ("lab/a", "lab/b"))
     assert both.run(syn(a0, b0), port["lab/a"]).reason == "denied_egress"                          # cluster
     # the flow record names the MultiNetworkPolicy's rule

@@ -91,3 +91,15 @@ def parse_protocols(text):
         if p not in L4_PROTOCOLS:
             raise UsageError(f"--protocols: {p!r} is not one of {', '.join(L4_PROTOCOLS)}")
     return out
+
+
+def network_named(cluster, ref):
+    """--network NS/NAME: the NetworkAttachmentDefinition's network; None: the cluster's."""
+    if ref is None:
+        return None
+    if "/" not in ref:
+        raise UsageError(f"--network: {ref!r} is not NS/NAME (a NetworkAttachmentDefinition)")
+    net = cluster.network_of_definition(ref)
+    if net is None:
+        raise UsageError(f"--network: no NetworkAttachmentDefinition {ref!r} in the manifests")
+    return net

@@ -6,7 +6,7 @@ import ipaddress
 import json
 import sys
 
-from .common import UsageError, add_manifest_args, load, parse_ports, parse_protocols
+from .common import UsageError, add_manifest_args, load, network_named, parse_ports, parse_protocols
 
 
 def add_model_parsers(sub) -> None:
@@ -75,7 +75,7 @@ def cmd_reach(args) -> int:
         combos = declared_ports(cluster, protocols)
         if not combos:
             print("note: no pod declares a container port; pass --ports", file=sys.stderr)
-    net = _network(cluster, getattr(args, "network", None))
+    net = network_named(cluster, getattr(args, "network", None))
     if net is not None:
         from ..model.reach import network_matrix
         if args.services:
@@ -96,18 +96,6 @@ def cmd_reach(args) -> int:
             print()
             print_service_table(services, sys.stdout)
     return 0
-
-
-def _network(cluster, ref):
-    """--network NS/NAME: the NetworkAttachmentDefinition's network; None: the cluster's."""
-    if ref is None:
-        return None
-    if "/" not in ref:
-        raise UsageError(f"--network: {ref!r} is not NS/NAME (a NetworkAttachmentDefinition)")
-    net = cluster.network_of_definition(ref)
-    if net is None:
-        raise UsageError(f"--network: no NetworkAttachmentDefinition {ref!r} in the manifests")
-    return net
 
 
 def _on_network(cluster, end, net, what: str):
@@ -157,7 +145,7 @@ def cmd_verdict(args) -> int:
     src = _resolve_end(cluster, args.src, "--from")
     dst = _resolve_end(cluster, args.dst, "--to")
     conns = Connections()
-    net = _network(cluster, args.network)
+    net = network_named(cluster, args.network)
     if net is not None:
         s, d = _on_network(cluster, src, net, "--from"), _on_network(cluster, dst, net, "--to")
         v = open_connection_with_ip_addresses(cluster, conns, s, d, args.protocol, args.port, net.domain, net.domain)

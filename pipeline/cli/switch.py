@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..model.dns import DEFAULT_DNS_ADDRESS, DNSError
-from .common import (UsageError, add_manifest_args, cluster_config, load, parse_ports,
+from .common import (UsageError, add_manifest_args, cluster_config, load, network_named, parse_ports,
                      parse_protocols)
 
 
@@ -18,7 +18,7 @@ PREFIX_HELP = ("run name prefix: nsm followed by up to 6 letters or digits, name
 
 def run_prefix(value: str) -> str:
     """--prefix, checked as it is parsed: a bad one is a usage error (exit 2)."""
-    from ..switch.topology import check_prefix
+    from ..switch.netns import check_prefix
     try:
         check_prefix(value)
     except ValueError as e:
@@ -65,7 +65,7 @@ def _run_up(args, run_up) -> int:
 
 
 def cmd_down(args) -> int:
-    from ..switch.topology import down
+    from ..switch.netns import down
     _need_root("down")
     removed = down(args.prefix)
     for r in removed:
@@ -77,7 +77,7 @@ def cmd_down(args) -> int:
 
 def cmd_exec(args) -> int:
     from ..switch.pod_exec import exec_in_pod
-    from ..switch.topology import wait_ready
+    from ..switch.netns import wait_ready
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -97,9 +97,14 @@ def cmd_probe(args) -> int:
     cluster = load(args)
     protocols = parse_protocols(args.protocols)
     ports = parse_ports(args.ports) if args.ports else None
+    net = network_named(cluster, args.network)
+    if net is not None and (args.services or args.via == "service"):
+        raise UsageError("--network: Services are reachable on the cluster network only "
+                         "(--services and --via service probe the cluster network)")
     report = probe(cluster, ports=ports, protocols=protocols, timeout=args.timeout, mode=args.mode,
                    prefix=args.prefix, port_type=args.port_type, pcap=args.pcap,
-                   via_service=args.via == "service", services=args.services)
+                   via_service=args.via == "service", services=args.services,
+                   network=net.name if net is not None else None)
     if report.skipped:
         print(f"note: not probed (no interface of their own: hostNetwork): {', '.join(report.skipped)}",
               file=sys.stderr)
@@ -202,4 +207,8 @@ def add_switch_parsers(sub) -> None:
                     help="pod (default): connect to each pod's own address; service: through a ClusterIP "
                          "Service generated per destination pod, selecting only it, as the upstream "
                          "NetworkPolicy e2e suite probes (a pod probing itself still uses its own address)")
+    pr.add_argument("--network", metavar="NS/NAME",
+                    help="probe the network of this NetworkAttachmentDefinition instead of the cluster "
+                         "network: the pods attached to it, each at its address on it (its net1, ...), "
+                         "against `netsem reach --network` of the same network")
     pr.set_defaults(func=cmd_probe)

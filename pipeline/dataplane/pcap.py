@@ -1,7 +1,8 @@
 """Minimal pcapng and classic pcap reading and writing, for replaying captures.
 
 pcapng carries an interface name per packet (the Interface Description Block's
-if_name): netsem names interfaces `ns/pod` or `uplink`, which gives each packet its
+if_name): netsem names interfaces `ns/pod` (its eth0), `ns/pod/ifname` (its net1, ...)
+or `uplink`, which gives each packet its
 arrival port. Classic pcap has no interface names."""
 
 from __future__ import annotations

@@ -211,9 +211,10 @@ def parse_networkpolicy(doc, errors, multi: bool = False) -> Optional[NetworkPol
     egress = _parse_rules(spec.get("egress"), errors, "spec.egress", "to")
     types = spec.get("policyTypes")
     if multi and not types and (types is None or isinstance(types, list)):
-        # No API server defaults a MultiNetworkPolicy: as multi-networkpolicy-iptables,
-        # the types are those whose rule lists are present.
-        types = [t for t, k in (("Ingress", "ingress"), ("Egress", "egress")) if spec.get(k) is not None]
+        # No API server defaults a MultiNetworkPolicy: as multi-networkpolicy-iptables
+        # (server.go getEnabledPolicyTypes: len(spec.Ingress) > 0), the types are those
+        # whose rule lists are present and not empty; `ingress: []` isolates nothing.
+        types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules]
     elif not types and (types is None or isinstance(types, list)):
         # Defaulting as the API server does, for an absent or empty list: Ingress always,
         # Egress when egress rules exist.

@@ -59,13 +59,18 @@ def parse_nad(doc, errors) -> Optional[NetworkAttachmentDefinition]:
     if not isinstance(domain, str) or not domain:
         errors.add("spec.config", "Invalid value: \"ipAddressDomain\" must be a non-empty string")
         return None
+    routable = config.get("routableNetworks", [])
+    if not isinstance(routable, list) or not all(isinstance(n, str) and n for n in routable):
+        errors.add("spec.config", "Invalid value: \"routableNetworks\" must be a list of network names")
+        return None
     subnets = []
     for s in _ipam_subnets(config.get("ipam")):
         try:
             subnets.append(ipaddress.ip_network(s, strict=False))
         except ValueError:
             errors.add("spec.config", f"Invalid value: ipam subnet {s!r} is not a CIDR")
-    return NetworkAttachmentDefinition(namespace, name, config["name"], domain, tuple(subnets))
+    return NetworkAttachmentDefinition(namespace, name, config["name"], domain, tuple(subnets),
+                                       tuple(routable))
 
 
 def _ipam_subnets(ipam) -> list:

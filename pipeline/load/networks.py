@@ -22,6 +22,12 @@ def attach_networks(cluster, nads: list, pods: list, err) -> None:
             cluster.add_network_attachment_definition(nad)
         except ValueError as e:
             err(doc, "spec.config", f"Invalid value: {e}")
+    for doc, nad in sorted(nads, key=lambda dn: dn[1].key):
+        for other in nad.routable:
+            try:
+                cluster.declare_routable(nad.network, other)
+            except ValueError as e:
+                err(doc, "spec.config", f"Invalid value: routableNetworks: {e}")
     pools: dict = {}
     todo = []                   # (doc, pod, path, iface, nad, given addresses)
     for doc, pod in sorted(pods, key=lambda dp: dp[1].key):

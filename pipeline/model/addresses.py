@@ -44,7 +44,8 @@ class Attachment:
     node: str                     # the node the pod runs on
 
     def __str__(self) -> str:
-        return self.pod if self.interface == PRIMARY_INTERFACE else f"{self.pod}@{self.interface}"
+        # ns/pod for eth0, ns/pod/ifname for the others: how captures name the interface.
+        return self.pod if self.interface == PRIMARY_INTERFACE else f"{self.pod}/{self.interface}"
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,12 @@ class AddressPlane:
         return entry
 
     # -- the rules that depend only on the two ends --------------------------------------
+    @staticmethod
+    def network_of(entry: Optional[Entry]) -> str:
+        """The network an end is on: a pod interface's own; a node, a Service VIP or an
+        address outside the cluster are on the cluster network."""
+        return entry.network if isinstance(entry, Attachment) else DEFAULT_NETWORK
+
     @staticmethod
     def own_address(src: Optional[Entry], dst: Optional[Entry]) -> bool:
         """A pod reaching one of its own addresses, or a node one of its own: the traffic

@@ -43,6 +43,7 @@ class Cluster:
         self.endpoint_slices: dict[str, EndpointSlice] = {}
         self.policies: dict[str, NetworkPolicy] = {}
         self.networks: dict[str, Network] = {CLUSTER_NETWORK.name: CLUSTER_NETWORK}
+        self.routable: set[frozenset] = set()          # pairs of networks that meet (type 1)
         self.network_attachment_definitions: dict[str, NetworkAttachmentDefinition] = {}
         self.multi_policies: dict[str, MultiNetworkPolicy] = {}
         self.plane = AddressPlane()
@@ -74,6 +75,24 @@ class Cluster:
         self.ensure_namespace(nad.namespace)
         self.generation += 1
         return net
+
+    def declare_routable(self, a: str, b: str) -> None:
+        """Networks a and b have L3 reachability with each other (004's "type 1"); only
+        networks of one IP address domain can (ValueError otherwise)."""
+        for n in (a, b):
+            if n not in self.networks:
+                raise ValueError(f"no network named {n!r}")
+        if self.networks[a].domain != self.networks[b].domain:
+            raise ValueError(f"networks {a!r} and {b!r} are in different IP address domains "
+                             f"({self.networks[a].domain}, {self.networks[b].domain}): no route joins them")
+        if a != b:
+            self.routable.add(frozenset((a, b)))
+            self.generation += 1
+
+    def networks_meet(self, a: str, b: str) -> bool:
+        """Traffic passes between networks a and b: they are one, or declared routable
+        to each other. By default networks are isolated (004's "type 2")."""
+        return a == b or frozenset((a, b)) in self.routable
 
     # -- namespaces ---------------------------------------------------------
     def add_namespace(self, ns: Namespace) -> None:

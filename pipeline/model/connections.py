@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK, Attachment, Entry, NodeAddress, ServiceVIP
+from .addresses import DEFAULT_DOMAIN, Attachment, Entry, NodeAddress, ServiceVIP
 from .cluster import Cluster
 from .objects import IPAddress, Pod
 from .services import Backend, node_port_service, ready_backends, select_one_backend, service_backends
@@ -49,6 +49,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     backend: Optional[str] = None        # openServiceConnection: the pod chosen (or address)
     backend_port: Optional[int] = None   # and its target port
+    apart: bool = False                  # the ends are on networks that never meet
 
     @property
     def connection_id(self) -> int:
@@ -113,33 +114,42 @@ def _decide(cluster: Cluster, v: Verdict, src: Optional[Entry], src_ip, dst: Opt
     plane = cluster.plane
     src_pod = cluster.pods[src.pod] if isinstance(src, Attachment) else None
     dst_pod = cluster.pods[dst.pod] if isinstance(dst, Attachment) else None
-    nets = {e.network for e in (src, dst) if isinstance(e, Attachment)}
-    # The network both ends are on: NetworkPolicies police the cluster network, each
-    # other network its own MultiNetworkPolicies (001).
-    net = next(iter(nets)) if len(nets) == 1 else DEFAULT_NETWORK
+    # Each end's policies are its own network's: NetworkPolicies police the cluster
+    # network, each other network its own MultiNetworkPolicies (001).
+    src_net, dst_net = plane.network_of(src), plane.network_of(dst)
+    across = src_net != dst_net
     if plane.own_address(src, dst):
         v.notes.append("traffic to one's own address is not policed")
         v.allowed = True
-    elif len(nets) > 1:
-        v.notes.append(f"the ends are on different networks ({', '.join(sorted(nets))}): traffic never "
-                       f"crosses between networks")
+    elif not cluster.networks_meet(src_net, dst_net):
+        v.apart = True
+        v.notes.append(f"the ends are on different networks ({src_net}, {dst_net}), not declared routable "
+                       f"to each other: traffic never crosses between them")
     elif src_pod is None and dst_pod is None:
         v.notes.append("neither address belongs to a pod: not a connection of this cluster")
-    elif src_pod is not None and dst_pod is not None:
+    elif src_pod is not None and dst_pod is not None and not across:
         # allowNewConnectionToPod and allowNewConnectionFromPod; both are evaluated so
         # the explanation is complete, and both must allow.
-        v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip, net)
-        v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip, net)
+        v.egress = allow_new_connection_to_pod(cluster, src_pod, dst_pod, protocol, port, dst_ip, src_net)
+        v.ingress = allow_new_connection_from_pod(cluster, dst_pod, src_pod, protocol, port, src_ip, dst_net)
+        v.allowed = v.egress.allowed and v.ingress.allowed
+    elif src_pod is not None and dst_pod is not None:
+        # Two networks routable to each other: each side's selectors see pods by their
+        # addresses on its own network, so the peer is only an address (ipBlocks).
+        v.notes.append(f"across routable networks {src_net} -> {dst_net}: each end is policed on its own "
+                       f"network, the peer matched by address only")
+        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port, src_net)
+        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port, dst_net)
         v.allowed = v.egress.allowed and v.ingress.allowed
     elif dst_pod is None:
-        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port, net)
+        v.egress = allow_new_connection_to_ip_address(cluster, src_pod, dst_ip, protocol, port, src_net)
         v.allowed = v.egress.allowed
     elif plane.from_resident_node(src, dst) and not cluster.config.police_node_traffic:
         v.notes.append(f"from node {src.node} to a pod on it: always allowed (pods cannot block "
                        f"their node; see docs/semantics.md)")
         v.allowed = True
     else:
-        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port, net)
+        v.ingress = allow_new_connection_from_ip_address(cluster, src_ip, dst_pod, protocol, port, dst_net)
         v.allowed = v.ingress.allowed
 
 

@@ -53,12 +53,14 @@ class NetworkStatus:
 class NetworkAttachmentDefinition:
     """k8s.cni.cncf.io/v1: `network` is the CNI config's `name` (two definitions with one
     name are one network), `domain` its `ipAddressDomain` (004), `subnets` what its IPAM
-    config allocates from."""
+    config allocates from, `routable` its `routableNetworks` (netsem's key: networks of
+    the same domain it has L3 reachability with)."""
     namespace: str
     name: str
     network: str
     domain: str
     subnets: tuple = ()
+    routable: tuple = ()     # networks declared L3-routable to this one (004 "type 1")
 
     @property
     def key(self) -> str:

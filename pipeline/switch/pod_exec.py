@@ -8,7 +8,7 @@ import os
 
 from pyroute2 import netns as pr_netns
 
-from .topology import STATE_DIR, _ns_path
+from .netns import STATE_DIR, _ns_path
 
 
 def _mount_over(src: str, dst: str) -> None:

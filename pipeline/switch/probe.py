@@ -39,13 +39,14 @@ from typing import Optional
 
 from ..dataplane import constants as K
 from ..dataplane.compiler import compile_cluster
-from ..model.reach import ReachComputer, declared_ports
+from ..model.reach import ReachComputer, declared_ports, network_matrix
 from .probe_packets import craft, parse_reply, sctp_init
 from .probe_services import add_probe_services
 from .probe_vips import run_service_probes
 from .process import start_switch, stop_switch
 from .switch import topology_pods
-from .topology import Topology, in_netns
+from .netns import in_netns
+from .topology import Topology
 
 RESEND = 0.25
 MAX_IN_FLIGHT = 400
@@ -102,15 +103,23 @@ def _sock(netns: str, family: int, stype: int, proto: int = 0) -> socket.socket:
 
 
 def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict, timeout: float,
-               mode: str = "sockets", via: dict | None = None) -> list[Probe]:
+               mode: str = "sockets", via: dict | None = None,
+               interfaces: dict | None = None) -> list[Probe]:
     """Runs every probe; `expected[(proto, port)]` is the model's Matrix.allowed.
     `via[(pod key, family)]`: the address to reach that pod at instead of its own (a
     Service VIP); a pod probing itself uses its own address, as plain probe does:
-    through its Service it would be policed, and the two reports must compare."""
+    through its Service it would be policed, and the two reports must compare.
+    `interfaces[pod key]`: its interface on the network probed (eth0 by default),
+    whose first address it is reached at (the model's matrix takes the same)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    ns_of = {pp.key: pp.netns for pp in topo.ports.values()}
-    port_of = {pp.key: pp for pp in topo.ports.values()}
+    interfaces = interfaces or {}
+    port_of = {pod.key: next(pp for pp in topo.interfaces_of(pod.key)
+                             if pp.ifname == interfaces.get(pod.key, "eth0")) for pod in pods}
+    ns_of = {key: pp.netns for key, pp in port_of.items()}
+
+    def address(key, family=None):
+        return next((ip for ip in port_of[key].ips if family is None or ip.version == family), None)
     loop = _Loop()
     probes: list[Probe] = []
     by_tag: dict[int, Probe] = {}
@@ -120,7 +129,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
             for proto, port in combos:
                 if proto == "SCTP":
                     continue
-                for ip in topo.by_key(pod.key).ips:
+                for ip in port_of[pod.key].ips:
                     stype = socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM
                     s = _sock(ns_of[pod.key], _family(ip), stype)
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,7 +140,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                         s.listen(1024)
                     loop.add(s, selectors.EVENT_READ, ("listen-" + proto, None))
             if any(p == "SCTP" for p, _ in combos):
-                for fam in {ip.version for ip in topo.by_key(pod.key).ips}:
+                for fam in {ip.version for ip in port_of[pod.key].ips}:
                     s = _sock(ns_of[pod.key], socket.AF_INET if fam == 4 else socket.AF_INET6,
                               socket.SOCK_RAW, K.SCTP)
                     loop.add(s, selectors.EVENT_READ, ("sctp-watch", fam))
@@ -142,8 +151,8 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
             for i, src in enumerate(pods):
                 for j, dst in enumerate(pods):
                     p = Probe(src, dst, proto, port, bool(allowed[i][j]))
-                    p.dst_ip = cluster.pod_address(dst.key)
-                    p.src_ip = cluster.pod_address(src.key, p.dst_ip.version)
+                    p.dst_ip = address(dst.key)
+                    p.src_ip = address(src.key, p.dst_ip.version)
                     if via and src.key != dst.key and (dst.key, p.dst_ip.version) in via:
                         p.dst_ip, p.via = via[(dst.key, p.dst_ip.version)], True
                     if p.src_ip is None:
@@ -154,7 +163,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                     by_tag[tag] = p
                     probes.append(p)
         sctp_tx: dict = {}
-        pkt_sock: dict = {}       # --mode packets: source pod key -> AF_PACKET socket on its eth0
+        pkt_sock: dict = {}       # --mode packets: source pod key -> AF_PACKET socket on its interface
         pkt_probe: dict = {}      # (proto, reply src, reply dst, reply sport, reply dport) -> Probe
         pending = [p for p in probes if p.tag]
         active: list[Probe] = []
@@ -179,7 +188,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
             if mode == "packets" and p.protocol in ("TCP", "UDP") and p.src.key != p.dst.key:
                 if p.src.key not in pkt_sock:
                     s = _sock(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-                    s.bind(("eth0", ETH_P_ALL))
+                    s.bind((port_of[p.src.key].ifname, ETH_P_ALL))
                     loop.add(s, selectors.EVENT_READ, ("pkt-rx", None))
                     pkt_sock[p.src.key] = s
                 p.sport = 20000 + (p.tag & 0x7FFF) % 40000
@@ -211,6 +220,7 @@ def run_probes(cluster, topo: Topology, pods: list, combos: list, expected: dict
                 if key not in sctp_tx:
                     sctp_tx[key] = _sock(ns, fam, socket.SOCK_RAW, K.SCTP)
                     sctp_tx[key].setblocking(False)
+                    sctp_tx[key].bind((str(p.src_ip), 0))     # routed by its source, as the others
                     loop.owned.append(sctp_tx[key])
                 p.next_send = now
 
@@ -323,20 +333,31 @@ class ProbeReport:
 
 
 def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", prefix=None,
-          port_type="veth", pcap=None, via_service=False, services=False) -> ProbeReport:
+          port_type="veth", pcap=None, via_service=False, services=False, network=None) -> ProbeReport:
     """Builds the topology, runs the switch in its own process, probes every pair,
     tears everything down (also on failure) and reports. via_service: every
     destination through a Service of its own (probe_services.py; adds them to
-    `cluster`). services: then every Service port from every pod (probe_vips.py)."""
+    `cluster`). services: then every Service port from every pod (probe_vips.py).
+    network: a secondary network's name: probe the pods attached to it, at their
+    addresses on it, against the model's matrix of that network."""
     if ports:
         combos = [(proto, port) for proto in (protocols or ["TCP", "UDP", "SCTP"]) for port in ports]
     else:
         combos = declared_ports(cluster, protocols)
     all_pods = cluster.pod_list()
-    pods = [p for p in all_pods if cluster.attachment(p.key) is not None]
-    skipped = [p.key for p in all_pods if cluster.attachment(p.key) is None]
-    computer = ReachComputer(cluster, pods)
-    expected = {(proto, port): computer.matrix(proto, port).allowed for proto, port in combos}
+    if network is None:
+        pods = [p for p in all_pods if cluster.attachment(p.key) is not None]
+        skipped = [p.key for p in all_pods if cluster.attachment(p.key) is None]
+        computer = ReachComputer(cluster, pods)
+        expected = {(proto, port): computer.matrix(proto, port).allowed for proto, port in combos}
+        interfaces = None
+    else:
+        on = {p.key: a for p in all_pods for a in cluster.plane.attachments_of(p.key) if a.network == network}
+        pods = [p for p in all_pods if p.key in on and cluster.plane.addresses(on[p.key])]
+        skipped = []
+        interfaces = {p.key: on[p.key].interface for p in pods}
+        expected = {(proto, port): network_matrix(cluster, network, proto, port, pods).allowed
+                    for proto, port in combos}
     via = add_probe_services(cluster, pods, combos) if via_service else None
     compiled = compile_cluster(cluster)
     topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
@@ -344,7 +365,8 @@ def probe(cluster, ports=None, protocols=None, timeout=1.0, mode="sockets", pref
     try:
         cpus = sorted(os.sched_getaffinity(0))
         pid = start_switch(compiled, topo, cpu=cpus[-1] if len(cpus) > 1 else None, pcap=pcap)
-        probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode, via=via)
+        probes = run_probes(cluster, topo, pods, combos, expected, timeout, mode=mode, via=via,
+                            interfaces=interfaces)
         vips = run_service_probes(cluster, topo, pods, timeout) if services else []
     finally:
         if pid is not None:

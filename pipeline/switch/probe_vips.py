@@ -22,7 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..model.reach import service_reach
-from .topology import Topology, in_netns
+from .netns import in_netns
+from .topology import Topology
 
 PER_CELL = 32                    # enough to meet a backend of 10 with odds 1 - 3e-2; of 3, 1 - 2e-6
 

@@ -21,9 +21,10 @@ from .._native import ffi, lib
 from ..dataplane import constants as K
 from ..dataplane.constants import FORWARD_REASONS, LOCAL_REASONS, REASONS
 from ..dataplane.driver import Datapath
-from ..dataplane.compiler import CompileError
 from ..model.addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK
-from .topology import Topology, in_netns
+from .netns import in_netns
+from ..model.networks import network_prefixes
+from .topology import Topology, Wire
 
 RING_VERSIONS = {"v2": lib.NS_SW_RING_V2, "v3": lib.NS_SW_RING_V3}
 SW_COUNTERS = [ffi.string(lib.ns_switch_counter_name(i)).decode() for i in range(lib.NS_SW_C_COUNT)]
@@ -40,18 +41,17 @@ UPLINK = "uplink"
 UPLINK_ADDRESSES = (ipaddress.ip_address("198.19.192.1"), ipaddress.ip_address("2001:db8:4::1"))
 
 
-def topology_pods(compiled) -> list[tuple[str, int, list]]:
-    """(name, port, addresses) of every namespace to build: the uplink's, then every
-    pod interface the address plane has (hostNetwork pods have none: their address is
-    their node's)."""
+def topology_pods(compiled) -> list[Wire]:
+    """Every interface to build: the uplink's namespace, then every pod interface the
+    address plane has, eth0 first (hostNetwork pods have none: their address is their
+    node's). A secondary network's interface routes that network's prefixes."""
     plane = compiled.cluster.plane
-    secondary = sorted(str(a) for a in compiled.attachments.values() if a.network != DEFAULT_NETWORK)
-    if secondary:
-        raise CompileError(f"pods on secondary networks ({', '.join(secondary[:3])}): the switch does not "
-                           f"wire them into their pods yet (one namespace per pod, net1... in it)")
     mine = [ip for ip in UPLINK_ADDRESSES if plane.lookup(DEFAULT_DOMAIN, ip) is None]
-    return [(UPLINK, K.PORT_UPLINK, mine)] + \
-        [(str(a), port, plane.addresses(a)) for port, a in sorted(compiled.attachments.items())]
+    wires = [Wire(UPLINK, K.PORT_UPLINK, mine)]
+    for port, a in sorted(compiled.attachments.items()):
+        routes = () if a.network == DEFAULT_NETWORK else tuple(network_prefixes(compiled.cluster, a.network))
+        wires.append(Wire(str(a), port, plane.addresses(a), a.pod, a.interface, routes))
+    return wires
 
 
 @dataclass

@@ -20,7 +20,8 @@ from ..model.dns import DEFAULT_DNS_ADDRESS, add_cluster_dns
 from .capture import Recorder
 from .dns import ClusterDNS
 from .switch import Switch, status_line, topology_pods
-from .topology import STATE_DIR, Topology, _ns_path
+from .netns import STATE_DIR, _ns_path
+from .topology import Topology
 
 EVENT_RING = 1 << 16
 

@@ -18,7 +18,8 @@ if os.geteuid() != 0:
 
 from pipeline.dataplane.compiler import compile_cluster          # noqa: E402
 from pipeline.switch.switch import Switch, topology_pods       # noqa: E402
-from pipeline.switch.topology import Topology, down, in_netns  # noqa: E402
+from pipeline.switch.netns import down, in_netns  # noqa: E402
+from pipeline.switch.topology import Topology  # noqa: E402
 
 TWO_PODS = """
     apiVersion: v1

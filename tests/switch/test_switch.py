@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from pipeline.switch.topology import Topology, down, in_netns, list_runs
+from pipeline.switch.netns import down, in_netns, list_runs
+from pipeline.switch.topology import Topology
 from tests.switch.conftest import TWO_PODS
 
 DENY_ALL_B = TWO_PODS + """

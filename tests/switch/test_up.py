@@ -16,10 +16,10 @@ import urllib.request
 
 import pytest
 
-from pipeline.switch.topology import down
+from pipeline.switch.netns import down
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLES = os.path.join(ROOT, "examples")
+EXAMPLES = os.path.join(ROOT, "examples", "shop")
 NETSEM = [sys.executable, "-m", "pipeline.cli"]
 CONNECT = """
 import socket, sys
@@ -59,7 +59,7 @@ def up(tmp_path, request):
     manifests = tmp_path / "manifests"
     shutil.copytree(EXAMPLES, manifests)
     if getattr(request, "param", None):
-        (manifests / "shop" / "50-extra.yaml").write_text(request.param)
+        (manifests / "50-extra.yaml").write_text(request.param)
     proc = subprocess.Popen(NETSEM + ["up", "-f", str(manifests), "--prefix", prefix, "--flows", str(flows),
                                       "--metrics-port", str(port), "--stats-interval", "0.3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -141,11 +141,11 @@ def test_up_flows_metrics_reload_and_exec_waiting_for_ready(up):
     assert 'netsem_connections{state="SYN_SENT"}' in text or 'netsem_connections{state="CLOSED"}' in text
     assert 'netsem_table_capacity{table="connections"} 1.048576e+06' in text
     # SIGHUP: a bad manifest keeps the old tables; a good one swaps them in.
-    (manifests / "shop" / "40-bad.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\n")
+    (manifests / "40-bad.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\n")
     proc.send_signal(signal.SIGHUP)
     time.sleep(1.5)
-    (manifests / "shop" / "40-bad.yaml").unlink()
-    (manifests / "shop" / "40-deny.yaml").write_text(DENY_BACKEND)
+    (manifests / "40-bad.yaml").unlink()
+    (manifests / "40-deny.yaml").write_text(DENY_BACKEND)
     proc.send_signal(signal.SIGHUP)
     time.sleep(1.5)
     again = exec_in(prefix, "shop/frontend-0", sys.executable, "-c", CONNECT, "198.18.0.3", "8080")

@@ -49,10 +49,10 @@ class Compiled:
         return {a.port: a for a in self.cluster.plane.attachments()}
 
     def port_named(self, name: str) -> Optional[int]:
-        """The switch port of an interface named as captures name it: ns/pod (its eth0)
-        or ns/pod@ifname."""
+        """The switch port of an interface named as captures name it: ns/pod/ifname,
+        or ns/pod for its eth0."""
         for a in self.cluster.plane.attachments():
-            if str(a) == name:
+            if name in (str(a), f"{a.pod}/{a.interface}"):
                 return a.port
         return None
 
@@ -70,30 +70,9 @@ class Compiled:
                 "backends": self.services.n_backends}
 
 
-def _secondary_networks_unsupported(cluster: Cluster) -> Optional[str]:
-    """What the C tables would decide wrongly on secondary networks, or None. They
-    keep domains apart (every key carries its zone) and police each network's
-    interfaces by that network's policies (an identity per pod and network), so they
-    are right while no two networks share a domain (networks do not meet, and the
-    tables do not yet tell two networks of one zone apart)."""
-    secondary = [a for a in cluster.plane.attachments() if a.network != DEFAULT_NETWORK]
-    if not secondary:
-        return None
-    domains: dict = {}
-    for a in cluster.plane.attachments():
-        other = domains.setdefault(a.domain, a.network)
-        if other != a.network:
-            return (f"networks {other} and {a.network} share the IP address domain {a.domain}: the fast "
-                    f"path does not keep networks of one domain apart yet")
-    return None
-
-
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     from ..._native import ffi, lib
 
-    problem = _secondary_networks_unsupported(cluster)
-    if problem:
-        raise CompileError(problem)
     idents, identity_on = build_identities(cluster)
     endpoints = build_endpoints(cluster, identity_on)
     policy = build_policy(cluster, idents)
@@ -110,6 +89,9 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
     limits.frontends = max(16, int(len(services.frontends) * limits_slack))
     limits.backends = max(16, int(services.n_backends * limits_slack))
     limits.maglev_slots = max(256, int(services.n_slots * limits_slack))
+    limits.networks = len(endpoints.networks)
+    if limits.networks > lib.NS_MAX_NETWORKS:
+        raise CompileError(f"{limits.networks} networks: the tables hold {lib.NS_MAX_NETWORKS} at most")
     t = lib.ns_tables_new(limits)
     if t == ffi.NULL:
         raise CompileError("cannot allocate tables")

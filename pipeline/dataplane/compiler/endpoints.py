@@ -1,6 +1,7 @@
 """The endpoint table: what sits at each (zone, address), from the address plane.
 
-Zones are the IP address domains (zones.py numbers them). Pods get one owner number shared by all their interfaces (so a pod reaching
+Zones are the IP address domains and networks have numbers too (zones.py numbers
+both); every port is on one network, in one zone. Pods get one owner number shared by all their interfaces (so a pod reaching
 its own address on another interface is still its own), nodes a node number."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from ...model.addresses import Attachment, NodeAddress, ServiceVIP
 from ...model.cluster import Cluster
 from .. import constants as K
 from ..addr16 import addr16
-from ..zones import zone_numbers
+from ..zones import network_numbers, zone_numbers
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class EndpointTable:
     zones: dict = field(default_factory=dict)        # domain -> zone number
     rows: list = field(default_factory=list)          # EndpointRow
     port_zones: dict = field(default_factory=dict)   # switch port -> zone
+    networks: dict = field(default_factory=dict)     # network name -> number
+    port_networks: dict = field(default_factory=dict)  # switch port -> network number
+    routable: list = field(default_factory=list)     # (a, b) network numbers that meet
 
     def install(self, lib, t, check) -> None:
         for r in self.rows:
@@ -40,6 +44,11 @@ class EndpointTable:
         for port, zone in sorted(self.port_zones.items()):
             if zone != K.ZONE_DEFAULT:
                 check(lib.ns_tables_set_port_zone(t, port, zone), f"port {port}")
+        for port, net in sorted(self.port_networks.items()):
+            if net:
+                check(lib.ns_tables_set_port_network(t, port, net), f"port {port} network")
+        for a, b in self.routable:
+            check(lib.ns_tables_set_routable(t, a, b), f"routable networks {a}, {b}")
 
 
 def build_endpoints(cluster: Cluster, identity_on: dict) -> EndpointTable:
@@ -51,7 +60,8 @@ def build_endpoints(cluster: Cluster, identity_on: dict) -> EndpointTable:
     pod_owner = {p: i + 1 for i, p in enumerate(pods)}
     services = sorted({e.service for _, _, e in plane if isinstance(e, ServiceVIP)})
     svc_owner = {s: i + 1 for i, s in enumerate(services)}
-    table = EndpointTable(zones)
+    table = EndpointTable(zones, networks=network_numbers(cluster))
+    table.routable = sorted(tuple(sorted(table.networks[n] for n in pair)) for pair in cluster.routable)
     for domain, ip, e in plane:
         z = zones[domain]
         if isinstance(e, Attachment):
@@ -63,4 +73,5 @@ def build_endpoints(cluster: Cluster, identity_on: dict) -> EndpointTable:
             table.rows.append(EndpointRow(z, ip, K.EP_NODE, 0, 0, nodes[e.node], nodes[e.node]))
     for a in plane.attachments():
         table.port_zones[a.port] = zones[a.domain]
+        table.port_networks[a.port] = table.networks[a.network]
     return table

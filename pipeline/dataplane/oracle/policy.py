@@ -18,6 +18,8 @@ def decide(cluster, domain: str, src, dst, proto: int, dport: int):
     egress, ingress = v.rule_ids()
     if v.allowed:
         return None, egress, ingress
+    if v.apart:
+        return "network_unreachable", None, None
     if v.egress is not None and not v.egress.allowed:
         return "denied_egress", None, None
     if v.ingress is not None and not v.ingress.allowed:
