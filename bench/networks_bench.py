@@ -2,7 +2,8 @@
 the same run (issue 9: domains within 5 % of the single-domain path; 100 networks
 no more per packet than one):
 
-  single   1,000 pods on the cluster network only; traffic between their eth0s;
+  single   2,000 pods on the cluster network only (as many interfaces as below);
+           traffic between the eth0s of 1,000 of them;
   domain   the same pods, each also on one secondary network in an IP address domain
            of its own, at the same addresses as their eth0s (every address in two
            domains); traffic between their net1s;
@@ -11,12 +12,21 @@ no more per packet than one):
 
 Each network has one policy (a NetworkPolicy on the cluster network, a
 MultiNetworkPolicy for each secondary one) letting its pods in from one another on
-TCP/80, so every timed packet is policed and allowed. Timed: SYNs of distinct new
-connections (a fresh pipeline a rep) and ACKs of established ones; reps alternate
-between the three so the machine's moods fall on all alike. One core, batches of
-256. Every figure prints the verdict mix of the packets it timed.
+TCP/80-90 (the ports the connections use), so every timed packet is policed and
+allowed. Timed: SYNs of distinct new connections (a fresh pipeline a rep) and ACKs of
+established ones; reps alternate between the three, each first in turn, so the
+machine's moods fall on all alike. One core, batches of 256. Every figure prints the
+verdict mix of the packets it timed.
 
     python bench/networks_bench.py [--quick] [--json FILE]
+
+Instructions per established packet, which this VM's noise does not move (callgrind
+counts ns_pipeline_run; the ACKs' cost is the difference of the two runs):
+
+    for c in single domain "100 nets"; do for a in 0 1; do
+      valgrind --tool=callgrind --toggle-collect=ns_pipeline_run \
+        $(python -c 'import sys; print(sys.executable)') bench/networks_bench.py --callgrind "$c" $a
+    done; done
 """
 
 from __future__ import annotations
@@ -46,12 +56,12 @@ def _policy(kind: str, name: str, network: str = "") -> dict:
     return {"apiVersion": "k8s.cni.cncf.io/v1beta1" if kind == "MultiNetworkPolicy" else "networking.k8s.io/v1",
             "kind": kind, "metadata": meta,
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80}]}]}}
+                     "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80, "endPort": 90}]}]}}
 
 
-def docs_for(networks: int) -> list:
-    """PODS pods; with networks > 0, each pod also on network i % networks (its net1),
-    network k in domain d<k>, the k-th network's pods at 198.18.0.1... in order."""
+def docs_for(networks: int, pods: int = PODS) -> list:
+    """`pods` pods; with networks > 0, each pod also on network i % networks (its
+    net1), network k in domain d<k>, the k-th network's pods at 198.18.0.1... in order."""
     hosts = list(ipaddress.ip_network("198.18.0.0/16").hosts())
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}},
             _policy("NetworkPolicy", "cluster")]
@@ -60,7 +70,7 @@ def docs_for(networks: int) -> list:
         docs.append({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
                      "metadata": {"name": f"net-{k}", "namespace": "n"}, "spec": {"config": json.dumps(config)}})
         docs.append(_policy("MultiNetworkPolicy", f"on-{k}", f"net-{k}"))
-    for i in range(PODS):
+    for i in range(pods):
         meta = {"name": f"p{i}", "namespace": "n", "labels": {"app": f"a{i % 20}"}}
         if networks:
             k = i % networks
@@ -73,11 +83,12 @@ def docs_for(networks: int) -> list:
 
 
 def pairs_of(compiled, rnd, n, secondary: bool):
-    """n random (src, dst, src port, dst port) within one network each time."""
+    """n random (src, dst, src port, dst port) within one network each time, between
+    the first PODS pods."""
     plane = compiled.cluster.plane
     groups: dict = {}
     for a in plane.attachments():
-        if (a.interface != "eth0") == secondary:
+        if (a.interface != "eth0") == secondary and int(a.pod.split("/p")[1]) < PODS:
             groups.setdefault(a.network, []).append(a)
     nets = sorted(groups)
     out = []
@@ -88,16 +99,40 @@ def pairs_of(compiled, rnd, n, secondary: bool):
     return out
 
 
+CASES = {"single": (0, False), "domain": (1, True), "100 nets": (100, True)}
+
+
+def compiled_case(name: str):
+    nets, _ = CASES[name]
+    return compile_cluster(cluster_of(docs_for(nets, 2 * PODS if not nets else PODS)))
+
+
+def callgrind(name: str, acks: str) -> int:
+    compiled = compiled_case(name)
+    syn, synack, ack = handshakes(pairs_of(compiled, random.Random(9), 20000, CASES[name][1]))
+    res = ffi.new("struct ns_result[]", BATCH)
+    p = new_pipeline(compiled, connections=1 << 16)
+    for frames in (syn, synack, ack) + ((ack,) if acks == "1" else ()):
+        run_all(p, frames_of(frames), SECOND, res)
+    lib.ns_pipeline_swap_tables(p, ffi.NULL, 0, ffi.NULL)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer packets (a smoke run)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--callgrind", nargs=2, metavar=("CASE", "ACKS"),
+                    help="only open 20,000 connections of CASE (and with ACKS 1, run their ACKs once "
+                         "more), untimed: for counting instructions under callgrind")
     args = ap.parse_args()
+    if args.callgrind:
+        return callgrind(*args.callgrind)
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})   # one core, the same one throughout
     packets, reps = (20_000, 3) if args.quick else (200_000, 7)
     rnd = random.Random(9)
-    cases = {"single": (0, False), "domain": (1, True), "100 nets": (100, True)}
-    compiled = {name: compile_cluster(cluster_of(docs_for(nets))) for name, (nets, _) in cases.items()}
+    cases = CASES
+    compiled = {name: compiled_case(name) for name in cases}
     res = ffi.new("struct ns_result[]", BATCH)
     ready = {}
     for name, (_, secondary) in cases.items():
@@ -110,8 +145,9 @@ def main() -> int:
     new_t = {n: [] for n in cases}
     est_t = {n: [] for n in cases}
     new_mix = {}
-    for _ in range(reps):
-        for name in cases:
+    names = list(cases)
+    for rep in range(reps):
+        for name in names[rep % 3:] + names[:rep % 3]:      # each case first in turn
             syns, p, acks, _ = ready[name]
             q = new_pipeline(compiled[name], connections=1 << 20)
             before = reasons(q)

@@ -9,8 +9,10 @@ from dataclasses import replace
 from hypothesis import strategies as st
 
 from pipeline.model.cluster import Cluster
-from pipeline.model.objects import (ContainerPort, IPBlock, Namespace, NetworkPolicy, Peer, Pod,
-                              PolicyPort, Rule, Service, ServicePort)
+from pipeline.model.addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK
+from pipeline.model.objects import (ContainerPort, IPBlock, MultiNetworkPolicy, Namespace,
+                                    NetworkAttachmentDefinition, NetworkPolicy, Peer, Pod, PolicyPort, Rule,
+                                    Service, ServicePort)
 from pipeline.model.selectors import LabelSelector, Requirement
 
 NAMESPACES = ["ns-a", "ns-b", "ns-c"]
@@ -135,4 +137,41 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
                               session_affinity=draw(st.sampled_from(["None", "ClientIP"]))))
     for j in range(draw(st.integers(0, max_policies))):
         c.add_network_policy(draw(policies(f"pol-{j}")))
+    if draw(st.integers(0, 2)) == 0:
+        secondary_networks(draw, c)
     return c
+
+
+def secondary_networks(draw, c: Cluster) -> None:
+    """Networks red and blue, each in the cluster's domain or in "other" (so two
+    networks of one domain, and addresses that repeat another domain's), sometimes
+    routable to each other or to the cluster network; running pods attached to them
+    (some to both), and MultiNetworkPolicies for them."""
+    nets = {}
+    for name in ("red", "blue"):
+        domain = draw(st.sampled_from([DEFAULT_DOMAIN, "other"]))
+        nets[name] = c.add_network_attachment_definition(
+            NetworkAttachmentDefinition("ns-a", name, name, domain)).domain
+    domain_of = dict(nets, **{DEFAULT_NETWORK: DEFAULT_DOMAIN})
+    pairs = [(a, b) for a, b in (("red", "blue"), ("red", DEFAULT_NETWORK), ("blue", DEFAULT_NETWORK))
+             if domain_of[a] == domain_of[b]]
+    if pairs and draw(st.booleans()):
+        c.declare_routable(*draw(st.sampled_from(pairs)))
+    # In the cluster's domain the networks take 198.18.1.x (red) and 198.18.2.x
+    # (blue); in "other", red repeats the eth0 addresses 198.18.0.x and blue, when it
+    # shares "other" with red, takes 198.18.2.x.
+    third = {"red": 0 if nets["red"] != DEFAULT_DOMAIN else 1,
+             "blue": 2 if nets["blue"] == nets["red"] or nets["blue"] == DEFAULT_DOMAIN else 0}
+    running = [p for p in sorted(c.pods) if not c.pods[p].finished and not c.pods[p].host_network]
+    for i, key in enumerate(running):
+        on = draw(st.sampled_from([(), ("red",), ("blue",), ("red", "blue")]))
+        for k, name in enumerate(on):
+            ip = ipaddress.ip_address(f"198.18.{third[name]}.{i + 1}")
+            c.plane.add_address_to_pod_mapping(nets[name], ip, key, f"net{k + 1}", name,
+                                               node=c.plane.attachment(key).node)
+    for j in range(draw(st.integers(0, 2))):
+        pol = draw(policies(f"mnp-{j}"))
+        net = draw(st.sampled_from(["red", "blue"]))
+        c.add_multi_network_policy(MultiNetworkPolicy(
+            pol.namespace, pol.name, pol.pod_selector, pol.policy_types, pol.ingress, pol.egress,
+            policy_for=(("ns-a", net),), networks=(net,)))

@@ -116,15 +116,19 @@ def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP")):
                 continue
             v = open_connection_with_ip_addresses(cluster, Connections(), src, dst, proto, port)
             egress, ingress = v.rule_ids()
-            sid = compiled.identity_of.get(s_ep.pod, 0) if hasattr(s_ep, "pod") else 0
-            did = compiled.identity_of.get(d_ep.pod, 0) if hasattr(d_ep, "pod") else 0
+            sid = compiled.identity_on.get((s_ep.pod, s_ep.network), 0) if hasattr(s_ep, "pod") else 0
+            did = compiled.identity_on.get((d_ep.pod, d_ep.network), 0) if hasattr(d_ep, "pod") else 0
             num = K.PROTO_NUMBERS.get(proto, K.ICMP if ":" not in src else K.ICMPV6)
             rule = ffi.new("uint32_t *")
-            if v.notes and ("own address" in v.notes[0] or "from node" in v.notes[0]):
+            if v.apart or v.notes and ("own address" in v.notes[0] or "from node" in v.notes[0]):
                 continue                # decided before the rule tables (policy.c, in the pipeline tests)
-            e_ok = lib.ns_tables_policy_check(compiled.tables, 1, sid, did, addr16(dst), num, port, rule)
+            if plane.network_of(s_ep) != plane.network_of(d_ep):
+                sid_seen, did_seen = 0, 0       # across routable networks the peer is an address
+            else:
+                sid_seen, did_seen = sid, did
+            e_ok = lib.ns_tables_policy_check(compiled.tables, 1, sid, did_seen, addr16(dst), num, port, rule)
             e_rule = None if rule[0] == K.RULE_NONE else rule[0]
-            i_ok = lib.ns_tables_policy_check(compiled.tables, 0, did, sid, addr16(src), num, port, rule)
+            i_ok = lib.ns_tables_policy_check(compiled.tables, 0, did, sid_seen, addr16(src), num, port, rule)
             i_rule = None if rule[0] == K.RULE_NONE else rule[0]
             want_e = v.egress.allowed if v.egress is not None else True
             want_i = v.ingress.allowed if v.ingress is not None else True

@@ -371,3 +371,35 @@ def test_c_and_the_oracle_police_each_network_by_its_own_policies():
     from pipeline.dataplane.flows import FlowBuilder
     rec = FlowBuilder(cc(both.cluster)).rule(r.ingress_rule)
     assert rec == [{"kind": "MultiNetworkPolicy", "namespace": "lab", "name": "b-in", "rule": "ingress[0]"}]
+
+
+def test_services_are_reached_from_the_cluster_network_only_unless_routable():
+    """A network in the cluster's own domain sees the VIP's address, but the backend is
+    on the cluster network: network_unreachable, unless declared routable to it."""
+    from scapy.all import IP, TCP
+
+    from .packets import ether
+    from .test_regressions import Both
+    svc = ("---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: lab}\n"
+           "spec: {selector: {app: b}, clusterIP: 198.19.0.10, ports: [{port: 80}]}\n")
+    side = ("---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n"
+            "metadata: {name: side, namespace: lab}\nspec:\n  config: '{\"name\": \"side-net\"%s}'\n")
+    pods = pod("a", '[{"name": "side", "ips": ["198.18.120.1"]}]') + pod("b")
+    syn = ether() / IP(src="198.18.120.1", dst="198.19.0.10") / TCP(sport=7, dport=80, flags="S")
+    for extra, reason in (("", "network_unreachable"), (', "routableNetworks": ["cluster"]', "new")):
+        both = Both(textwrap.dedent(side % extra + pods + svc))
+        port = {str(a): a.port for a in both.cluster.plane.attachments()}
+        r = both.run(syn, port["lab/a/net1"])
+        assert r.reason == reason
+        if reason == "new":
+            assert r.out_port == port["lab/b"] and r.rewrite
+
+
+def test_a_pod_routes_its_networks_prefixes_and_those_of_networks_routable_to_them():
+    from pipeline.model.networks import network_prefixes
+    red = [str(n) for n in network_prefixes(cluster(NADS + pod("a", "red")), "red-net")]
+    assert red == ["198.18.100.0/24"]                                     # the IPAM subnet
+    met = cluster(lab(routable="green-net"))                              # static addresses only
+    assert [str(n) for n in network_prefixes(met, "red-net")] == \
+        ["198.18.110.1/32", "198.18.110.2/32", "198.18.110.3/32"]
+    assert [str(n) for n in network_prefixes(cluster(lab()), "green-net")] == ["198.18.110.2/32"]

@@ -97,7 +97,10 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             metrics = Metrics(sw)
             server = metrics.serve(metrics_port, metrics_address)
             print(f"netsem up: metrics on http://{metrics_address}:{metrics_port}/metrics", file=out)
-        print(f"netsem up: prefix {topo.prefix}, {len(topo.ports) - 1} pods and the uplink "
+        pods = {pp.pod for pp in topo.ports.values()} - {"uplink"}
+        extra = len(topo.ports) - 1 - len(pods)
+        print(f"netsem up: prefix {topo.prefix}, {len(pods)} pods"
+              f"{f' ({extra} secondary interfaces)' if extra else ''} and the uplink "
               f"(netsem exec --prefix {topo.prefix} NS/POD|uplink -- CMD); Ctrl-C stops", file=out)
         for pp in sorted(topo.ports.values(), key=lambda p: p.port):
             print(f"  port {pp.port:>3}  {pp.key:<30} {pp.netns:<14} "
