@@ -66,8 +66,7 @@ def test_service_connections_agree_and_follow_their_backend(data):
         cluster.add_pod(Pod("ns-a", f"backend-{i}", {"app": "x"}, ports, ips=tuple(ips),
                             ready=data.draw(st.integers(0, 4)) != 0))
     both = Both(cluster)
-    clients = [(a, ip) for a in cluster.plane.attachments()
-               for d, ip in cluster.plane.lookup_pod_to_address_mappings(a.pod) if d == a.domain]
+    clients = [(a, ip) for a in cluster.plane.attachments() for ip in cluster.plane.addresses(a)]
     if not clients:
         return
     now, translated, sport = SEC, [], 20000
@@ -146,8 +145,7 @@ def test_service_connections_agree_and_follow_their_backend(data):
             cluster.add_pod(Pod(p.namespace, p.name, p.labels, p.ports, p.host_network, p.ips, p.phase,
                                 p.node_name, not p.ready))
             both.swap(cluster)
-            clients = [(a, ip) for a in cluster.plane.attachments()
-                       for d, ip in cluster.plane.lookup_pod_to_address_mappings(a.pod) if d == a.domain]
+            clients = [(a, ip) for a in cluster.plane.attachments() for ip in cluster.plane.addresses(a)]
             if not clients:
                 return
 

@@ -22,6 +22,11 @@ def add_manifest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
                    help="manifest file or directory (recursive, sorted), or - for stdin; repeatable. "
                         "YAML or JSON, multi-document, kind: List and *List dumps as `kubectl get -o yaml` prints")
+    add_cluster_args(p)
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """How the cluster is modelled where its objects do not say (files or the API)."""
     p.add_argument("--pod-cidr", action="append", metavar="CIDR",
                    help=f"CIDR to allocate pod addresses from for pods with none in their manifest; "
                         f"give one IPv4 and/or one IPv6 (dual-stack). Default {DEFAULT_POD_CIDRS[0]}")

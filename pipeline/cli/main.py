@@ -16,18 +16,21 @@ def build_parser() -> argparse.ArgumentParser:
     from .model import add_model_parsers
     from .replay import add_replay_parser
     from .switch import add_switch_parsers
+    from .watch import add_watch_parser
     parser = argparse.ArgumentParser(
         prog="netsem",
         description="Kubernetes networking semantics: what NetworkPolicies really allow, computed from "
                     "ordinary manifests by the reference model (reach, verdict, policies); every "
                     "packet's fate through the C pipeline, checked against the model (replay); and "
-                    "real packets through a soft switch (up, probe, exec, down).")
+                    "real packets through a soft switch (up, probe, exec, down); and a live cluster's "
+                    "changes in what is allowed, as they happen (watch).")
     parser.add_argument("--version", action="version", version=f"netsem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_model_parsers(sub)
     add_replay_parser(sub)
     add_switch_parsers(sub)
+    add_watch_parser(sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from ..model.cluster import Cluster, ClusterConfig
 from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, MultiNetworkPolicy,
                              Namespace, NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
 from .errors import ManifestError, ManifestErrors
-from .manifests import LoadResult, load
+from .manifests import Document, LoadResult, load, parse_documents
 from .networks import add_multi_network_policies, attach_networks
 
 
@@ -165,4 +165,11 @@ class _Allocator:
 def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdin=None):
     """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors."""
     result = load(paths, stdin=stdin)
+    return build_cluster(result, config), result.notes
+
+
+def cluster_from_documents(docs: Iterable[Document], config: ClusterConfig | None = None):
+    """A new Cluster from documents already read (a watcher's store): (cluster, notes).
+    Raises ManifestErrors."""
+    result = parse_documents(docs)
     return build_cluster(result, config), result.notes

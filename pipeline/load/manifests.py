@@ -122,6 +122,19 @@ def load(paths: Iterable[str], stdin=None) -> LoadResult:
     return result
 
 
+def parse_documents(docs: Iterable[Document]) -> LoadResult:
+    """Parses documents that are already objects (the API server's, a watcher's);
+    raises ManifestErrors listing every problem."""
+    errors: list[ManifestError] = []
+    result = LoadResult()
+    for doc in docs:
+        for d in flatten(doc):
+            _parse_document(d, result, errors)
+    if errors:
+        raise ManifestErrors(errors)
+    return result
+
+
 def _parse_document(doc: Document, result: LoadResult, errors: list[ManifestError]) -> None:
     where = f"items[{doc.item}]." if doc.item is not None else ""
     fe = FieldErrors(doc.source, doc.index)

@@ -1,0 +1,86 @@
+"""A cluster that changes: the objects a watcher (or a re-read of files) delivers,
+kept by (kind, namespace, name), and the model built from them after each change.
+
+All or nothing per change: a change whose object the loader refuses (or that breaks
+the cluster, such as an address taken twice) is rejected with the loader's message,
+and the model stays what it was. Objects are documents named `Kind ns/name`, so
+messages read `Pod shop/web-0:0:status.podIPs[0].ip: ...`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from ..model.cluster import Cluster, ClusterConfig
+from .build import cluster_from_documents
+from .errors import ManifestErrors
+from .manifests import Document
+
+
+def _key(obj: dict) -> tuple:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _name(key: tuple) -> str:
+    kind, ns, name = key
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+@dataclass
+class Applied:
+    before: Cluster
+    after: Cluster                   # the same object as before when rejected
+    rejected: list = field(default_factory=list)     # the loader's messages
+
+    @property
+    def changed(self) -> bool:
+        return self.after is not self.before
+
+
+class LiveCluster:
+    def __init__(self, config: Optional[ClusterConfig] = None):
+        self.config = config
+        self.objects: dict[tuple, dict] = {}
+        self.cluster: Cluster = Cluster(config)
+        self.notes: list[str] = []
+
+    def _build(self, objects: dict) -> Cluster:
+        docs = [Document(_name(k), 0, obj) for k, obj in sorted(objects.items())]
+        cluster, self.notes = cluster_from_documents(docs, self.config)
+        return cluster
+
+    def load(self, objects: Iterable[dict]) -> list[str]:
+        """The initial state. Objects the loader refuses are left out (and their
+        messages returned), so one bad object does not keep the rest from loading."""
+        self.objects = {_key(o): o for o in objects}
+        rejected: list[str] = []
+        for _ in range(len(self.objects) + 1):
+            try:
+                self.cluster = self._build(self.objects)
+                return rejected
+            except ManifestErrors as e:
+                bad = {err.source for err in e.errors}
+                rejected += [str(err) for err in e.errors]
+                kept = {k: o for k, o in self.objects.items() if _name(k) not in bad}
+                if len(kept) == len(self.objects):
+                    raise
+                self.objects = kept
+        return rejected
+
+    def apply(self, typ: str, obj: dict) -> Applied:
+        """One change: ADDED or MODIFIED puts the object, DELETED removes it."""
+        key = _key(obj)
+        objects = dict(self.objects)
+        if typ == "DELETED":
+            if objects.pop(key, None) is None:
+                return Applied(self.cluster, self.cluster)
+        else:
+            objects[key] = obj
+        before = self.cluster
+        try:
+            after = self._build(objects)
+        except ManifestErrors as e:
+            return Applied(before, before, [str(err) for err in e.errors])
+        self.objects, self.cluster = objects, after
+        return Applied(before, after)
