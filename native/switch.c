@@ -105,6 +105,27 @@ void ns_switch_free(struct ns_switch *sw)
     free(sw);
 }
 
+int ns_switch_remove_port(struct ns_switch *sw, uint16_t port)
+{
+    if (!sw || port == NS_PORT_UNKNOWN || sw->slot_of[port] == SW_NO_SLOT)
+        return -ENOENT;
+    const uint32_t i = sw->slot_of[port], last = sw->nports - 1;
+    struct sw_port *pt = &sw->ports[i];
+    if (pt->ring)
+        munmap(pt->ring, pt->ring_len);
+    if (!pt->is_tap && pt->fd >= 0)
+        close(pt->fd);
+    sw->slot_of[port] = SW_NO_SLOT;
+    if (i != last) {                  /* the last slot moves in: slots stay dense */
+        sw->ports[i] = sw->ports[last];
+        sw->pfd[i] = sw->pfd[last];
+        sw->slot_of[sw->ports[i].port] = (uint16_t)i;
+    }
+    sw->nports--;
+    sw->rr = 0;
+    return 0;
+}
+
 int ns_switch_set_ring(struct ns_switch *sw, uint32_t version, uint32_t ring_bytes,
                        uint32_t retire_ms)
 {

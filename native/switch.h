@@ -63,6 +63,10 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
  * does not close it. 0 or -errno. */
 int ns_switch_add_tap(struct ns_switch *sw, uint16_t port, int fd,
                       const uint8_t *gw_mac, const uint8_t *pod_mac);
+/* Removes a port between two runs (a pod that went): its ring is unmapped and its
+ * AF_PACKET socket closed (a TAP fd stays the caller's); the last port takes its
+ * slot. 0 or -ENOENT. */
+int ns_switch_remove_port(struct ns_switch *sw, uint16_t port);
 /* One wake-up: drain what is ready (waiting up to timeout_ms for the first frame),
  * run it through the pipeline, act on the results. now_ns = 0 reads
  * CLOCK_MONOTONIC once per wake-up. Returns frames processed, or -errno. */

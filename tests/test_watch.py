@@ -30,10 +30,13 @@ DENY_BACKEND = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
 
 
 def shop_objects() -> list:
+    """The example as an API server holds it: running pods have their addresses."""
     out = []
     for f in sorted(os.listdir(SHOP)):
         with open(os.path.join(SHOP, f)) as fh:
             out += [d for d in yaml.safe_load_all(fh) if d]
+    for i, d in enumerate(d for d in out if d["kind"] == "Pod"):
+        d.setdefault("status", {}).setdefault("podIPs", [{"ip": f"198.18.0.{i + 1}"}])
     return out
 
 
@@ -215,3 +218,25 @@ def test_netsem_watch_prints_exactly_the_expected_changes(server, tmp_path):
         assert [(p["from"], p["to"]) for p in c["lostPairs"]] == lost and c["lost"] == len(lost)
         assert [(p["from"], p["to"]) for p in c["gainedPairs"]] == gained and c["gained"] == len(gained)
         assert lost or gained
+
+
+def test_a_new_generation_keeps_the_ports_and_allocated_addresses_of_what_stays():
+    """Pods without addresses in their objects (files) are allocated in name order;
+    across generations those that stay keep theirs, and every interface its port, so
+    a running switch rewires only what came and went."""
+    objects = [o for o in shop_objects()]
+    for o in objects:
+        o.get("status", {}).pop("podIPs", None)
+    live = LiveCluster()
+    live.load(objects)
+    before = {k: (live.cluster.pod_address(k), live.cluster.attachment(k).port) for k in live.cluster.pods}
+    gone = next(o for o in objects if o["metadata"]["name"] == "frontend-0")
+    assert not live.apply("DELETED", gone).rejected
+    after = {k: (live.cluster.pod_address(k), live.cluster.attachment(k).port) for k in live.cluster.pods}
+    assert after == {k: v for k, v in before.items() if k != "shop/frontend-0"}
+    fresh = LiveCluster()                       # what a fresh build would have done instead
+    fresh.load([o for o in objects if o is not gone])
+    assert any(fresh.cluster.pod_address(k) != v[0] for k, v in after.items())
+    new = {**gone, "metadata": {**gone["metadata"], "name": "frontend-7"}}
+    assert not live.apply("ADDED", new).rejected
+    assert live.cluster.attachment("shop/frontend-7").port not in {p for _, p in after.values()}

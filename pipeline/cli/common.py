@@ -18,8 +18,8 @@ class UsageError(Exception):
     """A bad argument: message to stderr, exit 2."""
 
 
-def add_manifest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
+def add_manifest_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-f", "--filename", dest="files", action="append", required=required, metavar="PATH",
                    help="manifest file or directory (recursive, sorted), or - for stdin; repeatable. "
                         "YAML or JSON, multi-document, kind: List and *List dumps as `kubectl get -o yaml` prints")
     add_cluster_args(p)

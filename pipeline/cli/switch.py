@@ -32,6 +32,7 @@ def _need_root(cmd: str) -> None:
 
 
 def cmd_up(args) -> int:
+    from ..load.kube import KubeError
     from ..switch.up import run_up
     _need_root("up")
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
@@ -51,12 +52,22 @@ def cmd_up(args) -> int:
     sys.stderr.reconfigure(line_buffering=True)
     try:
         return _run_up(args, run_up)
+    except KubeError as e:
+        raise UsageError(str(e)) from None
     except DNSError as e:
         raise UsageError(f"--cluster-dns: {e}") from None
 
 
 def _run_up(args, run_up) -> int:
-    return run_up(args.files, cluster_config(args), port_type=args.port_type,
+    from ..switch.sources import ApiSource, FileSource
+    if bool(args.files) == bool(args.kubeconfig):
+        raise UsageError("give the manifests (-f) or a cluster to follow (--kubeconfig), one of them")
+    if not 0 <= args.max_ports <= 65535:
+        raise UsageError(f"--max-ports: {args.max_ports} is not between 1 and 65535 (or 0, the default)")
+    source = FileSource(args.files, cluster_config(args)) if args.files else \
+        ApiSource(args.kubeconfig, args.context, cluster_config(args),
+                  note=lambda s: print(f"note: {s}", file=sys.stderr))
+    return run_up(source, cluster_config(args), port_type=args.port_type, max_ports=args.max_ports,
                   stats_interval=args.stats_interval, prefix=args.prefix, ring=args.ring,
                   duration=args.duration, pcap=args.pcap, flows=args.flows,
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
@@ -119,10 +130,21 @@ def add_switch_parsers(sub) -> None:
                                     "foreground with a status line. It prints 'netsem up: ready' (and "
                                     "records it in the run's state file, which `netsem exec` waits for) "
                                     "once the switch forwards. Ctrl-C or SIGTERM tears everything down; "
-                                    "SIGHUP re-reads the manifests and swaps the tables atomically "
-                                    "(established connections survive; a bad manifest keeps the old "
-                                    "tables).")
-    add_manifest_args(up)
+                                    "SIGHUP re-reads the manifests and brings the switch to them: pods "
+                                    "that came are wired, pods that went unwired, tables swapped between "
+                                    "two batches (established connections survive; a bad manifest keeps "
+                                    "everything as it was). With --kubeconfig it follows the API server "
+                                    "the same way, change by change.")
+    add_manifest_args(up, required=False)
+    up.add_argument("--kubeconfig", metavar="FILE",
+                    help="follow a cluster's API server instead of files (as `netsem watch`): pods that "
+                         "appear become namespaces on the running switch, pods that go are removed, "
+                         "labels, policies and endpoints update the tables, without a restart")
+    up.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current-context)")
+    up.add_argument("--max-ports", type=int, default=0, metavar="N",
+                    help="switch ports at most, pods that come later included (default: 1024, or twice "
+                         "the first generation's interfaces if more); a generation that needs more is "
+                         "refused and the running one kept")
     up.add_argument("--port-type", choices=("veth", "tap"), default="veth",
                     help="how pods are joined to the switch (default veth)")
     up.add_argument("--stats-interval", type=float, default=1.0, metavar="S",

@@ -19,12 +19,17 @@ from .manifests import Document, LoadResult, load, parse_documents
 from .networks import add_multi_network_policies, attach_networks
 
 
-def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cluster:
+def build_cluster(result: LoadResult, config: ClusterConfig | None = None,
+                  previous: Cluster | None = None) -> Cluster:
     """Applies loaded objects in a fixed order (namespaces, pods, slices, services,
     policies), allocating addresses to pods and services that have none. Raises
-    ManifestErrors, with nothing applied, on a duplicate address."""
+    ManifestErrors, with nothing applied, on a duplicate address. `previous`: the
+    generation this one follows; its interfaces keep their switch ports and its pods
+    their allocated addresses, so a running switch rewires only what came and went."""
     config = config or ClusterConfig()
     cluster = Cluster(config)
+    if previous is not None:
+        cluster.plane.keep_ports(previous.plane.port_map())
     errors: list[ManifestError] = []
     by_kind: dict[type, list] = {}
     for doc, obj in result.objects:
@@ -51,14 +56,21 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
                     f"Duplicate value: {str(ip)!r}: already assigned to pod {other.key} "
                     f"({other_doc.source}:{other_doc.index})")
             taken[ip] = (doc, pod)
-    allocators = [_Allocator(c, set(taken)) for c in config.pod_cidrs]
+    kept: dict[str, tuple] = {}
+    for doc, pod in pods:
+        old = previous.pods.get(pod.key) if previous is not None else None
+        if old is not None and not pod.ips and not pod.finished and not pod.host_network and \
+                old.ips and not old.host_network and not any(ip in taken for ip in old.ips):
+            kept[pod.key] = old.ips
+    reserved = set(taken) | {ip for ips in kept.values() for ip in ips}
+    allocators = [_Allocator(c, set(reserved)) for c in config.pod_cidrs]
     final_pods = {}
     for doc, pod in sorted(pods, key=lambda dp: (dp[1].namespace, dp[1].name)):
         if not pod.ips and not pod.finished:
             if pod.host_network:
                 pod = replace(pod, ips=tuple(ipaddress.ip_address(a) for a in config.node_ips[:1]))
             else:
-                pod = replace(pod, ips=tuple(a.next() for a in allocators))
+                pod = replace(pod, ips=kept.get(pod.key) or tuple(a.next() for a in allocators))
         final_pods[pod.key] = (doc, pod)
 
     slices = by_kind.get(EndpointSlice, [])
@@ -68,7 +80,12 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
         for ip in s.cluster_ips:
             if ip in taken:
                 err(doc, "spec.clusterIPs", f"Duplicate value: {str(ip)!r}: assigned to a pod")
-    svc_alloc = _Allocator(config.service_cidrs[0], svc_taken)
+    kept_vips = {}
+    for _, s in services:
+        old = previous.services.get(s.key) if previous is not None else None
+        if old is not None and not s.cluster_ips and old.cluster_ips and not (set(old.cluster_ips) & svc_taken):
+            kept_vips[s.key] = old.cluster_ips
+    svc_alloc = _Allocator(config.service_cidrs[0], svc_taken | {ip for v in kept_vips.values() for ip in v})
     services = _allocate_node_ports(services, err)
     if errors:
         raise ManifestErrors(errors)
@@ -83,7 +100,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None) -> Cl
         cluster.add_endpoint_slice(s)
     for doc, svc in sorted(services, key=lambda ds: ds[1].key):
         if not svc.cluster_ips and not svc.headless and svc.type != "ExternalName":
-            svc = replace(svc, cluster_ips=(svc_alloc.next(),))
+            svc = replace(svc, cluster_ips=kept_vips.get(svc.key) or (svc_alloc.next(),))
         clashes = [(i, ip) for i, ip in enumerate(svc.external_ips)
                    if cluster.plane.lookup(DEFAULT_DOMAIN, ip) is not None]
         for i, ip in clashes:
@@ -162,14 +179,16 @@ class _Allocator:
         raise ManifestErrors([ManifestError("-", 0, "-", f"pod CIDR {self.net} is exhausted")])
 
 
-def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdin=None):
+def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdin=None,
+                 previous: Cluster | None = None):
     """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors."""
     result = load(paths, stdin=stdin)
-    return build_cluster(result, config), result.notes
+    return build_cluster(result, config, previous), result.notes
 
 
-def cluster_from_documents(docs: Iterable[Document], config: ClusterConfig | None = None):
+def cluster_from_documents(docs: Iterable[Document], config: ClusterConfig | None = None,
+                           previous: Cluster | None = None):
     """A new Cluster from documents already read (a watcher's store): (cluster, notes).
     Raises ManifestErrors."""
     result = parse_documents(docs)
-    return build_cluster(result, config), result.notes
+    return build_cluster(result, config, previous), result.notes

@@ -47,7 +47,9 @@ class LiveCluster:
 
     def _build(self, objects: dict) -> Cluster:
         docs = [Document(_name(k), 0, obj) for k, obj in sorted(objects.items())]
-        cluster, self.notes = cluster_from_documents(docs, self.config)
+        # Interfaces keep their switch ports across generations (a running switch
+        # rewires only the pods that came and went).
+        cluster, self.notes = cluster_from_documents(docs, self.config, self.cluster)
         return cluster
 
     def load(self, objects: Iterable[dict]) -> list[str]:

@@ -79,6 +79,8 @@ class AddressPlane:
         self._free_ports: list[int] = []
         self._next_port = FIRST_PORT
         self._host_pods: dict[str, NodeAddress] = {}               # hostNetwork pod -> its node
+        self._kept: dict[tuple[str, str], int] = {}                 # (pod, interface) -> its old port
+        self._reserved: set[int] = set()
 
     # -- what sits at an address ---------------------------------------------------------
     def lookup(self, domain: str, address) -> Optional[Entry]:
@@ -114,19 +116,38 @@ class AddressPlane:
         a = self._attachments.get((pod, interface))
         if a is not None:
             return a
-        if self._free_ports:
+        a = Attachment(pod, interface, network, domain, self._take_port(pod, interface), node)
+        self._attachments[(pod, interface)] = a
+        self._by_pod.setdefault(pod, {})[interface] = a
+        self._by_port[a.port] = a
+        self._addresses[a] = []
+        return a
+
+    def keep_ports(self, ports: dict) -> None:
+        """Interfaces of a previous generation keep their ports ((pod, interface) ->
+        port), so a running switch rewires only what came and went; new interfaces
+        take the lowest port no kept one holds."""
+        self._kept = dict(ports)
+        self._reserved = set(ports.values())
+
+    def port_map(self) -> dict:
+        return {(a.pod, a.interface): a.port for a in self._by_port.values()}
+
+    def _take_port(self, pod: str, interface: str) -> int:
+        kept = self._kept.get((pod, interface))
+        if kept is not None and kept not in self._by_port:
+            return kept
+        while self._free_ports:
             port = heapq.heappop(self._free_ports)
-        else:
+            if port not in self._by_port and port not in self._reserved:
+                return port
+        while True:
             port = self._next_port
             if port > MAX_PORT:
                 raise AddressError(f"{pod}: more than {MAX_PORT} interfaces: no switch port left")
             self._next_port += 1
-        a = Attachment(pod, interface, network, domain, port, node)
-        self._attachments[(pod, interface)] = a
-        self._by_pod.setdefault(pod, {})[interface] = a
-        self._by_port[port] = a
-        self._addresses[a] = []
-        return a
+            if port not in self._by_port and port not in self._reserved:
+                return port
 
     def detach(self, a: Attachment) -> None:
         for ip in self._addresses.pop(a, []):

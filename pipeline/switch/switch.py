@@ -54,6 +54,13 @@ def topology_pods(compiled) -> list[Wire]:
     return wires
 
 
+def _same(pp, w: Wire) -> bool:
+    """A wired interface is what the wire asks for."""
+    return (pp.key, pp.pod, pp.ifname, list(pp.ips), tuple(pp.routes)) == \
+        (w.key, w.pod or w.key, w.ifname, [ipaddress.ip_address(str(i)) for i in w.ips],
+         tuple(ipaddress.ip_network(str(r), strict=False) for r in w.routes))
+
+
 @dataclass
 class Stats:
     t: float
@@ -69,20 +76,35 @@ class Switch:
     tables installed."""
 
     def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
-                 ring_bytes: int = 4 << 20, connections: int = 0, events: int = 0):
+                 ring_bytes: int = 4 << 20, connections: int = 0, events: int = 0,
+                 max_ports: int = 0):
         self.topo = topo
         self.datapath = Datapath(connections=connections, events=events)
         self.datapath.install(compiled)
         self.generation = 1
         ports = list(topo.ports.values())
-        sw = lib.ns_switch_new(self.datapath.pipeline, max(1, len(ports)), batch)
+        # Room for pods that come later (netsem up follows its cluster): a bounded
+        # table; when full, a new pod is reported and left unwired.
+        self.max_ports = max_ports or max(1024, 2 * len(ports))
+        sw = lib.ns_switch_new(self.datapath.pipeline, self.max_ports, batch)
         if sw == ffi.NULL:
             raise MemoryError("ns_switch_new failed")
         self._sw = ffi.gc(sw, lib.ns_switch_free)
         rc = lib.ns_switch_set_ring(self._sw, RING_VERSIONS[ring], ring_bytes, 1)
         if rc:
             raise OSError(-rc, os.strerror(-rc), "ns_switch_set_ring")
-        with in_netns(topo.switch_netns):
+        self.add_ports(ports)
+        self._pstats = ffi.new("struct ns_switch_port_stats *")
+        self._lock = threading.Lock()
+        self._pending: list = []
+
+    @property
+    def compiled(self):
+        return self.datapath.compiled
+
+    def add_ports(self, ports) -> None:
+        """Attaches the switch to wired interfaces (PodPorts); between runs."""
+        with in_netns(self.topo.switch_netns):
             for pp in ports:
                 pod_mac = pp.pod_mac if pp.pod_mac else ffi.NULL
                 if pp.tap_fd >= 0:
@@ -91,13 +113,29 @@ class Switch:
                     rc = lib.ns_switch_add_port(self._sw, pp.port, pp.sw_ifname.encode(), pp.gw_mac, pod_mac)
                 if rc:
                     raise OSError(-rc, f"{pp.key}: {os.strerror(-rc)}", pp.sw_ifname)
-        self._pstats = ffi.new("struct ns_switch_port_stats *")
-        self._lock = threading.Lock()
-        self._pending: list = []
 
-    @property
-    def compiled(self):
-        return self.datapath.compiled
+    def remove_ports(self, ports) -> None:
+        """Detaches the switch from ports (numbers) before their interfaces go."""
+        for port in ports:
+            lib.ns_switch_remove_port(self._sw, port)
+
+    def rewire(self, compiled, recheck: bool = False) -> tuple[list, list]:
+        """Brings the running switch to `compiled`: the ports of interfaces that went
+        (or changed) detached and unwired, the tables swapped, interfaces that came
+        wired and attached, all between two runs. Interfaces that stay keep their
+        ports (the address plane keeps them across generations) and connections.
+        Returns (ports removed, PodPorts added)."""
+        want = {w.port: w for w in topology_pods(compiled)}
+        gone = [p for p, pp in self.topo.ports.items() if p not in want or not _same(pp, want[p])]
+        if len(want) > self.max_ports:       # before anything changes: all or nothing
+            raise OSError(f"switch full: {len(want)} ports wanted, {self.max_ports} at most (--max-ports)")
+        self.remove_ports(gone)
+        self.topo.remove(gone)
+        self.install(compiled, recheck)
+        new = [w for p, w in sorted(want.items()) if p not in self.topo.ports]
+        added = self.topo.add(new)
+        self.add_ports(added)
+        return gone, added
 
     # -- the loop ------------------------------------------------------------------
     def run_for(self, seconds: float) -> int:

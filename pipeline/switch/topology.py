@@ -131,17 +131,69 @@ class Topology:
                 _sysctl("net.ipv6.conf.default.disable_ipv6", "1")
                 _sysctl("net.ipv6.conf.all.disable_ipv6", "1")
                 _sysctl("net.ipv4.ip_forward", "0")
-            for pod, interfaces in sorted(pods.items(), key=lambda kv: min(p.port for p in kv[1])):
-                netns = topo._add_namespace(min(p.port for p in interfaces))
-                for metric, pp in enumerate(sorted(interfaces, key=lambda p: p.port), SECONDARY_METRIC):
-                    pp.netns = netns
-                    topo._add_interface(pp, metric)
-                    topo.ports[pp.port] = pp
-                    topo._write_state()
+            topo._wire(specs)
         except BaseException:
             topo.teardown()
             raise
         return topo
+
+    def _wire(self, specs: list) -> list:
+        """Creates the interfaces of `specs` (PodPorts), in their pods' namespaces (made
+        for pods that have none yet); returns them as wired."""
+        pods: dict[str, list[PodPort]] = {}
+        for pp in specs:
+            pods.setdefault(pp.pod, []).append(pp)
+        done = []
+        for pod, interfaces in sorted(pods.items(), key=lambda kv: min(p.port for p in kv[1])):
+            have = self.interfaces_of(pod)
+            if any(o.ifname == pp.ifname for o in have for pp in interfaces):
+                raise ValueError(f"{pod}: an interface of that name exists")
+            netns = have[0].netns if have else self._add_namespace(min(p.port for p in interfaces))
+            for metric, pp in enumerate(sorted(interfaces, key=lambda p: p.port), SECONDARY_METRIC + len(have)):
+                pp.netns = netns
+                self._add_interface(pp, metric)
+                self.ports[pp.port] = pp
+                self._write_state()
+                done.append(pp)
+        return done
+
+    def add(self, wires: Iterable[tuple]) -> list[PodPort]:
+        """Wires interfaces into the running topology (pods that came). On failure
+        what this call made is removed again and the error re-raised."""
+        specs = [_spec(Wire(*w)) for w in wires]
+        for pp in specs:
+            if pp.port in self.ports:
+                raise ValueError(f"{pp.key}: port {pp.port} is wired already")
+        done: list[PodPort] = []
+        try:
+            done = self._wire(specs)
+        except BaseException:
+            self.remove([pp.port for pp in specs if pp.port in self.ports])
+            raise
+        return done
+
+    def remove(self, ports: Iterable[int]) -> None:
+        """Unwires interfaces (pods that went): a pod's namespace goes with its last
+        interface, a veth alone otherwise."""
+        for port in sorted(set(ports)):
+            pp = self.ports.pop(port, None)
+            if pp is None:
+                continue
+            if pp.tap_fd >= 0:
+                os.close(pp.tap_fd)
+                pp.tap_fd = -1
+            if pp.sw_ifname:
+                # Now, not when the namespace's teardown gets to it (that is
+                # asynchronous): the same port may be wired again at once.
+                with IPRoute(netns=self.switch_netns) as ipr:
+                    for idx in ipr.link_lookup(ifname=pp.sw_ifname):
+                        ipr.link("del", index=idx)
+            if not self.interfaces_of(pp.pod):
+                try:
+                    pr_netns.remove(pp.netns)
+                except FileNotFoundError:
+                    pass
+            self._write_state()
 
     def _add_namespace(self, port: int) -> str:
         netns = self.pod_netns(port)

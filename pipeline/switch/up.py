@@ -1,6 +1,8 @@
 """`netsem up`: the topology, the switch in the foreground with a status line, flow
-records and metrics; SIGHUP reloads the manifests, Ctrl-C or SIGTERM tears
-everything down. Everything it prints is flushed line by line, and it says (on
+records and metrics; it follows its cluster (SIGHUP re-reads the manifests; with
+--kubeconfig every change of the API server is applied as it comes): pods that come
+are wired, pods that go unwired, tables swapped, established connections kept.
+Ctrl-C or SIGTERM tears everything down. Everything it prints is flushed line by line, and it says (on
 stderr, and as "ready" in the run's state file) when the switch forwards."""
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import Optional
 
 from ..dataplane.compiler import compile_cluster
 from ..dataplane.flows import FlowBuilder
-from ..load.build import load_cluster
 from ..load.errors import ManifestErrors
 from ..model.dns import DEFAULT_DNS_ADDRESS, add_cluster_dns
 from .capture import Recorder
 from .dns import ClusterDNS
 from .switch import Switch, status_line, topology_pods
 from .netns import STATE_DIR, _ns_path
+from .sources import ApiSource, FileSource
 from .topology import Topology
 
 EVENT_RING = 1 << 16
@@ -55,17 +57,21 @@ class _Flows:
             self.f.close()
 
 
-def _same_interfaces(a, b) -> bool:
-    return topology_pods(a) == topology_pods(b)
-
-
-def run_up(files: list[str], config=None, port_type: str = "veth", stats_interval: float = 1.0,
+def run_up(source, config=None, port_type: str = "veth", stats_interval: float = 1.0,
            prefix: Optional[str] = None, ring: str = "v2", out=sys.stderr,
            duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
            metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
-           max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS) -> int:
-    cluster, notes = load_cluster(files, config)
-    for n in notes:
+           max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS,
+           max_ports: int = 0) -> int:
+    """source: manifest paths (a list), or a FileSource / ApiSource (sources.py)."""
+    if isinstance(source, (list, tuple)):
+        source = FileSource(list(source), config)
+    try:
+        cluster = source.initial()
+    except BaseException:
+        source.close()
+        raise
+    for n in source.notes:
         print(f"note: {n}", file=out)
     dns_pods = add_cluster_dns(cluster, cluster_dns) if cluster_dns else []
     compiled = compile_cluster(cluster)
@@ -85,7 +91,7 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             dns.write(cluster)
             topo.dns = cluster_dns
         sw = Switch(compiled, topo, ring=ring, connections=max_connections,
-                    events=EVENT_RING if flows else 0)
+                    events=EVENT_RING if flows else 0, max_ports=max_ports)
         if pcap:
             rec = Recorder(sw, pcap)
             print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "
@@ -124,9 +130,11 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
                 flow_out.drain()
             if metrics is not None:
                 metrics.update()
-            if reload.is_set():
+            if reload.is_set() and isinstance(source, FileSource):
                 reload.clear()
-                _reload(files, config, sw, state, out, cluster_dns, dns)
+                _reload(source, sw, state, out, cluster_dns, dns)
+            if isinstance(source, ApiSource):
+                _follow(source, sw, state, out, cluster_dns, dns)
             now = time.monotonic()
             if now >= state["next"]:
                 cur = sw.stats()
@@ -157,31 +165,59 @@ def run_up(files: list[str], config=None, port_type: str = "veth", stats_interva
             sw.close()
         if topo is not None:
             topo.teardown()
+        source.close()
         for s, h in old.items():
             signal.signal(s, h)
 
 
-def _reload(files, config, sw: Switch, state: dict, out, cluster_dns=None, dns=None) -> None:
-    """SIGHUP: re-read the manifests and swap the tables; a bad manifest or a failed
-    compile keeps the running tables. The DNS records follow the new cluster."""
+def _reload(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) -> None:
+    """SIGHUP: re-read the manifests and bring the switch to them; a bad manifest or a
+    failed compile keeps everything as it was."""
     try:
-        new_cluster, _ = load_cluster(files, config)
-        if cluster_dns:
-            add_cluster_dns(new_cluster, cluster_dns)
-        new = compile_cluster(new_cluster)
-        if not _same_interfaces(new, state["compiled"]):
-            print("netsem up: reload: pods or addresses changed; restart to rewire them (old tables kept)",
-                  file=out)
-        else:
-            sw.install(new)
-            state["compiled"] = new
-            if dns is not None:
-                dns.write(new_cluster)
-            print(f"netsem up: reloaded (generation {sw.generation})", file=out)
+        new_cluster = source.reload(state["compiled"].cluster)
     except ManifestErrors as e:
         for err in e.errors:
             print(err, file=out)
         print("netsem up: reload failed; old tables kept", file=out)
-    except Exception as e:      # a compile error must not stop the switch
-        print(f"netsem up: reload failed ({e}); old tables kept", file=out)
+        out.flush()
+        return
+    _rewire(new_cluster, sw, state, out, cluster_dns, dns, "reloaded")
+
+
+def _follow(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) -> None:
+    """--kubeconfig: the API server's changes waiting, each said, then one rewire."""
+    new_cluster, seen = source.poll()
+    for ch, rejected in seen:
+        name = f"{ch.namespace}/{ch.name}" if ch.namespace else ch.name
+        why = "" if ch.why == "watch" else f" ({ch.why})"
+        if rejected:
+            print(f"netsem up: {ch.kind} {name} {ch.type.lower()}{why}: rejected, nothing changed: "
+                  f"{'; '.join(rejected)}", file=out)
+        else:
+            print(f"netsem up: {ch.kind} {name} {ch.type.lower()}{why}", file=out)
+    if new_cluster is not None:
+        _rewire(new_cluster, sw, state, out, cluster_dns, dns, "applied")
+    elif seen:
+        out.flush()
+
+
+def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: str) -> None:
+    try:
+        if cluster_dns:
+            add_cluster_dns(new_cluster, cluster_dns)
+        new = compile_cluster(new_cluster)
+        gone, added = sw.rewire(new)
+    except Exception as e:      # a compile error or a full switch must not stop it
+        print(f"netsem up: {verb} failed ({e}); old tables kept", file=out)
+        out.flush()
+        return
+    state["compiled"] = new
+    if dns is not None:
+        dns.write(new_cluster)
+    parts = [f"generation {sw.generation}"]
+    if added:
+        parts.append("wired " + ", ".join(f"{pp.key} (port {pp.port})" for pp in added))
+    if gone:
+        parts.append("unwired ports " + ", ".join(map(str, gone)))
+    print(f"netsem up: {verb} ({'; '.join(parts)})", file=out)
     out.flush()

@@ -1,0 +1,66 @@
+"""Where `netsem up` gets its cluster, and how it follows it: manifest files (re-read
+on SIGHUP) or the API server (every change as it comes). Either way a new generation
+keeps the switch ports of the interfaces that stay, so the running switch rewires
+only the pods that came and went (Switch.rewire)."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ..load.build import load_cluster
+from ..model.cluster import Cluster
+
+
+class FileSource:
+    def __init__(self, files: list[str], config=None):
+        self.files, self.config = files, config
+        self.notes: list[str] = []
+
+    def initial(self) -> Cluster:
+        cluster, self.notes = load_cluster(self.files, self.config)
+        return cluster
+
+    def reload(self, previous: Cluster) -> Cluster:
+        """The manifests again (ManifestErrors when they are bad), following `previous`."""
+        cluster, self.notes = load_cluster(self.files, self.config, previous=previous)
+        return cluster
+
+    def close(self) -> None:
+        pass
+
+
+class ApiSource:
+    """The API server, through the watcher (`netsem up --kubeconfig`)."""
+
+    def __init__(self, kubeconfig: Optional[str], context: Optional[str], config=None,
+                 note: Callable[[str], None] = lambda s: None, resync_s: float = 300.0):
+        from ..load.kube import Watcher, api_client
+        from ..load.live import LiveCluster
+        self.note = note
+        self.watcher = Watcher(api_client(kubeconfig, context), resync_s=resync_s, on_note=note)
+        self.live = LiveCluster(config)
+        self.notes: list[str] = []
+
+    def initial(self) -> Cluster:
+        for m in self.live.load(self.watcher.start()):
+            self.note(f"left out: {m}")
+        self.notes = self.live.notes
+        return self.live.cluster
+
+    def poll(self, max_changes: int = 1000) -> tuple[Optional[Cluster], list]:
+        """The changes waiting (at most max_changes), applied one by one: (the new
+        cluster, or None when nothing changed; [(Change, rejected messages)])."""
+        import queue
+        seen, changed = [], False
+        for _ in range(max_changes):
+            try:
+                ch = self.watcher.changes.get_nowait()
+            except queue.Empty:
+                break
+            applied = self.live.apply(ch.type, ch.obj)
+            changed |= applied.changed
+            seen.append((ch, applied.rejected))
+        return (self.live.cluster if changed else None), seen
+
+    def close(self) -> None:
+        self.watcher.stop()
