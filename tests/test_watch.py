@@ -240,3 +240,24 @@ def test_a_new_generation_keeps_the_ports_and_allocated_addresses_of_what_stays(
     new = {**gone, "metadata": {**gone["metadata"], "name": "frontend-7"}}
     assert not live.apply("ADDED", new).rejected
     assert live.cluster.attachment("shop/frontend-7").port not in {p for _, p in after.values()}
+
+
+def test_changes_that_queued_up_are_built_once_and_a_bad_one_alone_is_rejected():
+    objects = shop_objects()
+    live = LiveCluster()
+    live.load(objects)
+    first = live.cluster
+    pod = next(o for o in objects if o["metadata"]["name"] == "frontend-0")
+    relabel = {**pod, "metadata": {**pod["metadata"], "labels": {"app": "other"}}}
+    bad = {**pod, "metadata": {**pod["metadata"], "name": "Bad"}}
+    applied = live.apply_many([("MODIFIED", relabel), ("ADDED", bad), ("DELETED", DENY_BACKEND)])
+    assert not applied[0].rejected and applied[1].rejected and not applied[2].rejected
+    assert live.cluster.pods["shop/frontend-0"].labels == {"app": "other"} and "shop/Bad" not in live.cluster.pods
+    other = next(o for o in objects if o["metadata"]["name"] == "frontend-1")
+    backup = next(o for o in objects if o["metadata"]["name"] == "backup-0")
+    good = live.apply_many([("MODIFIED", {**other, "metadata": {**other["metadata"], "labels": {}}}),
+                            ("DELETED", backup)])
+    assert all(a.changed for a in good) and good[0].after is good[1].after        # one build for both
+    assert live.cluster.pods["shop/frontend-1"].labels == {} and "data/backup-0" not in live.cluster.pods
+    assert live.apply_many([("DELETED", backup)])[0].changed is False             # nothing to do
+    assert live.cluster is not first

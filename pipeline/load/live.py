@@ -72,17 +72,31 @@ class LiveCluster:
 
     def apply(self, typ: str, obj: dict) -> Applied:
         """One change: ADDED or MODIFIED puts the object, DELETED removes it."""
-        key = _key(obj)
+        return self.apply_many([(typ, obj)])[0]
+
+    def apply_many(self, changes: list) -> list[Applied]:
+        """Several changes [(type, object)], one build when they are all good (what a
+        follower does with the changes that queued up while it was busy); otherwise
+        one by one, each all or nothing. One Applied per change."""
         objects = dict(self.objects)
-        if typ == "DELETED":
-            if objects.pop(key, None) is None:
-                return Applied(self.cluster, self.cluster)
-        else:
-            objects[key] = obj
+        for typ, obj in changes:
+            if typ == "DELETED":
+                objects.pop(_key(obj), None)
+            else:
+                objects[_key(obj)] = obj
         before = self.cluster
+        if objects == self.objects:
+            return [Applied(before, before) for _ in changes]
+        if len(changes) > 1:
+            try:
+                after = self._build(objects)
+            except ManifestErrors:
+                return [self.apply_many([c])[0] for c in changes]
+            self.objects, self.cluster = objects, after
+            return [Applied(before, after) for _ in changes]
         try:
             after = self._build(objects)
         except ManifestErrors as e:
-            return Applied(before, before, [str(err) for err in e.errors])
+            return [Applied(before, before, [str(err) for err in e.errors])]
         self.objects, self.cluster = objects, after
-        return Applied(before, after)
+        return [Applied(before, after)]

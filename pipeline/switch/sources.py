@@ -51,16 +51,18 @@ class ApiSource:
         """The changes waiting (at most max_changes), applied one by one: (the new
         cluster, or None when nothing changed; [(Change, rejected messages)])."""
         import queue
-        seen, changed = [], False
+        waiting = []
         for _ in range(max_changes):
             try:
-                ch = self.watcher.changes.get_nowait()
+                waiting.append(self.watcher.changes.get_nowait())
             except queue.Empty:
                 break
-            applied = self.live.apply(ch.type, ch.obj)
-            changed |= applied.changed
-            seen.append((ch, applied.rejected))
-        return (self.live.cluster if changed else None), seen
+        if not waiting:
+            return None, []
+        # One build for all that queued up while the switch was busy.
+        applied = self.live.apply_many([(ch.type, ch.obj) for ch in waiting])
+        changed = any(a.changed for a in applied)
+        return (self.live.cluster if changed else None), [(ch, a.rejected) for ch, a in zip(waiting, applied)]
 
     def close(self) -> None:
         self.watcher.stop()
