@@ -200,6 +200,18 @@ uint64_t ns_pipeline_affinity_full(const struct ns_pipeline *p);
 int ns_tables_seal(struct ns_tables *t);
 /* Memory held by the tables, in bytes. */
 uint64_t ns_tables_memory(const struct ns_tables *t);
+/* Peer sets, compressed (docs/pipeline.md "Policy table"): for direction dir, a dense
+ * dim x dim matrix, cells[local * dim + peer] = the peer-set state of that pair of
+ * identities (0: no rule names that peer for that local); a state's port segments are
+ * the rule key (local 0, dir, peer = state, block 0). Replaces the (local, dir, peer,
+ * 0) keys. dim <= NS_MAX_CELL_DIM and <= limits.identities; copied. 0 or -1. */
+#define NS_MAX_CELL_DIM 4096
+int ns_tables_set_peer_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim);
+/* The same for ipBlock peers: cells[local * classes + class] = the state of (local,
+ * address class), replacing the (local, dir, 0, class) keys. dim as above (the same
+ * as the peer cells' when both are set); classes <= limits.prefixes + 1. */
+int ns_tables_set_block_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim,
+                              uint32_t classes);
 /* New connections each rule allowed (either direction) while these tables were in. */
 uint64_t ns_tables_rule_hits(const struct ns_tables *t, uint32_t rule_id);
 /* Table lookups, for tests and for `netsem` tools. */

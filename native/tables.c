@@ -48,6 +48,10 @@ void ns_tables_free(struct ns_tables *t)
         return;
     free(t->ep);
     free(t->isolation);
+    free(t->cells[0]);
+    free(t->cells[1]);
+    free(t->bcells[0]);
+    free(t->bcells[1]);
     free(t->port_zone);
     free(t->port_net);
     free(t->routable);
@@ -213,8 +217,9 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
                        uint32_t peer_identity, uint32_t block_id, uint8_t proto,
                        uint16_t port_lo, uint16_t port_hi, uint32_t rule_id)
 {
-    if (!t || t->sealed || local_identity == 0 || dir > NS_DIR_EGRESS || port_lo > port_hi ||
-        rule_id == NS_RULE_NONE)
+    /* local 0: a peer-set state's key (peer = the state; block 0, or an address class) */
+    if (!t || t->sealed || (local_identity == 0 && peer_identity == 0) ||
+        dir > NS_DIR_EGRESS || port_lo > port_hi || rule_id == NS_RULE_NONE)
         return -1;
     struct rule_key k = {.local = local_identity, .peer = peer_identity, .block = block_id,
                          .dir = dir};
@@ -241,7 +246,40 @@ uint64_t ns_tables_memory(const struct ns_tables *t)
            (uint64_t)t->lim.rules * sizeof(uint64_t) +
            (uint64_t)t->lim.frontends * sizeof(struct ns_frontend) + hidx_bytes(&t->fe_idx) +
            (uint64_t)t->lim.backends * sizeof(struct ns_backend) +
-           (uint64_t)t->lim.maglev_slots * sizeof(uint16_t);
+           (uint64_t)t->lim.maglev_slots * sizeof(uint16_t) +
+           (uint64_t)(!!t->cells[0] + !!t->cells[1]) * t->cell_dim * t->cell_dim * sizeof(uint32_t) +
+           (uint64_t)(!!t->bcells[0] + !!t->bcells[1]) * t->cell_dim * t->bcell_classes * sizeof(uint32_t);
+}
+
+int ns_tables_set_block_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim,
+                              uint32_t classes)
+{
+    if (!t || t->sealed || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+        dim > t->lim.identities || (t->cell_dim && t->cell_dim != dim) || t->bcells[dir] ||
+        classes == 0 || classes > t->lim.prefixes + 1 || (t->bcell_classes && t->bcell_classes != classes))
+        return -1;
+    uint32_t *m = malloc((size_t)dim * classes * sizeof(*m));
+    if (!m)
+        return -1;
+    memcpy(m, cells, (size_t)dim * classes * sizeof(*m));
+    t->bcells[dir] = m;
+    t->cell_dim = dim;
+    t->bcell_classes = classes;
+    return 0;
+}
+
+int ns_tables_set_peer_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim)
+{
+    if (!t || t->sealed || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+        dim > t->lim.identities || (t->cell_dim && t->cell_dim != dim) || t->cells[dir])
+        return -1;
+    uint32_t *m = malloc((size_t)dim * dim * sizeof(*m));
+    if (!m)
+        return -1;
+    memcpy(m, cells, (size_t)dim * dim * sizeof(*m));
+    t->cells[dir] = m;
+    t->cell_dim = dim;
+    return 0;
 }
 
 int ns_tables_lookup_endpoint(const struct ns_tables *t, uint16_t zone, const uint8_t *addr16,

@@ -75,6 +75,10 @@ struct ns_tables {
     uint64_t *routable;          /* [lim.networks^2 bits] a * networks + b: a and b meet */
     uint64_t *rule_hits;         /* [lim.rules] new connections allowed per rule */
     uint8_t *isolation;          /* [lim.identities], NS_ISOLATED_* bits */
+    uint32_t *cells[2];          /* [cell_dim^2] per direction: peer-set states, or NULL */
+    uint32_t cell_dim;
+    uint32_t *bcells[2];         /* [cell_dim * bcell_classes]: (local, class) states, or NULL */
+    uint32_t bcell_classes;
     struct lpm lpm;
     struct rules rules;
     uint32_t n_frontends, n_backends, n_slots;

@@ -8,7 +8,8 @@ import ipaddress
 import itertools
 import os
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline._native import ffi, lib
 from pipeline.dataplane import constants as K
@@ -100,8 +101,8 @@ spec:
 """
 
 
-def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP")):
-    compiled = compile_cluster(cluster)
+def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP"), peer_cells=True):
+    compiled = compile_cluster(cluster, peer_cells=peer_cells)
     plane = cluster.plane
     ends = [str(ip) for a in plane.attachments() for ip in plane.addresses(a)] + OUTSIDE + ["198.19.128.1"]
     checked = 0
@@ -141,13 +142,15 @@ def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP")):
     return compiled, checked
 
 
-def test_the_compiled_tables_decide_as_the_model_on_every_pair_and_port():
-    compiled, checked = check_grid(cluster_from(FEATURES))
+@pytest.mark.parametrize("peer_cells,keys,entries", [(True, 13, 16), (False, 21, 27)])
+def test_the_compiled_tables_decide_as_the_model_on_every_pair_and_port(peer_cells, keys, entries):
+    compiled, checked = check_grid(cluster_from(FEATURES), peer_cells=peer_cells)
     assert checked > 2500
     # 7 pod addresses and the node's two; 3 ipBlocks over 6 prefixes (the IPv4 space
-    # is one of them: 0.0.0.0/0 is it); identities in pod order: a/api, a/web, b/db, b/job
+    # is one of them: 0.0.0.0/0 is it); identities in pod order: a/api, a/web, b/db, b/job.
+    # Peer-set states: selected peers' keys become one key per distinct peer set.
     assert compiled.stats() == {"interfaces": 4, "identities": 4, "endpoints": 9, "blocks": 3, "prefixes": 6,
-                                "rule_keys": 21, "rule_entries": 27, "frontends": 0, "backends": 0}
+                                "rule_keys": keys, "rule_entries": entries, "frontends": 0, "backends": 0}
     assert compiled.identity_of == {"a/api": 1, "a/web": 2, "b/db": 3, "b/job": 4}
     assert compiled.policy.isolation == {1: 1, 2: 2, 3: 3}     # api ingress, web egress, db both
 
@@ -157,17 +160,18 @@ def test_the_example_compiles_to_what_the_model_decides():
     compiled, checked = check_grid(cluster)
     assert checked > 1000
     assert compiled.stats() == {"interfaces": 5, "identities": 4, "endpoints": 10, "blocks": 1, "prefixes": 3,
-                                "rule_keys": 7, "rule_entries": 7, "frontends": 5, "backends": 6}
+                                "rule_keys": 6, "rule_entries": 6, "frontends": 5, "backends": 6}
     assert compiled.limits["endpoints"] >= compiled.stats()["endpoints"]
 
 
 @settings(max_examples=int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120")) // 2, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(clusters(max_pods=5, max_policies=4))
-def test_random_clusters_compile_to_what_the_model_decides(c):
+@given(clusters(max_pods=5, max_policies=4), st.booleans())
+def test_random_clusters_compile_to_what_the_model_decides(c, peer_cells):
     """Every pair of ends and a few ports on random clusters: strong against the
-    compiler getting one feature wrong (an except, a named port, a range)."""
-    check_grid(c, ports=[0, 53, 80, 81, 90, 8080], protocols=("TCP", "UDP", "SCTP"))
+    compiler getting one feature wrong (an except, a named port, a range), with
+    peer-set states and with a key per pair."""
+    check_grid(c, ports=[0, 53, 80, 81, 90, 8080], protocols=("TCP", "UDP", "SCTP"), peer_cells=peer_cells)
 
 
 def _many(pods: int, policies: int) -> str:
@@ -217,3 +221,53 @@ def test_tables_are_sized_from_what_they_hold_and_a_cluster_that_does_not_fit_fa
         raise AssertionError("a build with half the room succeeded")
     after = dp.run_batch([syn], [compiled.port_named("m/p5")], 2 * 10**9)[0]
     assert before.verdict == after.verdict and before.reason == "new" and after.reason == "established"
+
+
+NAMED = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: n}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s1, namespace: n, labels: {app: s}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s2, namespace: n, labels: {app: s}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s3, namespace: n, labels: {app: s}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: named, namespace: n}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{podSelector: {}}], ports: [{port: http}]}]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: s}}}]
+    ports: [{port: http}]
+  - to: [{ipBlock: {cidr: 198.18.0.0/16}}]
+    ports: [{port: http}]
+"""
+
+
+@pytest.mark.parametrize("peer_cells", [True, False])
+def test_named_ports_resolve_per_identity_in_peer_sets(peer_cells):
+    """One name, three meanings: port 80 on s1, 8080 on s2 and c, none on s3. The
+    peer-set states group identities by what a rule's entries depend on (the peer's
+    named ports for egress, the local's for ingress), never lumping two apart."""
+    compiled, checked = check_grid(cluster_from(NAMED), ports=[80, 8080], protocols=("TCP",),
+                                   peer_cells=peer_cells)
+    assert checked > 20

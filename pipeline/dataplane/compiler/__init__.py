@@ -70,12 +70,14 @@ class Compiled:
                 "backends": self.services.n_backends}
 
 
-def compile_cluster(cluster: Cluster, limits_slack: float = 1.25) -> Compiled:
+def compile_cluster(cluster: Cluster, limits_slack: float = 1.25, peer_cells: bool = True) -> Compiled:
+    """peer_cells: selected peers as peer-set states (policy.PeerStates); False: one
+    rule key per pair of identities, as before (the tests hold the two together)."""
     from ..._native import ffi, lib
 
     idents, identity_on = build_identities(cluster)
     endpoints = build_endpoints(cluster, identity_on)
-    policy = build_policy(cluster, idents)
+    policy = build_policy(cluster, idents, cells=peer_cells)
     services = build_services(cluster, endpoints.zones)
     n_entries = policy.n_entries
     limits = ffi.new("struct ns_table_limits *")

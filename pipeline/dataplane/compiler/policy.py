@@ -22,14 +22,18 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ...model.cluster import Cluster
 from ...model.objects import IPBlock, Pod
 from ...model.addresses import DEFAULT_NETWORK
 from ...model.policy import EGRESS, INGRESS, MULTI, peer_matches, policy_selects, rule_ids
-from .. import constants as K
 from ..addr16 import prefix16
+from .peer_states import PeerStates, _alike
+from .ports import _port_entries
 
 DIR_NUMBERS = {INGRESS: 0, EGRESS: 1}
+MAX_CELL_DIM = 4096             # NS_MAX_CELL_DIM: above it, one rule key per pair
 ISOLATED_BITS = {INGRESS: 1, EGRESS: 2}
 V4_SPACE = ipaddress.ip_network("0.0.0.0/0")
 # IPv4 addresses live in the tables IPv4-mapped; an IPv6 CIDR inside this prefix would
@@ -124,6 +128,7 @@ class PolicyTables:
     blocks: dict                     # IPBlock -> block id
     classes: list                    # [(prefix network, [block ids])], class id = index + 1
     entries: dict                    # (local, dir, peer, block) -> [(proto, lo, hi, rule id)]
+    cells: dict = field(default_factory=dict)   # ("peer" | "block", dir number) -> states (numpy)
 
     @property
     def n_entries(self) -> int:
@@ -142,11 +147,20 @@ class PolicyTables:
             for proto, lo, hi, rid in lst:
                 check(lib.ns_tables_add_rule(t, local, dir_no, peer, block, proto, lo, hi, rid),
                       f"rule {rid}")
+        from ..._native import ffi
+        for (kind, dir_no), m in sorted(self.cells.items()):
+            ptr = ffi.cast("uint32_t *", ffi.from_buffer(m))
+            if kind == "peer":
+                check(lib.ns_tables_set_peer_cells(t, dir_no, ptr, m.shape[0]), "peer-set cells")
+            else:
+                check(lib.ns_tables_set_block_cells(t, dir_no, ptr, m.shape[0], m.shape[1]), "block cells")
 
 
-def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
+def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTables:
     """NetworkPolicies over the cluster network's identities, each MultiNetworkPolicy
-    over the identities of the networks it is for."""
+    over the identities of the networks it is for. cells: selected peers as peer-set
+    states in a dense matrix (PeerStates) when the identities fit NS_MAX_CELL_DIM;
+    else, or when False, one rule key per (local, peer) pair."""
     ids = rule_ids(cluster)
     policies = [(pol, DEFAULT_NETWORK, "") for pol in cluster.policy_list()] + \
         [(pol, net, MULTI) for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key)
@@ -165,14 +179,68 @@ def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
 
     entries: dict[tuple, list] = {}
     isolation: dict[int, int] = {}
+    states = PeerStates(len(idents) + 1, len(classes) + 1) if cells and len(idents) + 1 <= MAX_CELL_DIM else None
 
-    def named_ports_of(ident: Identity, name: str, proto: str) -> list[int]:
-        return [port for (n, pr, port) in ident.named_ports if n == name and pr == proto]
+    named_index: dict = {}
+
+    def named_ports_of(ident, name: str, proto: str) -> list:
+        """An identity's ports of that name; for a list of identities (a network's),
+        [(identity id, port)], indexed once per network."""
+        if isinstance(ident, Identity):
+            return [port for (n, pr, port) in ident.named_ports if n == name and pr == proto]
+        key = id(ident)
+        if key not in named_index:
+            index: dict = {}
+            for j in ident:
+                for (n, pr, port) in j.named_ports:
+                    index.setdefault((n, pr), []).append((j.id, port))
+            named_index[key] = (ident, index)          # the list kept alive: its id stays its own
+        return named_index[key][1].get((name, proto), [])
+
+    peer_cache: dict = {}
+    # Identities alike in named ports: a number each (egress named ports resolve
+    # against the peer, so peers with one number get one rule entry set).
+    sigs: dict = {}
+    named_sig = np.zeros(len(idents) + 1, dtype=np.int64)
+    alike: dict = {}
+    for i in idents:
+        named_sig[i.id] = sigs.setdefault(i.named_ports, len(sigs))
+
+    def peer_identities(pol, peer, network) -> list:
+        """Identity ids a selector peer matches; without a namespace selector it
+        depends on the policy's namespace, with one it does not."""
+        key = (network, pol.namespace if peer.namespace_selector is None else None, peer)
+        if key not in peer_cache:
+            peer_cache[key] = np.array([j.id for j in candidates(pol, peer, network)
+                                        if peer_matches(cluster, pol, peer, j.representative, None)],
+                                       dtype=np.int64)
+        return peer_cache[key]
+
+    # Candidates by network and namespace: a policy selects pods of its own namespace,
+    # a peer without a namespace selector too, one with it those of the namespaces it
+    # selects. The model's predicates still decide each candidate; this only skips
+    # the identities they would refuse anyway.
+    on_nets: dict = {}
+    by_ns: dict = {}
+    for i in idents:
+        on_nets.setdefault(i.network, []).append(i)
+        by_ns.setdefault((i.network, i.representative.namespace), []).append(i)
+
+    def candidates(pol, peer, network) -> list:
+        if peer.namespace_selector is None:
+            return by_ns.get((network, pol.namespace), [])
+        out = []
+        for (net, ns_name), members in by_ns.items():
+            ns = cluster.namespaces.get(ns_name)
+            if net == network and ns is not None and peer.namespace_selector.matches(ns.labels):
+                out += members
+        return out
 
     for pol, network, kind in policies:
-        on_net = [i for i in idents if i.network == network]
+        on_net = on_nets.get(network, [])
         for direction in (INGRESS, EGRESS):
-            selected = [i for i in on_net if policy_selects(cluster, pol, i.representative, direction, network)]
+            selected = [i for i in by_ns.get((network, pol.namespace), [])
+                        if policy_selects(cluster, pol, i.representative, direction, network)]
             if not selected:
                 continue
             for i in selected:
@@ -181,50 +249,34 @@ def build_policy(cluster: Cluster, idents: list) -> PolicyTables:
             for index, rule in enumerate(rules):
                 rid = ids[(kind + pol.key, direction, index)]
                 # Peers as (peer identity or 0, block id or 0).
-                if rule.peers is None:
-                    peer_keys = [(0, 0)]
+                peer_keys, sel_lists = ([(0, 0)], []) if rule.peers is None else ([], [])
+                for peer in rule.peers or ():
+                    if peer.ip_block is not None:
+                        # Keyed by address class: an address has one class, so a
+                        # verdict probes at most 4 keys however blocks overlap.
+                        peer_keys.extend((0, c) for c in classes_of_block[blocks[peer.ip_block]])
+                    else:
+                        sel_lists.append(peer_identities(pol, peer, network))
+                dir_no = DIR_NUMBERS[direction]
+                if states is not None:
+                    sel = np.unique(np.concatenate(sel_lists)) if sel_lists else np.empty(0, dtype=np.int64)
+                    if network not in alike:
+                        alike[network] = _alike(on_net, named_sig)
+                    states.add_rule(dir_no, rule, direction, rid, selected, sel, sorted(set(peer_keys)), idents,
+                                    on_net, named_ports_of, named_sig, alike[network])
+                    peer_keys = [(0, 0)] if (0, 0) in peer_keys else []     # "any peer" left
                 else:
-                    peer_keys = []
-                    for peer in rule.peers:
-                        if peer.ip_block is not None:
-                            # Keyed by address class: an address has one class, so a
-                            # verdict probes at most 4 keys however blocks overlap.
-                            peer_keys.extend((0, c) for c in classes_of_block[blocks[peer.ip_block]])
-                        else:
-                            peer_keys.extend((j.id, 0) for j in on_net
-                                             if peer_matches(cluster, pol, peer, j.representative, None))
-                    peer_keys = sorted(set(peer_keys))
+                    peer_keys = sorted(set(peer_keys) | {(int(j), 0) for ids_ in sel_lists for j in ids_})
+                # With PeerStates the expansions per destination identity are cells.
+                expand_over = on_net if states is None else []
                 for local in selected:
-                    dir_no = DIR_NUMBERS[direction]
                     for peer_id, block_id in peer_keys:
                         for key, entry in _port_entries(rule, direction, local, peer_id, block_id,
-                                                        idents, on_net, named_ports_of):
+                                                        idents, expand_over, named_ports_of):
+                            if states is not None and (key[0] or key[1]):
+                                continue            # a cell: PeerStates has it
                             entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
-    return PolicyTables(ids, isolation, blocks, classes, entries)
-
-
-def _port_entries(rule, direction, local, peer_id, block_id, idents, on_net, named_ports_of):
-    """Yields ((peer, block), (proto, lo, hi)) for one peer key of one rule."""
-    if rule.ports is None:
-        yield (peer_id, block_id), (0, 0, 65535)
-        return
-    for p in rule.ports:
-        proto = K.PROTO_NUMBERS[p.protocol]
-        if p.port is None:
-            yield (peer_id, block_id), (proto, 0, 65535)
-        elif isinstance(p.port, int):
-            yield (peer_id, block_id), (proto, p.port, p.end_port if p.end_port is not None else p.port)
-        elif direction == INGRESS:
-            for port in named_ports_of(local, p.port, p.protocol):
-                yield (peer_id, block_id), (proto, port, port)
-        elif peer_id:
-            # Egress towards a selected identity: resolve against it.
-            j = idents[peer_id - 1]
-            for port in named_ports_of(j, p.port, p.protocol):
-                yield (peer_id, block_id), (proto, port, port)
-        else:
-            # Egress towards any address or an ipBlock: only pods can have named
-            # ports, so expand per destination identity (of the same network).
-            for j in on_net:
-                for port in named_ports_of(j, p.port, p.protocol):
-                    yield (j.id, block_id), (proto, port, port)
+    tables = PolicyTables(ids, isolation, blocks, classes, entries)
+    if states is not None:
+        tables.cells = states.install_into(entries)
+    return tables

@@ -1,0 +1,137 @@
+"""Peer-set states (docs/pipeline.md "Policy table"): the rule keys that name a peer,
+compressed into dense (local, peer) and (local, address class) matrices of states."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...model.policy import EGRESS, INGRESS
+from .. import constants as K
+from .ports import _port_entries
+
+
+class PeerStates:
+    """Selected peers compressed: the (local, peer) pairs of identities form a dense
+    matrix per direction whose cells hold a peer-set state, the set of rule port
+    entries that name that peer for that local. A rule moves the cells it covers
+    from their state to the state with its entries added (a transition table, so
+    equal histories share a state); each state's entries become one rule key (local
+    0, dir, peer = state, block 0). Entries depend on the local only through its named
+    ports (ingress) and on the peer only through its named ports (egress), so a rule
+    is applied per group of alike identities, in numpy, never per pair."""
+
+    def __init__(self, dim: int, classes: int):
+        self.dim, self.classes = dim, classes
+        self.m: dict = {}                        # ("peer", dir) -> [dim, dim]; ("block", dir) -> [dim, classes]
+        self.parent = [0]
+        self.symbol = [((), ())]
+        self.trans: dict = {}
+        self.symbols: dict = {}
+
+    def _apply(self, kind: str, dir_no: int, rows, cols, entries: tuple) -> None:
+        """entries: (classes, port entries): for block 0 when classes is (), else for
+        each of those address classes."""
+        if not len(rows) or not len(cols) or not entries[1]:
+            return
+        m = self.m.get((kind, dir_no))
+        if m is None:
+            m = self.m[(kind, dir_no)] = np.zeros((self.dim, self.dim if kind == "peer" else self.classes),
+                                                  dtype=np.uint32)
+        sym = self.symbols.setdefault(entries, len(self.symbols) + 1)
+        ix = np.ix_(np.asarray(rows), np.asarray(cols))
+        sub = m[ix]
+        olds, inv = np.unique(sub, return_inverse=True)
+        new = np.empty(len(olds), dtype=np.uint32)
+        for k, old in enumerate(olds.tolist()):
+            s = self.trans.get((old, sym))
+            if s is None:
+                s = self.trans[(old, sym)] = len(self.parent)
+                self.parent.append(old)
+                self.symbol.append(entries)
+            new[k] = s
+        m[ix] = new[inv].reshape(sub.shape)
+
+    def add_rule(self, dir_no, rule, direction, rid, selected, sel_peers, peer_keys, idents, on_net,
+                 named_ports_of, named_sig, alike_on):
+        """sel_peers: the identity ids (numpy) its selector peers match; peer_keys:
+        its other keys, (0, 0) for any peer and (0, class) for its ipBlocks;
+        alike_on: the network's identities grouped by named ports (_alike)."""
+        block_classes = [b for p, b in peer_keys if not p and b]
+        named = rule.ports is not None and any(isinstance(p.port, str) for p in rule.ports)
+        expand = (0, 0) in peer_keys and direction == EGRESS and named
+        if not len(sel_peers) and not expand and not block_classes:
+            return
+        # Locals alike for this rule: only ingress named ports tell them apart.
+        lgroups: dict = {}
+        for i in selected:
+            lgroups.setdefault(i.named_ports if direction == INGRESS else None, []).append(i)
+        for locals_ in lgroups.values():
+            rows, lrep = [i.id for i in locals_], locals_[0]
+            by_entries: dict = {}
+            if len(sel_peers):
+                if direction == EGRESS and named:         # peers alike in named ports
+                    u, inv = np.unique(named_sig[sel_peers], return_inverse=True)
+                    groups = [sel_peers[inv == g] for g in range(len(u))]
+                else:
+                    groups = [sel_peers]
+                for pids in groups:
+                    es = tuple(sorted(e + (rid,) for _, e in _port_entries(rule, direction, lrep, int(pids[0]), 0,
+                                                                           idents, on_net, named_ports_of)))
+                    by_entries.setdefault(es, []).append(pids)
+            # Egress named ports towards any address or an ipBlock resolve per
+            # destination identity: per group of identities alike in named ports.
+            alike = alike_on if expand or (block_classes and named and direction == EGRESS) else []
+            if expand:
+                for rep, ids_ in alike:
+                    es = _named_entries(rule, rep, rid, named_ports_of)
+                    if es:
+                        by_entries.setdefault(es, []).append(ids_)
+            for es, cols in by_entries.items():
+                self._apply("peer", dir_no, rows, np.unique(np.concatenate(cols)), ((), es))
+            if block_classes:
+                # The entries of (local, class) keys do not depend on the class.
+                # Egress named ports towards a block resolve per destination
+                # identity j: the (local, j) cell, for the block's classes only.
+                es = tuple(sorted(e + (rid,) for _, e in _port_entries(rule, direction, lrep, 0, block_classes[0],
+                                                                       idents, [], named_ports_of)))
+                self._apply("block", dir_no, rows, block_classes, ((), es))
+                for rep, ids_ in alike:
+                    jes = _named_entries(rule, rep, rid, named_ports_of)
+                    if jes:
+                        self._apply("peer", dir_no, rows, ids_, (tuple(block_classes), jes))
+
+    def install_into(self, entries: dict) -> dict:
+        """Adds each state's entries as its rule key; returns the matrices."""
+        for (_, dir_no), m in self.m.items():
+            for s in np.unique(m).tolist():
+                if not s:
+                    continue
+                t = s
+                while t:
+                    classes, es = self.symbol[t]
+                    for c in classes or (0,):
+                        entries.setdefault((0, dir_no, s, c), []).extend(es)
+                    t = self.parent[t]
+        return self.m
+
+
+def _alike(on_net: list, named_sig) -> list:
+    """[(representative, identity ids)] of a network's identities alike in named
+    ports, those that have any."""
+    groups: dict = {}
+    for j in on_net:
+        if j.named_ports:
+            groups.setdefault(int(named_sig[j.id]), []).append(j)
+    return [(g[0], np.array([j.id for j in g], dtype=np.int64)) for g in groups.values()]
+
+
+def _named_entries(rule, ident, rid: int, named_ports_of) -> tuple:
+    """The entries an egress rule's named ports give towards `ident`."""
+    out = []
+    for p in rule.ports or ():
+        if isinstance(p.port, str):
+            proto = K.PROTO_NUMBERS[p.protocol]
+            out += [(proto, port, port, rid) for port in named_ports_of(ident, p.port, p.protocol)]
+    return tuple(sorted(out))
+
+
