@@ -271,3 +271,17 @@ def test_named_ports_resolve_per_identity_in_peer_sets(peer_cells):
     compiled, checked = check_grid(cluster_from(NAMED), ports=[80, 8080], protocols=("TCP",),
                                    peer_cells=peer_cells)
     assert checked > 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 6, 17]), st.integers(0, 40), st.integers(0, 40),
+                          st.integers(0, 5)), max_size=8),
+       st.lists(st.tuples(st.sampled_from([0, 6, 17]), st.integers(0, 40), st.integers(0, 40)), max_size=4),
+       st.integers(0, 7))
+def test_adding_a_rule_to_reduced_segments_is_reducing_them_all(old, new, rid):
+    """PeerStates' linear merge (a later rule fills only what no earlier one covers)
+    gives what the general reduction gives, whatever the order."""
+    from pipeline.dataplane.compiler.peer_states import _add, _reduce
+    old = _reduce(tuple((p, min(a, b), max(a, b), r) for p, a, b, r in old))
+    es = tuple((p, min(a, b), max(a, b), rid) for p, a, b in new)
+    assert _add(old, es) == _reduce(old + es)

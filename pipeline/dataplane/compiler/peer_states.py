@@ -12,21 +12,37 @@ from .ports import _port_entries
 
 class PeerStates:
     """Selected peers compressed: the (local, peer) pairs of identities form a dense
-    matrix per direction whose cells hold a peer-set state, the set of rule port
-    entries that name that peer for that local. A rule moves the cells it covers
-    from their state to the state with its entries added (a transition table, so
-    equal histories share a state); each state's entries become one rule key (local
-    0, dir, peer = state, block 0). Entries depend on the local only through its named
-    ports (ingress) and on the peer only through its named ports (egress), so a rule
-    is applied per group of alike identities, in numpy, never per pair."""
+    matrix per direction whose cells hold a peer-set state: what the rules that name
+    that peer for that local allow, as a verdict reads it (per address class 0 or
+    block, per protocol, disjoint port segments with the smallest rule id). A rule
+    moves the cells it covers from their state to the state with its entries added,
+    through a transition table; states are canonical (equal contents, one state), so
+    their number is that of distinct answers, not of histories. Each state is the
+    rule keys (0, dir, state, class). Entries depend on the local only through its
+    named ports (ingress) and on the peer only through its named ports (egress), so a
+    rule is applied per group of alike identities, in numpy, never per pair."""
 
     def __init__(self, dim: int, classes: int):
         self.dim, self.classes = dim, classes
         self.m: dict = {}                        # ("peer", dir) -> [dim, dim]; ("block", dir) -> [dim, classes]
-        self.parent = [0]
-        self.symbol = [((), ())]
+        self.contents: list = [()]               # state -> ((class, segments), ...), sorted
+        self.state_of: dict = {(): 0}
         self.trans: dict = {}
         self.symbols: dict = {}
+
+    def _after(self, old: int, entries: tuple) -> int:
+        """The state of a cell in state `old` once `entries` (classes, port entries)
+        are added."""
+        classes, es = entries
+        segs = dict(self.contents[old])
+        for c in classes or (0,):
+            segs[c] = _add(segs.get(c, ()), es)
+        key = tuple(sorted(segs.items()))
+        s = self.state_of.get(key)
+        if s is None:
+            s = self.state_of[key] = len(self.contents)
+            self.contents.append(key)
+        return s
 
     def _apply(self, kind: str, dir_no: int, rows, cols, entries: tuple) -> None:
         """entries: (classes, port entries): for block 0 when classes is (), else for
@@ -45,9 +61,7 @@ class PeerStates:
         for k, old in enumerate(olds.tolist()):
             s = self.trans.get((old, sym))
             if s is None:
-                s = self.trans[(old, sym)] = len(self.parent)
-                self.parent.append(old)
-                self.symbol.append(entries)
+                s = self.trans[(old, sym)] = self._after(old, entries)
             new[k] = s
         m[ix] = new[inv].reshape(sub.shape)
 
@@ -101,17 +115,22 @@ class PeerStates:
                         self._apply("peer", dir_no, rows, ids_, (tuple(block_classes), jes))
 
     def install_into(self, entries: dict) -> dict:
-        """Adds each state's entries as its rule key; returns the matrices."""
+        """Adds each state in use as its rule keys, renumbered densely from 1 (the
+        C key space stays small); returns the matrices."""
+        used = sorted(set().union(*(np.unique(m).tolist() for m in self.m.values())) - {0})
+        remap = np.zeros(len(self.contents), dtype=np.uint32)
+        remap[used] = np.arange(1, len(used) + 1, dtype=np.uint32)
+        for (kind, dir_no), m in self.m.items():
+            self.m[(kind, dir_no)] = m = remap[m]
+        dirs_of: dict = {}
         for (_, dir_no), m in self.m.items():
             for s in np.unique(m).tolist():
-                if not s:
-                    continue
-                t = s
-                while t:
-                    classes, es = self.symbol[t]
-                    for c in classes or (0,):
-                        entries.setdefault((0, dir_no, s, c), []).extend(es)
-                    t = self.parent[t]
+                dirs_of.setdefault(s, set()).add(dir_no)
+        for old in used:
+            s = int(remap[old])
+            for dir_no in dirs_of.get(s, ()):
+                for c, es in self.contents[old]:
+                    entries[(0, dir_no, s, c)] = list(es)
         return self.m
 
 
@@ -135,3 +154,70 @@ def _named_entries(rule, ident, rid: int, named_ports_of) -> tuple:
     return tuple(sorted(out))
 
 
+
+
+def _reduce(entries) -> tuple:
+    """(proto, lo, hi, rule id) entries as disjoint segments per protocol carrying
+    the smallest rule id that covers them, adjacent equal ones merged."""
+    out = []
+    by_proto: dict = {}
+    for proto, lo, hi, rid in entries:
+        by_proto.setdefault(proto, []).append((lo, hi, rid))
+    for proto, spans in sorted(by_proto.items()):
+        cuts = sorted({lo for lo, _, _ in spans} | {hi + 1 for _, hi, _ in spans})
+        prev = None
+        for a, b in zip(cuts, cuts[1:]):
+            rid = min((r for lo, hi, r in spans if lo <= a and b - 1 <= hi), default=None)
+            if rid is None:
+                prev = None
+                continue
+            if prev is not None and prev[3] == rid and prev[2] == a - 1:
+                prev = (proto, prev[1], b - 1, rid)
+                out[-1] = prev
+            else:
+                prev = (proto, a, b - 1, rid)
+                out.append(prev)
+    return tuple(out)
+
+
+def _add(segs: tuple, es: tuple) -> tuple:
+    """Reduced segments with one rule's entries added. Rules come in rule id order,
+    so a new rule only fills the ports no earlier (smaller) rule id covers: a linear
+    merge. Anything else takes the general _reduce."""
+    rids = {e[3] for e in es}
+    if len(rids) != 1 or (segs and max(s[3] for s in segs) > next(iter(rids))):
+        return _reduce(segs + es)
+    rid = next(iter(rids))
+    out = list(segs)
+    for proto in sorted({e[0] for e in es}):
+        covered = sorted((lo, hi) for p, lo, hi, _ in segs if p == proto)
+        for lo, hi in _union(sorted((e[1], e[2]) for e in es if e[0] == proto)):
+            at = lo
+            for clo, chi in covered:
+                if chi < at or clo > hi:
+                    continue
+                if clo > at:
+                    out.append((proto, at, clo - 1, rid))
+                at = max(at, chi + 1)
+                if at > hi:
+                    break
+            if at <= hi:
+                out.append((proto, at, hi, rid))
+    out.sort()
+    merged: list = []
+    for e in out:
+        if merged and merged[-1][0] == e[0] and merged[-1][3] == e[3] and merged[-1][2] + 1 == e[1]:
+            merged[-1] = (e[0], merged[-1][1], e[2], e[3])
+        else:
+            merged.append(e)
+    return tuple(merged)
+
+
+def _union(spans: list) -> list:
+    out: list = []
+    for lo, hi in spans:
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
