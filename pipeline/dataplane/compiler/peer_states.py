@@ -56,6 +56,18 @@ class PeerStates:
         sym = self.symbols.setdefault(entries, len(self.symbols) + 1)
         ix = np.ix_(np.asarray(rows), np.asarray(cols))
         sub = m[ix]
+        n = len(self.contents)
+        if n <= 8 * sub.size:
+            # Few states so far: which occur by counting, the new ones by a table.
+            olds = np.flatnonzero(np.bincount(sub.ravel(), minlength=n))
+            lut = np.zeros(n, dtype=np.uint32)
+            for old in olds.tolist():
+                s = self.trans.get((old, sym))
+                if s is None:
+                    s = self.trans[(old, sym)] = self._after(old, entries)
+                lut[old] = s
+            m[ix] = lut[sub]
+            return
         olds, inv = np.unique(sub, return_inverse=True)
         new = np.empty(len(olds), dtype=np.uint32)
         for k, old in enumerate(olds.tolist()):
