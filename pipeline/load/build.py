@@ -15,7 +15,7 @@ from ..model.cluster import Cluster, ClusterConfig
 from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, MultiNetworkPolicy,
                              Namespace, NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
 from .errors import ManifestError, ManifestErrors
-from .manifests import Document, LoadResult, load, parse_documents
+from .manifests import LoadResult, load
 from .networks import add_multi_network_policies, attach_networks
 
 
@@ -183,12 +183,4 @@ def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdi
                  previous: Cluster | None = None):
     """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors."""
     result = load(paths, stdin=stdin)
-    return build_cluster(result, config, previous), result.notes
-
-
-def cluster_from_documents(docs: Iterable[Document], config: ClusterConfig | None = None,
-                           previous: Cluster | None = None):
-    """A new Cluster from documents already read (a watcher's store): (cluster, notes).
-    Raises ManifestErrors."""
-    result = parse_documents(docs)
     return build_cluster(result, config, previous), result.notes

@@ -7,7 +7,7 @@ after a back-off; a periodic resync relists and reports drift (objects the watch
 should have delivered and did not).
 
 Objects travel as the API server's JSON (what `kubectl get -o json` prints), so the
-loader that reads files reads them too (`build.cluster_from_documents`). Kinds that
+loader that reads files reads them too (`live.LiveCluster`). Kinds that
 the server does not serve (no Multus CRDs) are skipped with a note."""
 
 from __future__ import annotations

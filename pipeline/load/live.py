@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from ..model.cluster import Cluster, ClusterConfig
-from .build import cluster_from_documents
+from .build import build_cluster
 from .errors import ManifestErrors
-from .manifests import Document
+from .manifests import Document, LoadResult, parse_documents
 
 
 def _key(obj: dict) -> tuple:
@@ -44,12 +44,23 @@ class LiveCluster:
         self.objects: dict[tuple, dict] = {}
         self.cluster: Cluster = Cluster(config)
         self.notes: list[str] = []
+        self._parsed: dict[tuple, tuple] = {}     # key -> (the object, its LoadResult)
 
     def _build(self, objects: dict) -> Cluster:
-        docs = [Document(_name(k), 0, obj) for k, obj in sorted(objects.items())]
-        # Interfaces keep their switch ports across generations (a running switch
-        # rewires only the pods that came and went).
-        cluster, self.notes = cluster_from_documents(docs, self.config, self.cluster)
+        """The cluster of `objects`; each object parsed once (a change parses only
+        what changed). Interfaces keep their switch ports across generations (a
+        running switch rewires only the pods that came and went)."""
+        result = LoadResult()
+        parsed = {}
+        for k, obj in sorted(objects.items()):
+            hit = self._parsed.get(k)
+            if hit is None or hit[0] is not obj:
+                hit = (obj, parse_documents([Document(_name(k), 0, obj)]))
+            parsed[k] = hit
+            result.objects += hit[1].objects
+            result.notes += hit[1].notes
+        cluster = build_cluster(result, self.config, self.cluster)
+        self._parsed, self.notes = parsed, result.notes
         return cluster
 
     def load(self, objects: Iterable[dict]) -> list[str]:

@@ -63,6 +63,14 @@ class NodeAddress:
 Entry = Union[Attachment, ServiceVIP, NodeAddress]
 
 
+def _ip(address) -> IPAddress:
+    """An address object as is (most callers have one: parsing it again costs more
+    than the lookup), a string parsed."""
+    if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return address
+    return ipaddress.ip_address(address)
+
+
 class AddressError(ValueError):
     """An address that is already taken in its domain (004: "an address can only be
     assigned once")."""
@@ -84,7 +92,7 @@ class AddressPlane:
 
     # -- what sits at an address ---------------------------------------------------------
     def lookup(self, domain: str, address) -> Optional[Entry]:
-        return self._at.get((domain, ipaddress.ip_address(address)))
+        return self._at.get((domain, _ip(address)))
 
     def attachment_at(self, domain: str, address) -> Optional[Attachment]:
         e = self.lookup(domain, address)
@@ -103,7 +111,7 @@ class AddressPlane:
 
     def check_free(self, domain: str, address, owner: Optional[Entry] = None) -> None:
         """Raises AddressError when `address` is taken in `domain` by another than `owner`."""
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
         e = self._at.get((domain, ip))
         if e is not None and e != owner:
             raise AddressError(f"address {ip} is already assigned to {_describe(e)}"
@@ -178,7 +186,7 @@ class AddressPlane:
     def add_address_to_pod_mapping(self, domain: str, address, pod: str,
                                    interface: str = PRIMARY_INTERFACE,
                                    network: str = DEFAULT_NETWORK, node: str = DEFAULT_NODE) -> Attachment:
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
         a = self.attachment(pod, interface)
         self.check_free(domain, ip, a)
         a = a or self.attach(pod, interface, network, domain, node)
@@ -187,7 +195,7 @@ class AddressPlane:
         return self._map(domain, ip, a)
 
     def remove_address_to_pod_mapping(self, domain: str, address, pod: str) -> None:
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
         e = self._at.get((domain, ip))
         if isinstance(e, Attachment) and e.pod == pod:
             del self._at[(domain, ip)]
@@ -216,7 +224,7 @@ class AddressPlane:
         self._map(domain, address, ServiceVIP(service, domain))
 
     def remove_address_to_service_mapping(self, domain: str, address, service: str) -> None:
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
         vip = ServiceVIP(service, domain)
         if self._at.get((domain, ip)) == vip:
             del self._at[(domain, ip)]
@@ -254,7 +262,7 @@ class AddressPlane:
 
     def _map(self, domain: str, address, entry: Entry) -> Entry:
         """(domain, address) -> entry, unless another entry holds it (AddressError)."""
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
         self.check_free(domain, ip, entry)
         self._at[(domain, ip)] = entry
         lst = self._addresses.setdefault(entry, [])
