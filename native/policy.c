@@ -30,21 +30,16 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t loca
                 k.peer = pv ? peer_identity : 0;
                 for (uint32_t b = 0; b <= nblk; b++) {
                     k.block = b ? blk[b - 1] : 0;
+                    /* Peer-set states: a peer pod's pair, or (no peer pod) the
+                     * address's class, is one matrix read; the state's keys carry
+                     * the block for a peer pod (egress named ports to ipBlocks). */
+                    const uint32_t *cells = pv ? t->cells[dir] : b ? t->bcells[dir] : NULL;
+                    const uint32_t width = pv ? t->cell_dim : t->bcell_classes;
+                    const uint32_t col = pv ? peer_identity : k.block;
                     uint32_t r;
-                    const uint32_t dim = t->cell_dim;
-                    const uint32_t *cell = NULL;
-                    if (pv == 1 && t->cells[dir]) {
-                        /* a peer pod: its pair's peer-set state, one matrix read (the
-                         * state's keys carry the block: egress named ports to ipBlocks) */
-                        if (local_identity < dim && peer_identity < dim)
-                            cell = &t->cells[dir][(size_t)local_identity * dim + peer_identity];
-                    } else if (pv == 0 && b > 0 && t->bcells[dir]) {
-                        /* the address's class: the (local, class) state */
-                        if (local_identity < dim && k.block < t->bcell_classes)
-                            cell = &t->bcells[dir][(size_t)local_identity * t->bcell_classes + k.block];
-                    }
-                    if ((pv == 1 && t->cells[dir]) || (pv == 0 && b > 0 && t->bcells[dir])) {
-                        const uint32_t s = cell ? *cell : 0;
+                    if (cells) {
+                        const uint32_t s = local_identity < t->cell_dim && col < width
+                                               ? cells[(size_t)local_identity * width + col] : 0;
                         if (!s)
                             continue;
                         const struct rule_key ks = {.local = 0, .peer = s, .block = pv ? k.block : 0,

@@ -108,3 +108,4 @@ def network_named(cluster, ref):
     if net is None:
         raise UsageError(f"--network: no NetworkAttachmentDefinition {ref!r} in the manifests")
     return net
+

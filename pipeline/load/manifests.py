@@ -114,9 +114,7 @@ def load(paths: Iterable[str], stdin=None) -> LoadResult:
         except ManifestError as e:
             errors.append(e)
             continue
-        for doc in docs:
-            for d in flatten(doc):
-                _parse_document(d, result, errors)
+        _parse_all(docs, result, errors)
     if errors:
         raise ManifestErrors(errors)
     return result
@@ -127,12 +125,16 @@ def parse_documents(docs: Iterable[Document]) -> LoadResult:
     raises ManifestErrors listing every problem."""
     errors: list[ManifestError] = []
     result = LoadResult()
-    for doc in docs:
-        for d in flatten(doc):
-            _parse_document(d, result, errors)
+    _parse_all(docs, result, errors)
     if errors:
         raise ManifestErrors(errors)
     return result
+
+
+def _parse_all(docs: Iterable[Document], result: LoadResult, errors: list[ManifestError]) -> None:
+    for doc in docs:
+        for d in flatten(doc):
+            _parse_document(d, result, errors)
 
 
 def _parse_document(doc: Document, result: LoadResult, errors: list[ManifestError]) -> None:

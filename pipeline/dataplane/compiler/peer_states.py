@@ -58,24 +58,21 @@ class PeerStates:
         sub = m[ix]
         n = len(self.contents)
         if n <= 8 * sub.size:
-            # Few states so far: which occur by counting, the new ones by a table.
+            # Few states so far: which occur by counting, then one table lookup.
             olds = np.flatnonzero(np.bincount(sub.ravel(), minlength=n))
             lut = np.zeros(n, dtype=np.uint32)
-            for old in olds.tolist():
-                s = self.trans.get((old, sym))
-                if s is None:
-                    s = self.trans[(old, sym)] = self._after(old, entries)
-                lut[old] = s
+            lut[olds] = [self._next(old, sym, entries) for old in olds.tolist()]
             m[ix] = lut[sub]
-            return
-        olds, inv = np.unique(sub, return_inverse=True)
-        new = np.empty(len(olds), dtype=np.uint32)
-        for k, old in enumerate(olds.tolist()):
-            s = self.trans.get((old, sym))
-            if s is None:
-                s = self.trans[(old, sym)] = self._after(old, entries)
-            new[k] = s
-        m[ix] = new[inv].reshape(sub.shape)
+        else:
+            olds, inv = np.unique(sub, return_inverse=True)
+            new = np.array([self._next(old, sym, entries) for old in olds.tolist()], dtype=np.uint32)
+            m[ix] = new[inv].reshape(sub.shape)
+
+    def _next(self, old: int, sym: int, entries: tuple) -> int:
+        s = self.trans.get((old, sym))
+        if s is None:
+            s = self.trans[(old, sym)] = self._after(old, entries)
+        return s
 
     def add_rule(self, dir_no, rule, direction, rid, selected, sel_peers, peer_keys, idents, on_net,
                  named_ports_of, named_sig, alike_on):
