@@ -198,6 +198,11 @@ int ns_tables_set_affinity_timeout(struct ns_tables *t, uint16_t zone, const uin
 uint64_t ns_pipeline_affinity_full(const struct ns_pipeline *p);
 /* Builds lookup structures; after this no add is accepted. 0 or -1. */
 int ns_tables_seal(struct ns_tables *t);
+/* t (not sealed) takes `from`'s policy part (isolation, peer-set cells, prefixes,
+ * rules; sealed), shared and reference counted, instead of its own: what a delta
+ * that changes no policy table does (compiler/delta.py). No policy add is accepted
+ * afterwards. t's limits must hold from's rules and identities. 0 or -1. */
+int ns_tables_share_policy(struct ns_tables *t, const struct ns_tables *from);
 /* Memory held by the tables, in bytes. */
 uint64_t ns_tables_memory(const struct ns_tables *t);
 /* Peer sets, compressed (docs/pipeline.md "Policy table"): for direction dir, a dense

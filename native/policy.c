@@ -12,17 +12,18 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t loca
     uint32_t best = NS_RULE_NONE;
     int allowed = 1;
     uint8_t bit = dir == NS_DIR_EGRESS ? NS_ISOLATED_EGRESS : NS_ISOLATED_INGRESS;
-    if (t && local_identity != 0 && local_identity < t->lim.identities &&
-        (t->isolation[local_identity] & bit)) {
+    const struct ns_policy_part *pt = t ? t->pol : NULL;
+    if (t && local_identity != 0 && local_identity < pt->identities &&
+        (pt->isolation[local_identity] & bit)) {
         allowed = 0;
         if (t->sealed) {
             /* ICMP/ICMPv6: dport 0, only entries of protocol 0 (rules without ports) */
             int icmp = proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
             if (icmp)
                 dport = 0;
-            uint32_t pi = lpm_lookup(&t->lpm, peer_addr16);
-            const uint32_t *blk = pi == NS_NONE32 ? NULL : t->lpm.blocks + t->lpm.blk_off[pi];
-            uint32_t nblk = pi == NS_NONE32 ? 0 : t->lpm.blk_cnt[pi];
+            uint32_t pi = lpm_lookup(&pt->lpm, peer_addr16);
+            const uint32_t *blk = pi == NS_NONE32 ? NULL : pt->lpm.blocks + pt->lpm.blk_off[pi];
+            uint32_t nblk = pi == NS_NONE32 ? 0 : pt->lpm.blk_cnt[pi];
             struct rule_key k = {.local = local_identity, .dir = dir};
             for (int pv = 0; pv < 2; pv++) {
                 if (pv == 1 && peer_identity == 0)
@@ -33,20 +34,20 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t loca
                     /* Peer-set states: a peer pod's pair, or (no peer pod) the
                      * address's class, is one matrix read; the state's keys carry
                      * the block for a peer pod (egress named ports to ipBlocks). */
-                    const uint32_t *cells = pv ? t->cells[dir] : b ? t->bcells[dir] : NULL;
-                    const uint32_t width = pv ? t->cell_dim : t->bcell_classes;
+                    const uint32_t *cells = pv ? pt->cells[dir] : b ? pt->bcells[dir] : NULL;
+                    const uint32_t width = pv ? pt->cell_dim : pt->bcell_classes;
                     const uint32_t col = pv ? peer_identity : k.block;
                     uint32_t r;
                     if (cells) {
-                        const uint32_t s = local_identity < t->cell_dim && col < width
+                        const uint32_t s = local_identity < pt->cell_dim && col < width
                                                ? cells[(size_t)local_identity * width + col] : 0;
                         if (!s)
                             continue;
                         const struct rule_key ks = {.local = 0, .peer = s, .block = pv ? k.block : 0,
                                                     .dir = dir};
-                        r = rules_match(&t->rules, &ks, proto, dport, icmp);
+                        r = rules_match(&pt->rules, &ks, proto, dport, icmp);
                     } else {
-                        r = rules_match(&t->rules, &k, proto, dport, icmp);
+                        r = rules_match(&pt->rules, &k, proto, dport, icmp);
                     }
                     if (r < best)
                         best = r;

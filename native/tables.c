@@ -1,6 +1,57 @@
 /* Table set: endpoints, isolation, and the public ns_tables_* API. */
 #include "tables.h"
 
+static struct ns_policy_part *policy_part_new(const struct ns_table_limits *lim)
+{
+    struct ns_policy_part *pt = calloc(1, sizeof(*pt));
+    if (!pt)
+        return NULL;
+    pt->refs = 1;
+    pt->identities = lim->identities;
+    pt->isolation = calloc(lim->identities, 1);
+    if (!pt->isolation || lpm_init(&pt->lpm, lim->prefixes, lim->class_blocks) != 0 ||
+        rules_init(&pt->rules, lim->rule_keys, lim->rule_entries) != 0) {
+        free(pt->isolation);
+        lpm_fini(&pt->lpm);
+        rules_fini(&pt->rules);
+        free(pt);
+        return NULL;
+    }
+    return pt;
+}
+
+/* Drops one table set's hold; the last frees it. */
+static void policy_part_put(struct ns_policy_part *pt)
+{
+    if (!pt || __atomic_sub_fetch(&pt->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    free(pt->isolation);
+    for (int d = 0; d < 2; d++) {
+        free(pt->cells[d]);
+        free(pt->bcells[d]);
+    }
+    lpm_fini(&pt->lpm);
+    rules_fini(&pt->rules);
+    free(pt);
+}
+
+/* The policy part, when adds to it are still open (not sealed, not shared). */
+static struct ns_policy_part *open_policy(struct ns_tables *t)
+{
+    return (t && !t->sealed && !t->pol->sealed) ? t->pol : NULL;
+}
+
+int ns_tables_share_policy(struct ns_tables *t, const struct ns_tables *from)
+{
+    if (!t || t->sealed || !from || !from->sealed || t->pol == from->pol ||
+        t->lim.rules < from->lim.rules || t->lim.identities < from->pol->identities)
+        return -1;
+    __atomic_add_fetch(&from->pol->refs, 1, __ATOMIC_ACQ_REL);
+    policy_part_put(t->pol);
+    t->pol = from->pol;
+    return 0;
+}
+
 struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
 {
     struct ns_tables *t = calloc(1, sizeof(*t));
@@ -24,7 +75,7 @@ struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
         return NULL;
     }
     t->ep = ns_table_alloc((uint64_t)t->lim.endpoints * sizeof(*t->ep));
-    t->isolation = calloc(t->lim.identities, 1);
+    t->pol = policy_part_new(&t->lim);
     t->port_zone = calloc(NS_PORTS, sizeof(*t->port_zone));
     t->port_net = calloc(NS_PORTS, sizeof(*t->port_net));
     t->routable = calloc(((uint64_t)t->lim.networks * t->lim.networks + 63) / 64, sizeof(*t->routable));
@@ -32,10 +83,8 @@ struct ns_tables *ns_tables_new(const struct ns_table_limits *limits)
     t->fe = ns_table_alloc((uint64_t)t->lim.frontends * sizeof(*t->fe));
     t->be = ns_table_alloc((uint64_t)t->lim.backends * sizeof(*t->be));
     t->maglev = ns_table_alloc((uint64_t)t->lim.maglev_slots * sizeof(*t->maglev));
-    if (!t->ep || !t->isolation || !t->port_zone || !t->port_net || !t->routable || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
-        !t->fe || !t->be || !t->maglev || hidx_init(&t->fe_idx, t->lim.frontends) != 0 ||
-        lpm_init(&t->lpm, t->lim.prefixes, t->lim.class_blocks) != 0 ||
-        rules_init(&t->rules, t->lim.rule_keys, t->lim.rule_entries) != 0) {
+    if (!t->ep || !t->pol || !t->port_zone || !t->port_net || !t->routable || !t->rule_hits || hidx_init(&t->ep_idx, t->lim.endpoints) != 0 ||
+        !t->fe || !t->be || !t->maglev || hidx_init(&t->fe_idx, t->lim.frontends) != 0) {
         ns_tables_free(t);
         return NULL;
     }
@@ -47,11 +96,7 @@ void ns_tables_free(struct ns_tables *t)
     if (!t)
         return;
     free(t->ep);
-    free(t->isolation);
-    free(t->cells[0]);
-    free(t->cells[1]);
-    free(t->bcells[0]);
-    free(t->bcells[1]);
+    policy_part_put(t->pol);
     free(t->port_zone);
     free(t->port_net);
     free(t->routable);
@@ -61,8 +106,6 @@ void ns_tables_free(struct ns_tables *t)
     free(t->be);
     free(t->maglev);
     hidx_fini(&t->fe_idx);
-    lpm_fini(&t->lpm);
-    rules_fini(&t->rules);
     free(t);
 }
 
@@ -191,26 +234,25 @@ uint64_t ns_tables_rule_hits(const struct ns_tables *t, uint32_t rule_id)
 
 int ns_tables_set_isolation(struct ns_tables *t, uint32_t identity, uint8_t mask)
 {
-    if (!t || t->sealed || identity == 0 || identity >= t->lim.identities ||
+    struct ns_policy_part *pt = open_policy(t);
+    if (!pt || identity == 0 || identity >= pt->identities ||
         (mask & ~(NS_ISOLATED_INGRESS | NS_ISOLATED_EGRESS)))
         return -1;
-    t->isolation[identity] = mask;
+    pt->isolation[identity] = mask;
     return 0;
 }
 
 int ns_tables_add_prefix(struct ns_tables *t, const uint8_t *addr16, uint8_t plen,
                          uint32_t class_id)
 {
-    if (!t || t->sealed)
-        return -1;
-    return lpm_add(&t->lpm, addr16, plen, class_id);
+    struct ns_policy_part *pt = open_policy(t);
+    return pt ? lpm_add(&pt->lpm, addr16, plen, class_id) : -1;
 }
 
 int ns_tables_add_class_block(struct ns_tables *t, uint32_t class_id, uint32_t block_id)
 {
-    if (!t || t->sealed)
-        return -1;
-    return lpm_add_block(&t->lpm, class_id, block_id);
+    struct ns_policy_part *pt = open_policy(t);
+    return pt ? lpm_add_block(&pt->lpm, class_id, block_id) : -1;
 }
 
 int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir,
@@ -218,20 +260,25 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
                        uint16_t port_lo, uint16_t port_hi, uint32_t rule_id)
 {
     /* local 0: a peer-set state's key (peer = the state; block 0, or an address class) */
-    if (!t || t->sealed || (local_identity == 0 && peer_identity == 0) ||
+    struct ns_policy_part *pt = open_policy(t);
+    if (!pt || (local_identity == 0 && peer_identity == 0) ||
         dir > NS_DIR_EGRESS || port_lo > port_hi || rule_id == NS_RULE_NONE)
         return -1;
     struct rule_key k = {.local = local_identity, .peer = peer_identity, .block = block_id,
                          .dir = dir};
-    return rules_add(&t->rules, &k, proto, port_lo, port_hi, rule_id);
+    return rules_add(&pt->rules, &k, proto, port_lo, port_hi, rule_id);
 }
 
 int ns_tables_seal(struct ns_tables *t)
 {
     if (!t || t->sealed)
         return -1;
-    if (lpm_seal(&t->lpm) != 0 || rules_seal(&t->rules) != 0)
-        return -1;
+    struct ns_policy_part *pt = t->pol;
+    if (!pt->sealed) {      /* a shared part was sealed by the table set that built it */
+        if (lpm_seal(&pt->lpm) != 0 || rules_seal(&pt->rules) != 0)
+            return -1;
+        pt->sealed = 1;
+    }
     t->sealed = 1;
     return 0;
 }
@@ -240,45 +287,50 @@ uint64_t ns_tables_memory(const struct ns_tables *t)
 {
     if (!t)
         return 0;
+    const struct ns_policy_part *pt = t->pol;
     return sizeof(*t) + (uint64_t)t->lim.endpoints * sizeof(struct ns_endpoint) +
-           hidx_bytes(&t->ep_idx) + t->lim.identities + lpm_bytes(&t->lpm) +
-           rules_bytes(&t->rules) + NS_PORTS * sizeof(uint16_t) +
+           hidx_bytes(&t->ep_idx) + sizeof(*pt) + pt->identities + lpm_bytes(&pt->lpm) +
+           rules_bytes(&pt->rules) + NS_PORTS * sizeof(uint16_t) +
            (uint64_t)t->lim.rules * sizeof(uint64_t) +
            (uint64_t)t->lim.frontends * sizeof(struct ns_frontend) + hidx_bytes(&t->fe_idx) +
            (uint64_t)t->lim.backends * sizeof(struct ns_backend) +
            (uint64_t)t->lim.maglev_slots * sizeof(uint16_t) +
-           (uint64_t)(!!t->cells[0] + !!t->cells[1]) * t->cell_dim * t->cell_dim * sizeof(uint32_t) +
-           (uint64_t)(!!t->bcells[0] + !!t->bcells[1]) * t->cell_dim * t->bcell_classes * sizeof(uint32_t);
+           (uint64_t)(!!pt->cells[0] + !!pt->cells[1]) * pt->cell_dim * pt->cell_dim * sizeof(uint32_t) +
+           (uint64_t)(!!pt->bcells[0] + !!pt->bcells[1]) * pt->cell_dim * pt->bcell_classes * sizeof(uint32_t);
 }
 
 int ns_tables_set_block_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim,
                               uint32_t classes)
 {
-    if (!t || t->sealed || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
-        dim > t->lim.identities || (t->cell_dim && t->cell_dim != dim) || t->bcells[dir] ||
-        classes == 0 || classes > t->lim.prefixes + 1 || (t->bcell_classes && t->bcell_classes != classes))
+    struct ns_policy_part *pt = open_policy(t);
+    if (!pt || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+        dim > pt->identities || (pt->cell_dim && pt->cell_dim != dim) || pt->bcells[dir] ||
+        classes == 0 || classes > t->lim.prefixes + 1 || (pt->bcell_classes && pt->bcell_classes != classes))
         return -1;
-    uint32_t *m = malloc((size_t)dim * classes * sizeof(*m));
+    /* tens of MB read at random: huge pages (ns_table_alloc), faulted in before use */
+    uint32_t *m = ns_table_alloc((size_t)dim * classes * sizeof(*m));
     if (!m)
         return -1;
     memcpy(m, cells, (size_t)dim * classes * sizeof(*m));
-    t->bcells[dir] = m;
-    t->cell_dim = dim;
-    t->bcell_classes = classes;
+    pt->bcells[dir] = m;
+    pt->cell_dim = dim;
+    pt->bcell_classes = classes;
     return 0;
 }
 
 int ns_tables_set_peer_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim)
 {
-    if (!t || t->sealed || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
-        dim > t->lim.identities || (t->cell_dim && t->cell_dim != dim) || t->cells[dir])
+    struct ns_policy_part *pt = open_policy(t);
+    if (!pt || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+        dim > pt->identities || (pt->cell_dim && pt->cell_dim != dim) || pt->cells[dir])
         return -1;
-    uint32_t *m = malloc((size_t)dim * dim * sizeof(*m));
+    /* tens of MB read at random: huge pages (ns_table_alloc), faulted in before use */
+    uint32_t *m = ns_table_alloc((size_t)dim * dim * sizeof(*m));
     if (!m)
         return -1;
     memcpy(m, cells, (size_t)dim * dim * sizeof(*m));
-    t->cells[dir] = m;
-    t->cell_dim = dim;
+    pt->cells[dir] = m;
+    pt->cell_dim = dim;
     return 0;
 }
 
@@ -298,7 +350,7 @@ uint32_t ns_tables_lookup_class(const struct ns_tables *t, const uint8_t *addr16
 {
     if (!t || !t->sealed)
         return 0;
-    return lpm_class(&t->lpm, lpm_lookup(&t->lpm, addr16));
+    return lpm_class(&t->pol->lpm, lpm_lookup(&t->pol->lpm, addr16));
 }
 
 int ns_tables_set_affinity_timeout(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,

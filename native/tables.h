@@ -63,6 +63,23 @@ _Static_assert(sizeof(struct ns_backend) == 24, "ns_backend has no padding");
 #define NS_DEF_BACKENDS 65536u
 #define NS_DEF_MAGLEV_SLOTS (1u << 20)
 
+/* The policy part of a table set: isolation, peer-set cells, the LPM and the rules.
+ * A label change that moves a pod to an identity that exists changes none of it, so
+ * a delta's table set shares its predecessor's (ns_tables_share_policy) instead of
+ * rebuilding tens of megabytes: reference counted, immutable once sealed. */
+struct ns_policy_part {
+    uint32_t refs;               /* table sets holding it (atomic) */
+    uint32_t identities;         /* isolation[] entries (lim.identities at creation) */
+    int sealed;
+    uint8_t *isolation;          /* [identities], NS_ISOLATED_* bits */
+    uint32_t *cells[2];          /* [cell_dim^2] per direction: peer-set states, or NULL */
+    uint32_t cell_dim;
+    uint32_t *bcells[2];         /* [cell_dim * bcell_classes]: (local, class) states, or NULL */
+    uint32_t bcell_classes;
+    struct lpm lpm;
+    struct rules rules;
+};
+
 struct ns_tables {
     struct ns_table_limits lim;
     int sealed;
@@ -74,13 +91,7 @@ struct ns_tables {
     uint16_t *port_net;          /* [NS_PORTS] the network of each port */
     uint64_t *routable;          /* [lim.networks^2 bits] a * networks + b: a and b meet */
     uint64_t *rule_hits;         /* [lim.rules] new connections allowed per rule */
-    uint8_t *isolation;          /* [lim.identities], NS_ISOLATED_* bits */
-    uint32_t *cells[2];          /* [cell_dim^2] per direction: peer-set states, or NULL */
-    uint32_t cell_dim;
-    uint32_t *bcells[2];         /* [cell_dim * bcell_classes]: (local, class) states, or NULL */
-    uint32_t bcell_classes;
-    struct lpm lpm;
-    struct rules rules;
+    struct ns_policy_part *pol;  /* never NULL; maybe shared with other table sets */
     uint32_t n_frontends, n_backends, n_slots;
     struct ns_frontend *fe;
     struct hidx fe_idx;          /* (zone, VIP, proto, port) -> fe (ref = index + 1) */

@@ -188,8 +188,8 @@ def _many(pods: int, policies: int) -> str:
 
 
 def test_tables_are_sized_from_what_they_hold_and_a_cluster_that_does_not_fit_fails_whole():
-    """Each table gets 1.25 x its entries, at least 16 (identities: exactly, plus the
-    two reserved ids; rules: exactly, at least 1). Built with less room, the build
+    """Each table gets 1.25 x its entries, at least 16 (identities: the peer-set
+    matrices' side, room for a quarter more and 8 for deltas; rules: exactly, at least 1). Built with less room, the build
     fails naming the first entry that did not fit, and what is installed keeps running."""
     from pipeline.dataplane.compiler import CompileError
     from pipeline.dataplane.driver import Datapath
@@ -201,11 +201,11 @@ def test_tables_are_sized_from_what_they_hold_and_a_cluster_that_does_not_fit_fa
     s = compiled.stats()
     assert (s["endpoints"], s["identities"], s["prefixes"]) == (82, 7, 61)    # 80 pods' + the node's 2
     assert compiled.limits == {
-        "endpoints": int(82 * 1.25), "identities": 7 + 2, "rule_keys": int(s["rule_keys"] * 1.25),
+        "endpoints": int(82 * 1.25), "identities": (7 + 1) * 5 // 4 + 8, "rule_keys": int(s["rule_keys"] * 1.25),
         "rule_entries": int(s["rule_entries"] * 1.25), "prefixes": int(61 * 1.25),
         "class_blocks": int(61 * 1.25), "rules": 30, "frontends": 16, "backends": 16, "maglev_slots": 256}
     empty = compile_cluster(cluster_from("apiVersion: v1\nkind: Namespace\nmetadata: {name: m}"))
-    assert empty.limits == {"endpoints": 16, "identities": 2, "rule_keys": 16, "rule_entries": 16,
+    assert empty.limits == {"endpoints": 16, "identities": 9, "rule_keys": 16, "rule_entries": 16,
                             "prefixes": 16, "class_blocks": 16, "rules": 1, "frontends": 16, "backends": 16,
                             "maglev_slots": 256}
     dp = Datapath()

@@ -8,7 +8,8 @@ V4_MAPPED_PREFIX = 96
 
 
 def addr16(ip) -> bytes:
-    ip = ipaddress.ip_address(ip)
+    if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        ip = ipaddress.ip_address(ip)
     if ip.version == 4:
         return b"\x00" * 10 + b"\xff\xff" + ip.packed
     return ip.packed

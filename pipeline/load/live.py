@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ..model.addresses import AddressError
 from ..model.cluster import Cluster, ClusterConfig
 from .build import build_cluster
 from .errors import ManifestErrors
@@ -32,6 +33,9 @@ class Applied:
     before: Cluster
     after: Cluster                   # the same object as before when rejected
     rejected: list = field(default_factory=list)     # the loader's messages
+    relabeled: frozenset = frozenset()  # pod keys, when the change was only their labels
+    added: frozenset = frozenset()      # pod keys, when the change was only pods coming...
+    removed: frozenset = frozenset()    # ... and going (Cluster.with_pods)
 
     @property
     def changed(self) -> bool:
@@ -62,6 +66,61 @@ class LiveCluster:
         cluster = build_cluster(result, self.config, self.cluster)
         self._parsed, self.notes = parsed, result.notes
         return cluster
+
+    def _labels_only(self, changes: list) -> Optional[dict]:
+        """{pod key: (object key, parse cache entry, parsed Pod)} when every change is a pod whose
+        labels, and nothing else, changed (a delta: Cluster.relabeled), else None."""
+        out: dict = {}
+        for typ, obj in changes:
+            k = _key(obj)
+            old = self._parsed.get(k)
+            if typ != "MODIFIED" or k[0] != "Pod" or old is None:
+                return None
+            try:
+                res = parse_documents([Document(_name(k), 0, obj)])
+            except ManifestErrors:
+                return None             # the full path reports it
+            if len(res.objects) != 1 or len(old[1].objects) != 1 or res.notes != old[1].notes:
+                return None
+            new_pod, old_pod = res.objects[0][1], old[1].objects[0][1]
+            # Pod equality leaves labels and networks out (they are not its identity).
+            if new_pod != old_pod or new_pod.networks != old_pod.networks or \
+                    new_pod.network_status != old_pod.network_status:
+                return None
+            out[new_pod.key] = (k, (obj, res), new_pod)
+        return out
+
+    def _pods_only(self, changes: list) -> Optional[tuple]:
+        """({pod key: (object key, parse cache entry, Pod)}, {pod key: object key})
+        when every change is a pod added or deleted that a delta can take
+        (Cluster.with_pods: running, its own addresses given, on the cluster network
+        only, in a namespace that exists), else None."""
+        added, removed = {}, {}
+        for typ, obj in changes:
+            k = _key(obj)
+            if k[0] != "Pod":
+                return None
+            pk = f"{k[1]}/{k[2]}"
+            if typ == "DELETED":
+                old = self._parsed.get(k)
+                pod = self.cluster.pods.get(pk)
+                if old is None or pod is None or pk in added or pod.networks or \
+                        len(self.cluster.plane.attachments_of(pk)) != 1:
+                    return None
+                removed[pk] = k
+                continue
+            if typ != "ADDED" or k in self.objects or pk in removed or pk in added:
+                return None
+            try:
+                res = parse_documents([Document(_name(k), 0, obj)])
+            except ManifestErrors:
+                return None
+            pod = res.objects[0][1] if len(res.objects) == 1 else None
+            if pod is None or not pod.ips or pod.host_network or pod.finished or pod.networks or \
+                    res.notes or pod.namespace not in self.cluster.namespaces:
+                return None
+            added[pk] = (k, (obj, res), pod)
+        return added, removed
 
     def load(self, objects: Iterable[dict]) -> list[str]:
         """The initial state. Objects the loader refuses are left out (and their
@@ -98,6 +157,29 @@ class LiveCluster:
         before = self.cluster
         if objects == self.objects:
             return [Applied(before, before) for _ in changes]
+        relabels = self._labels_only(changes)
+        if relabels is not None:
+            after = before.relabeled({k: p.labels for k, (_, _, p) in relabels.items()})
+            for key, hit, _ in relabels.values():
+                self._parsed[key] = hit
+            self.objects, self.cluster = objects, after
+            moved = frozenset(relabels)
+            return [Applied(before, after, relabeled=moved) for _ in changes]
+        came_went = self._pods_only(changes)
+        if came_went is not None:
+            added, removed = came_went
+            try:
+                after = before.with_pods([p for _, _, p in added.values()], list(removed))
+            except AddressError:
+                after = None                  # the full path says which document
+            if after is not None:
+                for key, hit, _ in added.values():
+                    self._parsed[key] = hit
+                for key in removed.values():
+                    self._parsed.pop(key, None)
+                self.objects, self.cluster = objects, after
+                return [Applied(before, after, added=frozenset(added), removed=frozenset(removed))
+                        for _ in changes]
         if len(changes) > 1:
             try:
                 after = self._build(objects)

@@ -157,13 +157,22 @@ class AddressPlane:
             if port not in self._by_port and port not in self._reserved:
                 return port
 
+    def copy(self) -> "AddressPlane":
+        """A copy that shares nothing a change writes to (the next generation of a
+        delta, Cluster.with_pods): the top-level maps are copied; what they hold is
+        replaced, never changed in place, by attach and detach."""
+        c = AddressPlane.__new__(AddressPlane)
+        c.__dict__.update({k: (v.copy() if isinstance(v, (dict, list, set)) else v) for k, v in vars(self).items()})
+        return c
+
     def detach(self, a: Attachment) -> None:
         for ip in self._addresses.pop(a, []):
             self._at.pop((a.domain, ip), None)
         self._attachments.pop((a.pod, a.interface), None)
-        ifaces = self._by_pod.get(a.pod, {})
-        ifaces.pop(a.interface, None)
-        if not ifaces:
+        ifaces = {k: v for k, v in self._by_pod.get(a.pod, {}).items() if k != a.interface}
+        if ifaces:
+            self._by_pod[a.pod] = ifaces
+        else:
             self._by_pod.pop(a.pod, None)
         if self._by_port.pop(a.port, None) is not None:
             heapq.heappush(self._free_ports, a.port)

@@ -29,6 +29,17 @@ class FileSource:
         pass
 
 
+def delta_of(applied: list) -> dict:
+    """compile_next's keywords for the changes of one apply_many: the cluster before
+    and what changed, when the changes were all of one kind a delta takes (labels
+    only, or pods coming and going); else {} (a full compile)."""
+    if all(a.relabeled for a in applied):
+        return {"before": applied[0].before, "relabeled": frozenset().union(*(a.relabeled for a in applied))}
+    if all(a.added or a.removed for a in applied):
+        return {"before": applied[0].before, "added": applied[0].added, "removed": applied[0].removed}
+    return {}
+
+
 class ApiSource:
     """The API server, through the watcher (`netsem up --kubeconfig`)."""
 
@@ -40,6 +51,7 @@ class ApiSource:
         self.watcher = Watcher(api_client(kubeconfig, context), resync_s=resync_s, on_note=note)
         self.live = LiveCluster(config)
         self.notes: list[str] = []
+        self.delta = None
 
     def initial(self) -> Cluster:
         for m in self.live.load(self.watcher.start()):
@@ -49,7 +61,8 @@ class ApiSource:
 
     def poll(self, max_changes: int = 1000) -> tuple[Optional[Cluster], list]:
         """The changes waiting (at most max_changes), applied one by one: (the new
-        cluster, or None when nothing changed; [(Change, rejected messages)])."""
+        cluster, or None when nothing changed; [(Change, rejected messages)]).
+        self.delta: what compile_next needs to follow as a delta (delta_of)."""
         import queue
         waiting = []
         for _ in range(max_changes):
@@ -57,11 +70,14 @@ class ApiSource:
                 waiting.append(self.watcher.changes.get_nowait())
             except queue.Empty:
                 break
+        self.delta = None
         if not waiting:
             return None, []
         # One build for all that queued up while the switch was busy.
         applied = self.live.apply_many([(ch.type, ch.obj) for ch in waiting])
         changed = any(a.changed for a in applied)
+        if changed:
+            self.delta = delta_of(applied)
         return (self.live.cluster if changed else None), [(ch, a.rejected) for ch, a in zip(waiting, applied)]
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import time
 from typing import Optional
 
 from ..dataplane.compiler import compile_cluster
+from ..dataplane.compiler.delta import compile_next
 from ..dataplane.flows import FlowBuilder
 from ..load.errors import ManifestErrors
 from ..model.dns import DEFAULT_DNS_ADDRESS, add_cluster_dns
@@ -196,16 +197,20 @@ def _follow(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) ->
         else:
             print(f"netsem up: {ch.kind} {name} {ch.type.lower()}{why}", file=out)
     if new_cluster is not None:
-        _rewire(new_cluster, sw, state, out, cluster_dns, dns, "applied")
+        _rewire(new_cluster, sw, state, out, cluster_dns, dns, "applied", source.delta)
     elif seen:
         out.flush()
 
 
-def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: str) -> None:
+def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: str, delta=None) -> None:
+    """delta: sources.delta_of's account of the change; the tables follow as a delta
+    of the running ones where it is one (compiler/delta.py)."""
     try:
         if cluster_dns:
-            add_cluster_dns(new_cluster, cluster_dns)
-        new = compile_cluster(new_cluster)
+            add_cluster_dns(new_cluster, cluster_dns)      # a delta's copy has it already
+        new = compile_next(state.get("compiled"), new_cluster, **(delta or {}))
+        if new is state.get("compiled"):
+            return                                          # nothing the tables see changed
         gone, added = sw.rewire(new)
     except Exception as e:      # a compile error or a full switch must not stop it
         print(f"netsem up: {verb} failed ({e}); old tables kept", file=out)
@@ -214,7 +219,7 @@ def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: s
     state["compiled"] = new
     if dns is not None:
         dns.write(new_cluster)
-    parts = [f"generation {sw.generation}"]
+    parts = [f"generation {sw.generation}" + (", tables as a delta" if new.delta else "")]
     if added:
         parts.append("wired " + ", ".join(f"{pp.key} (port {pp.port})" for pp in added))
     if gone:

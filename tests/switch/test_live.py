@@ -167,8 +167,33 @@ def test_kubeconfig_follows_the_api_server(run_up, tmp_path):
                         srv.apply(d)
         up = run_up(["--kubeconfig", srv.kubeconfig(tmp_path / "kc")])
         up.wait_for("netsem up: ready")
-        _check_follows(up, lambda: srv.apply(NEW_POD), lambda: srv.delete("Pod", "shop", "frontend-1"))
+        # A pod the API server shows with its address, and a pod deleted, are table deltas.
+        scheduled = {**NEW_POD, "status": {"phase": "Running", "podIPs": [{"ip": "198.18.0.99"}]}}
+        _check_follows(up, lambda: srv.apply(scheduled), lambda: srv.delete("Pod", "shop", "frontend-1"))
         assert any("Pod shop/frontend-9 added" in x for x in up.seen)
+        assert any("wired shop/frontend-9" in x and "tables as a delta" in x for x in up.seen), up.seen
+        assert any("unwired ports" in x and "tables as a delta" in x for x in up.seen), up.seen
+        assert _pod_ip(up.state(), "shop/frontend-9") == "198.18.0.99"
+        # A label change is a table delta: frontend-0 relabeled is no frontend any
+        # more (a new identity), so backend-0 refuses its new connections, while
+        # one it opened before carries on; relabeled back (an identity that exists)
+        # it connects again.
+        state = up.state()
+        lsn = _listen(state, "shop/backend-0", 8080)
+        old = _connect(state, "shop/frontend-0", "shop/backend-0", 8080)
+        peer, _ = lsn.accept()
+        fe0 = srv.objects["/api/v1/pods"][("shop", "frontend-0")]
+        srv.apply({**fe0, "metadata": {**fe0["metadata"], "labels": {"app": "intruder", "tier": "web"}}})
+        assert "tables as a delta" in up.wait_for("netsem up: applied")
+        with pytest.raises(OSError):
+            _connect(state, "shop/frontend-0", "shop/backend-0", 8080, timeout=1.0)
+        old.sendall(b"still")
+        assert peer.recv(5) == b"still"
+        srv.apply(fe0)
+        assert "tables as a delta" in up.wait_for("netsem up: applied")
+        _connect(state, "shop/frontend-0", "shop/backend-0", 8080).close()
+        for x in (old, peer, lsn):
+            x.close()
         # a bad object is said and changes nothing
         srv.apply({**NEW_POD, "metadata": {**NEW_POD["metadata"], "name": "Bad"}})
         up.wait_for("Pod shop/Bad added: rejected, nothing changed")

@@ -37,6 +37,8 @@ class Compiled:
     services: ServiceTable
     limits: dict                     # ns_table_limits, as allocated
     tables: object = None
+    identity_keys: dict = None       # policy.identity_key -> id (what a delta looks up)
+    delta: bool = False              # compiled as a delta of the previous generation
 
     @property
     def rules(self) -> dict:
@@ -73,16 +75,25 @@ class Compiled:
 def compile_cluster(cluster: Cluster, limits_slack: float = 1.25, peer_cells: bool = True) -> Compiled:
     """peer_cells: selected peers as peer-set states (policy.PeerStates); False: one
     rule key per pair of identities, as before (the tests hold the two together)."""
-    from ..._native import ffi, lib
-
-    idents, identity_on = build_identities(cluster)
+    idents, identity_on, keys = build_identities(cluster)
     endpoints = build_endpoints(cluster, identity_on)
     policy = build_policy(cluster, idents, cells=peer_cells)
     services = build_services(cluster, endpoints.zones)
+    return install_tables(Compiled(cluster, idents, identity_on, endpoints, policy, services, {},
+                                   identity_keys=keys), limits_slack)
+
+
+def install_tables(c: Compiled, limits_slack: float = 1.25, share_policy=None) -> Compiled:
+    """Builds and seals C tables from a compiled generation (c.tables, c.limits),
+    whether it came whole or as a delta. share_policy: sealed tables whose policy
+    part (c.policy's, unchanged) the new ones take instead of building their own."""
+    from ..._native import ffi, lib
+
+    cluster, endpoints, policy, services = c.cluster, c.endpoints, c.policy, c.services
     n_entries = policy.n_entries
     limits = ffi.new("struct ns_table_limits *")
     limits.endpoints = max(16, int(len(endpoints.rows) * limits_slack))
-    limits.identities = len(idents) + 2
+    limits.identities = max(len(c.identities) + 2, policy.capacity)
     limits.rule_keys = max(16, int(len(policy.entries) * limits_slack))
     limits.rule_entries = max(16, int(n_entries * limits_slack))
     limits.prefixes = max(16, int(len(policy.classes) * limits_slack))
@@ -111,10 +122,14 @@ def compile_cluster(cluster: Cluster, limits_slack: float = 1.25, peer_cells: bo
         a = cluster.snat_address(family)
         if a is not None:
             check(lib.ns_tables_set_snat_address(t, addr16(a)), "source NAT address")
-    policy.install(lib, t, check)
+    if share_policy is not None:
+        check(lib.ns_tables_share_policy(t, share_policy), "shared policy tables")
+    else:
+        policy.install(lib, t, check)
     services.install(lib, ffi, t, check)
     check(lib.ns_tables_seal(t), "seal")
     allocated = {f: getattr(limits, f) for f in ("endpoints", "identities", "rule_keys", "rule_entries",
                                                   "prefixes", "class_blocks", "rules", "frontends",
                                                   "backends", "maglev_slots")}
-    return Compiled(cluster, idents, identity_on, endpoints, policy, services, allocated, t)
+    c.limits, c.tables = allocated, t
+    return c

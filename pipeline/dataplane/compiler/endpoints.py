@@ -26,7 +26,7 @@ class EndpointRow:
     identity: int
     node: int
     owner: int
-
+    a16: bytes = b""                 # the address as the tables hold it
 
 @dataclass
 class EndpointTable:
@@ -36,11 +36,13 @@ class EndpointTable:
     networks: dict = field(default_factory=dict)     # network name -> number
     port_networks: dict = field(default_factory=dict)  # switch port -> network number
     routable: list = field(default_factory=list)     # (a, b) network numbers that meet
+    nodes: dict = field(default_factory=dict)        # node name -> number
 
     def install(self, lib, t, check) -> None:
+        add = lib.ns_tables_add_endpoint
         for r in self.rows:
-            check(lib.ns_tables_add_endpoint(t, r.zone, addr16(r.address), r.kind, r.port, r.identity,
-                                             r.node, r.owner), f"endpoint {r.address}")
+            if add(t, r.zone, r.a16, r.kind, r.port, r.identity, r.node, r.owner):
+                check(-1, f"endpoint {r.address}")
         for port, zone in sorted(self.port_zones.items()):
             if zone != K.ZONE_DEFAULT:
                 check(lib.ns_tables_set_port_zone(t, port, zone), f"port {port}")
@@ -60,17 +62,17 @@ def build_endpoints(cluster: Cluster, identity_on: dict) -> EndpointTable:
     pod_owner = {p: i + 1 for i, p in enumerate(pods)}
     services = sorted({e.service for _, _, e in plane if isinstance(e, ServiceVIP)})
     svc_owner = {s: i + 1 for i, s in enumerate(services)}
-    table = EndpointTable(zones, networks=network_numbers(cluster))
+    table = EndpointTable(zones, networks=network_numbers(cluster), nodes=nodes)
     table.routable = sorted(tuple(sorted(table.networks[n] for n in pair)) for pair in cluster.routable)
     for domain, ip, e in plane:
         z = zones[domain]
         if isinstance(e, Attachment):
             table.rows.append(EndpointRow(z, ip, K.EP_POD, e.port, identity_on[(e.pod, e.network)], nodes[e.node],
-                                          pod_owner[e.pod]))
+                                          pod_owner[e.pod], addr16(ip)))
         elif isinstance(e, ServiceVIP):
-            table.rows.append(EndpointRow(z, ip, K.EP_SERVICE, 0, 0, 0, svc_owner[e.service]))
+            table.rows.append(EndpointRow(z, ip, K.EP_SERVICE, 0, 0, 0, svc_owner[e.service], addr16(ip)))
         elif isinstance(e, NodeAddress):
-            table.rows.append(EndpointRow(z, ip, K.EP_NODE, 0, 0, nodes[e.node], nodes[e.node]))
+            table.rows.append(EndpointRow(z, ip, K.EP_NODE, 0, 0, nodes[e.node], nodes[e.node], addr16(ip)))
     for a in plane.attachments():
         table.port_zones[a.port] = zones[a.domain]
         table.port_networks[a.port] = table.networks[a.network]

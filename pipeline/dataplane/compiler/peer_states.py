@@ -29,6 +29,42 @@ class PeerStates:
         self.state_of: dict = {(): 0}
         self.trans: dict = {}
         self.symbols: dict = {}
+        self.focus = None                        # a delta's new identity ids (numpy), or None
+        self.used: dict = {}                     # dir -> states in that direction's matrices
+        self.head = [self]                       # shared along a chain of deltas: its newest
+
+    def copy(self, focus=frozenset()) -> "PeerStates":
+        """The states to continue from (a delta), which only touches cells in the
+        rows and columns of the new identities `focus`: the others already hold
+        every rule. Those rows and columns are unused in this generation (no
+        endpoint carries a new id), so the newest generation's matrices are taken
+        over, not copied (tens of MB at 10,000 pods), with the focus cleared first
+        (a delta that failed may have written there). Other state is append-only.
+        A delta from an older generation copies."""
+        c = PeerStates(self.dim, self.classes)
+        c.contents, c.state_of, c.trans, c.symbols = self.contents, self.state_of, self.trans, self.symbols
+        c.focus = np.array(sorted(focus), dtype=np.int64)
+        if self.head[0] is self:
+            c.m = self.m
+        else:
+            c.m = {k: v.copy() for k, v in self.m.items()}
+            c.contents, c.state_of = list(self.contents), dict(self.state_of)
+            c.trans, c.symbols = dict(self.trans), dict(self.symbols)
+        c.head = self.head
+        c.head[0] = c
+        for (kind, _), m in c.m.items():
+            m[c.focus] = 0
+            if kind == "peer":
+                m[:, c.focus] = 0
+        c.in_focus = np.zeros(self.dim, dtype=bool)
+        c.in_focus[c.focus] = True
+        c.used = {d: set(u) for d, u in self.used.items()}
+        return c
+
+    def touches(self, rows, cols) -> bool:
+        """Whether a rule over these locals and peers reaches a cell of the focus."""
+        return self.focus is None or bool(self.in_focus[np.asarray(rows, dtype=np.int64)].any() or
+                                          self.in_focus[np.asarray(cols, dtype=np.int64)].any())
 
     def _after(self, old: int, entries: tuple) -> int:
         """The state of a cell in state `old` once `entries` (classes, port entries)
@@ -49,6 +85,21 @@ class PeerStates:
         each of those address classes."""
         if not len(rows) or not len(cols) or not entries[1]:
             return
+        if self.focus is not None:
+            # A delta: the focus rows whole, and the other rows' focus columns (the
+            # block matrices' columns are address classes: rows only).
+            rows, cols = np.asarray(rows), np.asarray(cols)
+            inside = self.in_focus[rows]
+            parts = [(rows[inside], cols)]
+            if kind == "peer":
+                parts.append((rows[~inside], cols[self.in_focus[cols]]))
+            for r, c in parts:
+                if len(r) and len(c):
+                    self._cells(kind, dir_no, r, c, entries)
+            return
+        self._cells(kind, dir_no, rows, cols, entries)
+
+    def _cells(self, kind: str, dir_no: int, rows, cols, entries: tuple) -> None:
         m = self.m.get((kind, dir_no))
         if m is None:
             m = self.m[(kind, dir_no)] = np.zeros((self.dim, self.dim if kind == "peer" else self.classes),
@@ -84,6 +135,9 @@ class PeerStates:
         expand = (0, 0) in peer_keys and direction == EGRESS and named
         if not len(sel_peers) and not expand and not block_classes:
             return
+        if not expand and not (block_classes and named) and \
+                not self.touches([i.id for i in selected], sel_peers):
+            return                  # a delta that this rule does not reach
         # Locals alike for this rule: only ingress named ports tell them apart.
         lgroups: dict = {}
         for i in selected:
@@ -124,21 +178,26 @@ class PeerStates:
                         self._apply("peer", dir_no, rows, ids_, (tuple(block_classes), jes))
 
     def install_into(self, entries: dict) -> dict:
-        """Adds each state in use as its rule keys, renumbered densely from 1 (the
-        C key space stays small); returns the matrices."""
-        used = sorted(set().union(*(np.unique(m).tolist() for m in self.m.values())) - {0})
-        remap = np.zeros(len(self.contents), dtype=np.uint32)
-        remap[used] = np.arange(1, len(used) + 1, dtype=np.uint32)
-        for (kind, dir_no), m in self.m.items():
-            self.m[(kind, dir_no)] = m = remap[m]
-        dirs_of: dict = {}
-        for (_, dir_no), m in self.m.items():
-            for s in np.unique(m).tolist():
-                dirs_of.setdefault(s, set()).add(dir_no)
-        for old in used:
-            s = int(remap[old])
-            for dir_no in dirs_of.get(s, ()):
-                for c, es in self.contents[old]:
+        """Adds each state in use in a direction's matrices as its rule keys (0, dir,
+        state, class); returns the matrices. States keep their numbers (keys are
+        hashed, so unused numbers cost nothing, and a delta's states stay valid)."""
+        n = len(self.contents)
+        for dir_no in sorted({d for _, d in self.m}):
+            before = self.used.get(dir_no, set())
+            used = self.used[dir_no] = set(before)
+            for (kind, d), m in self.m.items():
+                if d != dir_no:
+                    continue
+                if self.focus is None:
+                    used.update(np.flatnonzero(np.bincount(m.ravel(), minlength=n)).tolist())
+                else:
+                    # A delta wrote only the focus rows and columns; states it left
+                    # unused elsewhere keep their keys (harmless, gone at a full compile).
+                    used.update(np.unique(m[self.focus]).tolist())
+                    if kind == "peer":
+                        used.update(np.unique(m[:, self.focus]).tolist())
+            for s in used - before:
+                for c, es in self.contents[s] if s else ():
                     entries[(0, dir_no, s, c)] = list(es)
         return self.m
 

@@ -42,39 +42,40 @@ V4_SPACE = ipaddress.ip_network("0.0.0.0/0")
 V4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Identity:
+    """What policy sees of an interface: its namespace, labels and named ports, on
+    one network. `representative` is a pod that had them when the identity was made
+    (any such pod decides the same way); an identity may outlive its pods across
+    deltas (compiler/delta.py), and nothing then points at it."""
+
     id: int
     named_ports: frozenset           # {(name, protocol, port)}
-    pods: list = field(default_factory=list)
+    representative: Pod
     network: str = DEFAULT_NETWORK   # the network its pods' interfaces are on
 
-    @property
-    def representative(self) -> Pod:
-        return self.pods[0]
 
-
-def _identity_key(pod: Pod, network: str):
+def identity_key(pod: Pod, network: str):
     return (pod.namespace, frozenset(pod.labels.items()),
             frozenset((p.name, p.protocol, p.port) for p in pod.ports if p.name), network)
 
 
-def build_identities(cluster: Cluster) -> tuple[list, dict]:
+def build_identities(cluster: Cluster) -> tuple[list, dict, dict]:
     """Identities of the pods' interfaces, one per network (a pod is policed on each
     network by that network's policies only): (identities by id - 1,
-    {(pod key, network) -> id})."""
+    {(pod key, network) -> id}, {identity_key -> id})."""
     identities: dict = {}
     identity_of: dict = {}
     for key, network in sorted({(a.pod, a.network) for a in cluster.plane.attachments()},
                                key=lambda kn: (kn[1] != DEFAULT_NETWORK, kn[1], kn[0])):
         p = cluster.pods[key]
-        ik = _identity_key(p, network)
+        ik = identity_key(p, network)
         ident = identities.get(ik)
         if ident is None:
-            ident = identities[ik] = Identity(len(identities) + 1, ik[2], network=network)
-        ident.pods.append(p)
+            ident = identities[ik] = Identity(len(identities) + 1, ik[2], p, network)
         identity_of[(p.key, network)] = ident.id
-    return sorted(identities.values(), key=lambda i: i.id), identity_of
+    return sorted(identities.values(), key=lambda i: i.id), identity_of, \
+        {ik: i.id for ik, i in identities.items()}
 
 
 def _matchable(net) -> bool:
@@ -129,13 +130,23 @@ class PolicyTables:
     classes: list                    # [(prefix network, [block ids])], class id = index + 1
     entries: dict                    # (local, dir, peer, block) -> [(proto, lo, hi, rule id)]
     cells: dict = field(default_factory=dict)   # ("peer" | "block", dir number) -> states (numpy)
+    # What a delta (compiler/delta.py) continues from: the peer-set states, and which
+    # identities each policy selects and each selector peer matches.
+    states: object = None            # PeerStates, or None (one rule key per pair)
+    selected: dict = field(default_factory=dict)    # (kind, policy key, network, direction) -> ids
+    peer_sets: dict = field(default_factory=dict)   # (network, namespace or None, peer) -> ids
+
+    @property
+    def capacity(self) -> int:
+        """Identity ids below this fit the tables (cells are allocated with room)."""
+        return self.states.dim if self.states is not None else 0
 
     @property
     def n_entries(self) -> int:
         return sum(len(v) for v in self.entries.values())
 
     def install(self, lib, t, check) -> None:
-        for ident_id, mask in sorted(self.isolation.items()):
+        for ident_id, mask in self.isolation.items():          # (hashed tables: any order)
             check(lib.ns_tables_set_isolation(t, ident_id, mask), f"identity {ident_id}")
         for class_id, (net, members) in enumerate(self.classes, start=1):
             a, plen = prefix16(net)
@@ -143,7 +154,7 @@ class PolicyTables:
             if members:
                 # The C "block" dimension carries the class itself (see above).
                 check(lib.ns_tables_add_class_block(t, class_id, class_id), f"class {class_id}")
-        for (local, dir_no, peer, block), lst in sorted(self.entries.items()):
+        for (local, dir_no, peer, block), lst in self.entries.items():
             for proto, lo, hi, rid in lst:
                 check(lib.ns_tables_add_rule(t, local, dir_no, peer, block, proto, lo, hi, rid),
                       f"rule {rid}")
@@ -156,11 +167,22 @@ class PolicyTables:
                 check(lib.ns_tables_set_block_cells(t, dir_no, ptr, m.shape[0], m.shape[1]), "block cells")
 
 
-def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTables:
+def cell_dim(n_idents: int) -> int:
+    """The peer-set matrices' side for n identities: room for a quarter more (new
+    label sets arriving as deltas), within NS_MAX_CELL_DIM."""
+    return min(MAX_CELL_DIM, (n_idents + 1) * 5 // 4 + 8)
+
+
+def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: PolicyTables = None,
+                 focus: frozenset = frozenset()) -> PolicyTables:
     """NetworkPolicies over the cluster network's identities, each MultiNetworkPolicy
     over the identities of the networks it is for. cells: selected peers as peer-set
     states in a dense matrix (PeerStates) when the identities fit NS_MAX_CELL_DIM;
-    else, or when False, one rule key per (local, peer) pair."""
+    else, or when False, one rule key per (local, peer) pair.
+
+    base, focus: a delta. The policies are base's, and `idents` are base's plus the
+    new identities `focus` (ids below base.capacity): only their rows and columns
+    are computed, on a copy of base's states; the rest is base's."""
     ids = rule_ids(cluster)
     policies = [(pol, DEFAULT_NETWORK, "") for pol in cluster.policy_list()] + \
         [(pol, net, MULTI) for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key)
@@ -177,9 +199,17 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
         for b in members:
             classes_of_block[b].append(class_id)
 
-    entries: dict[tuple, list] = {}
-    isolation: dict[int, int] = {}
-    states = PeerStates(len(idents) + 1, len(classes) + 1) if cells and len(idents) + 1 <= MAX_CELL_DIM else None
+    if base is not None:
+        entries = dict(base.entries)        # a state's keys never change: install_into adds new ones
+        isolation = dict(base.isolation)
+        states = base.states.copy(focus)
+        selected_of, peer_sets = dict(base.selected), dict(base.peer_sets)
+    else:
+        entries, isolation, selected_of, peer_sets = {}, {}, {}, {}
+        states = PeerStates(cell_dim(len(idents)), len(classes) + 1) \
+            if cells and len(idents) + 1 <= MAX_CELL_DIM else None
+    by_id = {i.id: i for i in idents}
+    new_ones = [by_id[f] for f in sorted(focus)]
 
     named_index: dict = {}
 
@@ -197,7 +227,6 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
             named_index[key] = (ident, index)          # the list kept alive: its id stays its own
         return named_index[key][1].get((name, proto), [])
 
-    peer_cache: dict = {}
     # Identities alike in named ports: a number each (egress named ports resolve
     # against the peer, so peers with one number get one rule entry set).
     sigs: dict = {}
@@ -210,11 +239,16 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
         """Identity ids a selector peer matches; without a namespace selector it
         depends on the policy's namespace, with one it does not."""
         key = (network, pol.namespace if peer.namespace_selector is None else None, peer)
-        if key not in peer_cache:
-            peer_cache[key] = np.array([j.id for j in candidates(pol, peer, network)
-                                        if peer_matches(cluster, pol, peer, j.representative, None)],
-                                       dtype=np.int64)
-        return peer_cache[key]
+        got = peer_sets.get(key)
+        if got is None or (focus and key not in seen):
+            pool = candidates(pol, peer, network, new_ones if got is not None else None)
+            more = np.array([j.id for j in pool if peer_matches(cluster, pol, peer, j.representative, None)],
+                            dtype=np.int64)
+            got = peer_sets[key] = more if got is None else np.concatenate([got, more])
+            seen.add(key)
+        return got
+
+    seen: set = set()
 
     # Candidates by network and namespace: a policy selects pods of its own namespace,
     # a peer without a namespace selector too, one with it those of the namespaces it
@@ -226,25 +260,34 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
         on_nets.setdefault(i.network, []).append(i)
         by_ns.setdefault((i.network, i.representative.namespace), []).append(i)
 
-    def candidates(pol, peer, network) -> list:
+    def candidates(pol, peer, network, among=None) -> list:
+        """among: only these identities (a delta's new ones)."""
+        if among is not None:
+            return [j for j in among if j.network == network and (
+                j.representative.namespace == pol.namespace if peer.namespace_selector is None
+                else _ns_selected(cluster, peer, j.representative.namespace))]
         if peer.namespace_selector is None:
             return by_ns.get((network, pol.namespace), [])
         out = []
         for (net, ns_name), members in by_ns.items():
-            ns = cluster.namespaces.get(ns_name)
-            if net == network and ns is not None and peer.namespace_selector.matches(ns.labels):
+            if net == network and _ns_selected(cluster, peer, ns_name):
                 out += members
         return out
 
     for pol, network, kind in policies:
         on_net = on_nets.get(network, [])
         for direction in (INGRESS, EGRESS):
-            selected = [i for i in by_ns.get((network, pol.namespace), [])
-                        if policy_selects(cluster, pol, i.representative, direction, network)]
-            if not selected:
+            skey = (kind, pol.key, network, direction)
+            sids = selected_of.get(skey)
+            pool = by_ns.get((network, pol.namespace), []) if sids is None else \
+                [i for i in new_ones if i.network == network and i.representative.namespace == pol.namespace]
+            fresh = [i.id for i in pool if policy_selects(cluster, pol, i.representative, direction, network)]
+            selected_of[skey] = sids = fresh if sids is None else sids + fresh
+            if not sids:
                 continue
-            for i in selected:
-                isolation[i.id] = isolation.get(i.id, 0) | ISOLATED_BITS[direction]
+            selected = None             # the Identities, when a rule needs them
+            for i in fresh:
+                isolation[i] = isolation.get(i, 0) | ISOLATED_BITS[direction]
             rules = pol.ingress if direction == INGRESS else pol.egress
             for index, rule in enumerate(rules):
                 rid = ids[(kind + pol.key, direction, index)]
@@ -258,7 +301,15 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
                     else:
                         sel_lists.append(peer_identities(pol, peer, network))
                 dir_no = DIR_NUMBERS[direction]
+                if base is not None and not fresh and not _named_egress(rule, direction) and \
+                        not any(states.touches((), lst) for lst in sel_lists):
+                    continue                # a delta: this rule reaches no new identity
+                if selected is None:
+                    selected = [by_id[i] for i in sids]
                 if states is not None:
+                    if base is not None and not fresh:
+                        # A delta's columns only: the peers among the new identities.
+                        sel_lists = [lst[states.in_focus[lst]] for lst in sel_lists]
                     sel = np.unique(np.concatenate(sel_lists)) if sel_lists else np.empty(0, dtype=np.int64)
                     if network not in alike:
                         alike[network] = _alike(on_net, named_sig)
@@ -269,14 +320,25 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True) -> PolicyTa
                     peer_keys = sorted(set(peer_keys) | {(int(j), 0) for ids_ in sel_lists for j in ids_})
                 # With PeerStates the expansions per destination identity are cells.
                 expand_over = on_net if states is None else []
-                for local in selected:
+                for local in (selected if base is None else [by_id[i] for i in fresh]):
                     for peer_id, block_id in peer_keys:
                         for key, entry in _port_entries(rule, direction, local, peer_id, block_id,
                                                         idents, expand_over, named_ports_of):
                             if states is not None and (key[0] or key[1]):
                                 continue            # a cell: PeerStates has it
                             entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
-    tables = PolicyTables(ids, isolation, blocks, classes, entries)
+    tables = PolicyTables(ids, isolation, blocks, classes, entries, states=states, selected=selected_of,
+                          peer_sets=peer_sets)
     if states is not None:
         tables.cells = states.install_into(entries)
     return tables
+
+
+def _named_egress(rule, direction) -> bool:
+    """Egress to named ports: its cells depend on every destination's named ports."""
+    return direction == EGRESS and any(isinstance(p.port, str) for p in rule.ports or ())
+
+
+def _ns_selected(cluster: Cluster, peer, ns_name: str) -> bool:
+    ns = cluster.namespaces.get(ns_name)
+    return ns is not None and peer.namespace_selector.matches(ns.labels)

@@ -1,0 +1,144 @@
+"""Table deltas: the next generation compiled from the previous one and what changed,
+instead of from the whole cluster (issue 10; docs/pipeline.md "Deltas").
+
+A label change moves a pod's interfaces to the identity of their new labels. When
+that identity exists, only the pod's endpoint rows change. When it is new, it gets
+the next id and PeerStates computes its row and column of the peer-set matrices
+(the rules that select it, the rules whose peers match it) on a copy of the previous
+states; every other cell already holds every rule. Identities a move leaves empty
+stay: nothing points at them, and the next full compile drops them.
+
+What a delta cannot do it says with NeedFull, and the caller compiles in full: new
+identities past the matrices' room (policy.cell_dim), or one rule key per pair
+(the identities did not fit NS_MAX_CELL_DIM). The result equals a full compile in
+every verdict (tests/test_delta.py holds the two together); identity numbers may
+differ."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable, Optional
+
+from ...model.cluster import Cluster
+from .. import constants as K
+from ..addr16 import addr16
+from . import Compiled, compile_cluster, install_tables
+from .endpoints import EndpointRow, EndpointTable
+from .policy import Identity, build_policy, identity_key
+from .services import build_services
+
+
+class NeedFull(Exception):
+    """This change is not a delta of the previous tables: compile in full."""
+
+
+def compile_relabeled(prev: Compiled, cluster: Cluster, pods: Iterable[str]) -> Compiled:
+    """The tables of `cluster`, which is `prev.cluster` with the labels of `pods`
+    changed (Cluster.relabeled) and nothing else. Raises NeedFull."""
+    keys, idents, identity_on = dict(prev.identity_keys or {}), list(prev.identities), dict(prev.identity_on)
+    focus: set[int] = set()
+    moved: dict[tuple, int] = {}
+    networks = sorted(cluster.networks)
+    for pk in pods:
+        pod = cluster.pods[pk]
+        for net in networks:
+            if (pk, net) not in identity_on:
+                continue
+            ik = identity_key(pod, net)
+            iid = keys.get(ik)
+            if iid is None:
+                iid = len(idents) + 1
+                if iid >= prev.policy.capacity:
+                    raise NeedFull(f"identity {iid}: the peer-set matrices hold {prev.policy.capacity}")
+                idents.append(Identity(iid, ik[2], pod, net))
+                keys[ik] = iid
+                focus.add(iid)
+            if identity_on[(pk, net)] != iid:
+                identity_on[(pk, net)] = moved[(pk, net)] = iid
+    endpoints = _moved_rows(prev.endpoints, cluster, moved)
+    policy = build_policy(cluster, idents, base=prev.policy, focus=frozenset(focus)) if focus else prev.policy
+    before = prev.cluster
+    services = prev.services
+    if any(before.lookup_pod_to_service_mappings(pk) != cluster.lookup_pod_to_service_mappings(pk) for pk in pods):
+        services = build_services(cluster, endpoints.zones)
+    # No new identity: the policy tables are the running ones, shared, not rebuilt.
+    share = prev.tables if policy is prev.policy and prev.tables is not None else None
+    return install_tables(Compiled(cluster, idents, identity_on, endpoints, policy, services, {},
+                                   identity_keys=keys, delta=True), share_policy=share)
+
+
+def compile_pods(prev: Compiled, cluster: Cluster, added: Iterable[str], removed: Iterable[str]) -> Compiled:
+    """The tables of `cluster`, which is `prev.cluster` with pods come and gone
+    (Cluster.with_pods) and nothing else: their endpoint rows and ports go and come;
+    a pod whose labels make a new identity gets its row and column as in
+    compile_relabeled. Raises NeedFull."""
+    keys, idents, identity_on = dict(prev.identity_keys or {}), list(prev.identities), dict(prev.identity_on)
+    ep = prev.endpoints
+    gone_ports = {a.port for pk in removed for a in prev.cluster.plane.attachments_of(pk)}
+    rows = [r for r in ep.rows if not (r.kind == K.EP_POD and r.port in gone_ports)]
+    port_zones = {p: z for p, z in ep.port_zones.items() if p not in gone_ports}
+    port_networks = {p: n for p, n in ep.port_networks.items() if p not in gone_ports}
+    for pk in removed:
+        for net in list(cluster.networks):
+            identity_on.pop((pk, net), None)
+    owner = max((r.owner for r in ep.rows if r.kind == K.EP_POD), default=0)
+    focus: set[int] = set()
+    for pk in added:
+        pod = cluster.pods[pk]
+        for a in cluster.plane.attachments_of(pk):
+            if a.node not in ep.nodes or a.domain not in ep.zones or a.network not in ep.networks:
+                raise NeedFull(f"{a}: a node, domain or network the tables do not number")
+            ik = identity_key(pod, a.network)
+            iid = keys.get(ik)
+            if iid is None:
+                iid = len(idents) + 1
+                if iid >= prev.policy.capacity:
+                    raise NeedFull(f"identity {iid}: the peer-set matrices hold {prev.policy.capacity}")
+                idents.append(Identity(iid, ik[2], pod, a.network))
+                keys[ik] = iid
+                focus.add(iid)
+            identity_on[(pk, a.network)] = iid
+            owner += 1
+            z = ep.zones[a.domain]
+            rows += [EndpointRow(z, ip, K.EP_POD, a.port, iid, ep.nodes[a.node], owner, addr16(ip))
+                     for ip in cluster.plane.addresses(a)]
+            port_zones[a.port], port_networks[a.port] = z, ep.networks[a.network]
+    endpoints = replace(ep, rows=rows, port_zones=port_zones, port_networks=port_networks)
+    policy = build_policy(cluster, idents, base=prev.policy, focus=frozenset(focus)) if focus else prev.policy
+    services = prev.services
+    if any(prev.cluster.lookup_pod_to_service_mappings(pk) for pk in removed) or \
+            any(cluster.lookup_pod_to_service_mappings(pk) for pk in added):
+        services = build_services(cluster, endpoints.zones)
+    share = prev.tables if policy is prev.policy and prev.tables is not None else None
+    return install_tables(Compiled(cluster, idents, identity_on, endpoints, policy, services, {},
+                                   identity_keys=keys, delta=True), share_policy=share)
+
+
+def _moved_rows(table: EndpointTable, cluster: Cluster, moved: dict) -> EndpointTable:
+    """The endpoint table with the moved interfaces' rows on their new identities."""
+    if not moved:
+        return table
+    by_port = {a.port: moved[(a.pod, a.network)] for pk, _ in moved for a in cluster.plane.attachments_of(pk)
+               if (a.pod, a.network) in moved}
+    rows = [replace(r, identity=by_port[r.port]) if r.port in by_port and r.identity else r for r in table.rows]
+    return replace(table, rows=rows)
+
+
+def compile_next(prev: Optional[Compiled], cluster: Cluster, relabeled: frozenset = frozenset(),
+                 before: Optional[Cluster] = None, added: frozenset = frozenset(),
+                 removed: frozenset = frozenset()) -> Compiled:
+    """The tables of `cluster`: a delta of `prev` when `cluster` is `before` (prev's
+    cluster) with only the labels of `relabeled` changed, or only the pods `added`
+    and `removed` come and gone; prev itself when `cluster` is its cluster (nothing
+    changed); else a full compile."""
+    if prev is not None and prev.cluster is cluster:
+        return prev
+    if prev is not None and before is not None and prev.cluster is before:
+        try:
+            if relabeled:
+                return compile_relabeled(prev, cluster, relabeled)
+            if added or removed:
+                return compile_pods(prev, cluster, added, removed)
+        except NeedFull:
+            pass
+    return compile_cluster(cluster)

@@ -1,0 +1,221 @@
+"""Deltas equal full recompiles (issue 10): a label change applied as a table delta
+(Cluster.relabeled + compiler/delta.py) gives the tables a full compile of the same
+cluster gives, verdict for verdict, read from the C tables themselves (the endpoint
+rows' identities and ns_tables_policy_check)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import sys
+
+import pytest
+
+from pipeline._native import ffi, lib
+from pipeline.dataplane.addr16 import addr16
+from pipeline.dataplane.compiler import compile_cluster
+from pipeline.dataplane.compiler.delta import NeedFull, compile_next, compile_relabeled
+from pipeline.load.live import LiveCluster
+from pipeline.switch.sources import delta_of
+from pipeline.model.addresses import DEFAULT_DOMAIN
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+from gen_cluster import generate  # noqa: E402
+
+PROBES = [(6, 80), (6, 75), (6, 443), (17, 80), (132, 80)]
+
+
+def verdicts(compiled) -> dict:
+    """(source pod, destination pod, protocol, port) -> (egress, ingress) as
+    (allowed, rule id), the identities read back from the endpoint rows."""
+    t, c = compiled.tables, compiled.cluster
+    kind, port, ident = ffi.new("uint8_t *"), ffi.new("uint16_t *"), ffi.new("uint32_t *")
+    rule = ffi.new("uint32_t *")
+    pods = []
+    for p in c.pod_list():
+        a = c.plane.address(c.attachment(p.key))
+        assert lib.ns_tables_lookup_endpoint(t, 0, addr16(a), kind, port, ident) == 0
+        pods.append((p.key, addr16(a), ident[0]))
+    out = {}
+    for sk, sa, si in pods:
+        for dk, da, di in pods:
+            for proto, dport in PROBES:
+                e = lib.ns_tables_policy_check(t, 1, si, di, da, proto, dport, rule), rule[0]
+                i = lib.ns_tables_policy_check(t, 0, di, si, sa, proto, dport, rule), rule[0]
+                out[(sk, dk, proto, dport)] = (e, i)
+    return out
+
+
+def endpoints(compiled, addresses) -> dict:
+    """What the C endpoint table has at each address: (kind, port), or None."""
+    kind, port = ffi.new("uint8_t *"), ffi.new("uint16_t *")
+    return {a: ((kind[0], port[0]) if lib.ns_tables_lookup_endpoint(compiled.tables, 0, addr16(a), kind, port,
+                                                                      ffi.NULL) == 0 else None)
+            for a in addresses}
+
+
+def relabel(live: LiveCluster, key: str, labels: dict):
+    obj = copy.deepcopy(live.objects[("Pod",) + tuple(key.split("/"))])
+    obj["metadata"]["labels"] = labels
+    applied = live.apply("MODIFIED", obj)
+    assert not applied.rejected and applied.relabeled == {key}
+    return applied
+
+
+def canary_policy(ns: str) -> dict:
+    """Selects only label sets the generator never makes (the tests' new identities):
+    a rule with no peers, and peers that are new identities too."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "canary", "namespace": ns},
+            "spec": {"podSelector": {"matchExpressions": [{"key": "canary", "operator": "Exists"}]},
+                     "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [{"ports": [{"port": 443}]},
+                                 {"from": [{"namespaceSelector": {},
+                                            "podSelector": {"matchLabels": {"canary": "5"}}}]}],
+                     "egress": [{"to": [{"podSelector": {"matchExpressions": [{"key": "canary",
+                                                                                "operator": "Exists"}]}}],
+                                 "ports": [{"port": "http"}]}]}}
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return generate(pods=60, namespaces=4, policies=30, seed=5) + [canary_policy(f"ns-{n:02d}") for n in range(4)]
+
+
+def test_a_sequence_of_label_changes_as_deltas_equals_full_compiles(docs):
+    rnd = random.Random(11)
+    live = LiveCluster()
+    live.load(docs)
+    compiled = compile_cluster(live.cluster)
+    pods = sorted(live.cluster.pods)
+    new_identities = 0
+    for step in range(12):
+        key = rnd.choice(pods)
+        labels = {"app": f"app-{rnd.randrange(8)}", "tier": rnd.choice(["web", "api", "db"])}
+        if step % 3 == 2:
+            labels["canary"] = str(step)            # a label set never seen: a new identity
+        applied = relabel(live, key, labels)
+        n_before = len(compiled.identities)
+        compiled = compile_relabeled(compiled, applied.after, applied.relabeled)
+        new_identities += len(compiled.identities) - n_before
+        assert compiled.cluster is live.cluster
+        assert verdicts(compiled) == verdicts(compile_cluster(live.cluster)), f"step {step}: {key} {labels}"
+    assert new_identities >= 4
+
+
+def test_a_delta_leaves_the_previous_generation_untouched(docs):
+    live = LiveCluster()
+    live.load(docs)
+    first = compile_cluster(live.cluster)
+    want = verdicts(first)
+    key = sorted(live.cluster.pods)[0]
+    applied = relabel(live, key, {"app": "app-1", "tier": "db", "canary": "yes"})
+    second = compile_relabeled(first, applied.after, applied.relabeled)
+    assert verdicts(first) == want                  # the running generation, as it was
+    assert first.cluster.pods[key].labels != second.cluster.pods[key].labels
+
+
+def test_a_new_label_set_past_the_room_asks_for_a_full_compile(docs):
+    live = LiveCluster()
+    live.load(docs)
+    compiled = compile_cluster(live.cluster)
+    pods = sorted(live.cluster.pods)
+    with pytest.raises(NeedFull):
+        for i in range(compiled.policy.capacity):
+            applied = relabel(live, pods[i % len(pods)], {"app": "x", "unique": str(i)})
+            compiled = compile_relabeled(compiled, applied.after, applied.relabeled)
+
+
+def test_a_label_change_moves_a_pod_between_selector_services():
+    objs = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "ns", "labels": {"app": "x"}},
+         "spec": {"containers": [{"name": "c", "image": "i"}]},
+         "status": {"podIPs": [{"ip": "198.18.0.10"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sx", "namespace": "ns"},
+         "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sy", "namespace": "ns"},
+         "spec": {"selector": {"app": "y"}, "ports": [{"port": 80}]}},
+    ]
+    live = LiveCluster()
+    live.load(objs)
+    first = compile_cluster(live.cluster)
+    applied = relabel(live, "ns/a", {"app": "y"})
+    assert applied.before.lookup_service_to_pod_mappings("ns/sx") == ["ns/a"]
+    assert applied.after.lookup_service_to_pod_mappings("ns/sx") == []
+    assert applied.after.lookup_service_to_pod_mappings("ns/sy") == ["ns/a"]
+    assert applied.before.lookup_service_to_pod_mappings("ns/sy") == []     # the old one untouched
+    delta = compile_relabeled(first, applied.after, applied.relabeled)
+    full = compile_cluster(applied.after)
+    assert delta.services.frontends == full.services.frontends
+    fresh = LiveCluster()
+    fresh.load(list(live.objects.values()))
+    assert fresh.cluster.lookup_service_to_pod_mappings("ns/sy") == ["ns/a"]
+    assert fresh.cluster.plane.lookup(DEFAULT_DOMAIN, "198.18.0.10") is not None
+
+
+def test_anything_but_labels_takes_the_full_path(docs):
+    live = LiveCluster()
+    live.load(docs)
+    obj = copy.deepcopy(live.objects[("Pod", "ns-00", "pod-0000")])
+    obj["spec"]["containers"][0]["ports"][0]["containerPort"] = 81
+    assert live.apply("MODIFIED", obj).relabeled == frozenset()
+    obj = copy.deepcopy(obj)
+    obj["metadata"]["labels"] = {"app": "z"}
+    obj["status"] = {"phase": "Succeeded"}
+    assert live.apply("MODIFIED", obj).relabeled == frozenset()
+
+
+def new_pod(name: str, ns: str, ip: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "x", "ports": [{"name": "http", "containerPort": 80}]}]},
+            "status": {"podIPs": [{"ip": ip}]}}
+
+
+def test_pods_that_come_and_go_as_deltas_equal_full_compiles_and_full_builds(docs):
+    from .test_watch import fingerprint
+    rnd = random.Random(7)
+    live = LiveCluster()
+    live.load(docs)
+    compiled = compile_cluster(live.cluster)
+    seen = {ip for _, ip, _ in live.cluster.plane}
+    for step in range(10):
+        if step % 2:
+            key = rnd.choice(sorted(k for k in live.cluster.pods if k.startswith("ns-")))
+            ns, name = key.split("/")
+            applied = live.apply("DELETED", live.objects[("Pod", ns, name)])
+            assert applied.removed == {key}
+        else:
+            labels = {"app": f"app-{rnd.randrange(8)}", "tier": "web"}
+            if step % 4 == 2:
+                labels["canary"] = "5"                 # a new identity, which the canary policy names
+            ns = f"ns-{rnd.randrange(4):02d}"
+            applied = live.apply("ADDED", new_pod(f"new-{step}", ns, f"198.18.200.{step + 1}", labels))
+            assert applied.added == {f"{ns}/new-{step}"}
+        compiled = compile_next(compiled, applied.after, **delta_of([applied]))
+        assert compiled.delta and compiled.cluster is live.cluster
+        full = compile_cluster(live.cluster)
+        assert verdicts(compiled) == verdicts(full), f"step {step}"
+        seen |= {ip for _, ip, _ in live.cluster.plane}
+        assert endpoints(compiled, seen) == endpoints(full, seen)       # the gone pods' are gone
+        # The model equals a full build of the same objects (which keeps the
+        # addresses it allocated before, as the delta does).
+        assert fingerprint(live._build(live.objects)) == fingerprint(live.cluster)
+
+
+def test_pods_a_delta_cannot_take_take_the_full_path(docs):
+    live = LiveCluster()
+    live.load(docs)
+    taken = str(live.cluster.pod_address("ns-00/pod-0000"))     # allocated: the full build moves it
+    assert live.apply("ADDED", new_pod("d", "ns-00", "198.18.201.9", {})).added
+    no_ip = new_pod("a", "ns-00", "198.18.201.1", {})
+    del no_ip["status"]
+    other_ns = new_pod("b", "elsewhere", "198.18.201.2", {})
+    assert not live.apply("ADDED", no_ip).added                  # allocated by the full build
+    assert not live.apply("ADDED", other_ns).added               # a namespace is made
+    applied = live.apply("ADDED", new_pod("c", "ns-00", taken, {}))
+    assert not applied.added and not applied.rejected
+    assert str(applied.after.pod_address("ns-00/c")) == taken != str(applied.after.pod_address("ns-00/pod-0000"))
+    before = live.cluster
+    applied = live.apply("ADDED", new_pod("e", "ns-00", "198.18.201.9", {}))    # d's
+    assert not applied.added and "Duplicate value" in applied.rejected[0] and live.cluster is before
