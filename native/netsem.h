@@ -20,6 +20,17 @@
 
 #define NS_DIR_INGRESS 0
 #define NS_DIR_EGRESS 1
+/* Rule keys of cluster-wide policy's tiers (docs/pipeline.md "Policy table"). */
+#define NS_DIR_ADMIN_INGRESS 2
+#define NS_DIR_ADMIN_EGRESS 3
+#define NS_DIR_BASELINE_INGRESS 4
+#define NS_DIR_BASELINE_EGRESS 5
+#define NS_DIRS 6
+/* A rule's action (ns_tables_set_rule_action); NetworkPolicy's rules allow. */
+#define NS_ACTION_NONE 0
+#define NS_ACTION_ALLOW 1
+#define NS_ACTION_DENY 2
+#define NS_ACTION_PASS 3
 #define NS_ISOLATED_INGRESS 1
 #define NS_ISOLATED_EGRESS 2
 
@@ -154,6 +165,12 @@ void ns_tables_free(struct ns_tables *t);
 int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
                            uint8_t kind, uint16_t port, uint32_t identity, uint16_t node,
                            uint32_t owner);
+/* n endpoints at once, as columns (row i: zones[i], addrs16[16 i..], ...): what a
+ * compile installs, in one call. 0, or -1 with *failed = the first row refused
+ * (the rows before it are in). */
+int ns_tables_add_endpoints(struct ns_tables *t, uint32_t n, const uint16_t *zones, const uint8_t *addrs16,
+                            const uint8_t *kinds, const uint16_t *ports, const uint32_t *identities,
+                            const uint16_t *nodes, const uint32_t *owners, uint32_t *failed);
 /* The IP address domain of a switch port's traffic (default: NS_ZONE_DEFAULT). */
 int ns_tables_set_port_zone(struct ns_tables *t, uint16_t port, uint16_t zone);
 /* The network a switch port is on (0, the cluster network, by default: the uplink
@@ -223,7 +240,21 @@ uint64_t ns_tables_rule_hits(const struct ns_tables *t, uint32_t rule_id);
 int ns_tables_lookup_endpoint(const struct ns_tables *t, uint16_t zone, const uint8_t *addr16,
                               uint8_t *kind, uint16_t *port, uint32_t *identity);
 uint32_t ns_tables_lookup_class(const struct ns_tables *t, const uint8_t *addr16);
-/* One direction's verdict, as the policy filter computes it: 1 allowed, 0 denied;
+/* A tier's first matching rule (tier_dir: NS_DIR_ADMIN_* or NS_DIR_BASELINE_*):
+ * its action (NS_ACTION_*, NS_ACTION_NONE when no rule matches), *rule its id. */
+int ns_tables_tier_check(const struct ns_tables *t, uint8_t tier_dir, uint32_t local_identity,
+                         uint32_t peer_identity, const uint8_t *peer_addr16, uint8_t proto, uint16_t dport,
+                         uint32_t *rule);
+/* One direction of a new connection through the tiers, as the policy filter decides
+ * it (tiers: 0 when the local end is not on the cluster network): -1 allowed (*rule
+ * the id of the rule that allowed, or NS_RULE_NONE by default), or the drop reason
+ * (denied_egress, denied_admin_ingress, ...). */
+int ns_tables_direction_verdict(const struct ns_tables *t, uint8_t dir, int tiers, uint32_t local,
+                                uint32_t peer, const uint8_t *peer16, uint8_t proto, uint16_t dport,
+                                uint32_t *rule);
+/* A rule's action (the rules of the tiers' keys); rule < limits.rules. 0 or -1. */
+int ns_tables_set_rule_action(struct ns_tables *t, uint32_t rule, uint8_t action);
+/* NetworkPolicy's verdict of one direction: 1 allowed, 0 denied;
  * *rule gets the deciding rule id or NS_RULE_NONE. */
 int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir,
                            uint32_t local_identity, uint32_t peer_identity,

@@ -117,6 +117,20 @@ static inline void *ns_table_alloc(uint64_t bytes)
     return p;
 }
 
+/* A copy of `bytes` at src, aligned as ns_table_alloc's; the copy faults its pages
+ * in (no zeroing pass first). Freed with free(). */
+static inline void *ns_table_copy(const void *src, uint64_t bytes)
+{
+    const int huge = bytes >= (2u << 20);
+    void *p = NULL;
+    if (posix_memalign(&p, huge ? 2u << 20 : 64, bytes ? bytes : 64) != 0)
+        return NULL;
+    if (huge)
+        madvise(p, bytes, MADV_HUGEPAGE);
+    memcpy(p, src, bytes);
+    return p;
+}
+
 static inline int hidx_init(struct hidx *h, uint64_t max_entries)
 {
     uint32_t size = ns_pow2_at_least(max_entries * 2);

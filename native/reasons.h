@@ -64,7 +64,13 @@
     _(POD_ADDRESS_NOT_ROUTED,  "pod_address_not_routed",  NS_DROP,    "route")        \
     /* a new connection between two networks that do not meet: traffic never     */ \
     /* crosses networks unless declared routable (004 "type 1"; docs/semantics.md)  */ \
-    _(NETWORK_UNREACHABLE,     "network_unreachable",     NS_DROP,    "route")
+    _(NETWORK_UNREACHABLE,     "network_unreachable",     NS_DROP,    "route")        \
+    /* denied by a cluster-wide policy's Deny rule: the Admin tier (before any      */ \
+    /* NetworkPolicy), or the Baseline tier (a pod no NetworkPolicy selects)         */ \
+    _(DENIED_ADMIN_EGRESS,     "denied_admin_egress",     NS_DROP,    "policy")       \
+    _(DENIED_ADMIN_INGRESS,    "denied_admin_ingress",    NS_DROP,    "policy")       \
+    _(DENIED_BASELINE_EGRESS,  "denied_baseline_egress",  NS_DROP,    "policy")       \
+    _(DENIED_BASELINE_INGRESS, "denied_baseline_ingress", NS_DROP,    "policy")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

@@ -9,9 +9,12 @@ static struct ns_policy_part *policy_part_new(const struct ns_table_limits *lim)
     pt->refs = 1;
     pt->identities = lim->identities;
     pt->isolation = calloc(lim->identities, 1);
-    if (!pt->isolation || lpm_init(&pt->lpm, lim->prefixes, lim->class_blocks) != 0 ||
+    pt->n_actions = lim->rules;
+    pt->action = calloc(lim->rules ? lim->rules : 1, 1);
+    if (!pt->isolation || !pt->action || lpm_init(&pt->lpm, lim->prefixes, lim->class_blocks) != 0 ||
         rules_init(&pt->rules, lim->rule_keys, lim->rule_entries) != 0) {
         free(pt->isolation);
+        free(pt->action);
         lpm_fini(&pt->lpm);
         rules_fini(&pt->rules);
         free(pt);
@@ -26,7 +29,8 @@ static void policy_part_put(struct ns_policy_part *pt)
     if (!pt || __atomic_sub_fetch(&pt->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     free(pt->isolation);
-    for (int d = 0; d < 2; d++) {
+    free(pt->action);
+    for (int d = 0; d < NS_DIRS; d++) {
         free(pt->cells[d]);
         free(pt->bcells[d]);
     }
@@ -139,6 +143,21 @@ int ns_tables_add_endpoint(struct ns_tables *t, uint16_t zone, const uint8_t *ad
     e->node = node;
     e->owner = owner;
     hidx_insert(&t->ep_idx, tables_endpoint_hash(zone, addr16), i + 1);
+    return 0;
+}
+
+int ns_tables_add_endpoints(struct ns_tables *t, uint32_t n, const uint16_t *zones, const uint8_t *addrs16,
+                            const uint8_t *kinds, const uint16_t *ports, const uint32_t *identities,
+                            const uint16_t *nodes, const uint32_t *owners, uint32_t *failed)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (ns_tables_add_endpoint(t, zones[i], addrs16 + 16 * (size_t)i, kinds[i], ports[i], identities[i],
+                                   nodes[i], owners[i]) != 0) {
+            if (failed)
+                *failed = i;
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -262,11 +281,23 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
     /* local 0: a peer-set state's key (peer = the state; block 0, or an address class) */
     struct ns_policy_part *pt = open_policy(t);
     if (!pt || (local_identity == 0 && peer_identity == 0) ||
-        dir > NS_DIR_EGRESS || port_lo > port_hi || rule_id == NS_RULE_NONE)
+        dir >= NS_DIRS || port_lo > port_hi || rule_id == NS_RULE_NONE)
         return -1;
     struct rule_key k = {.local = local_identity, .peer = peer_identity, .block = block_id,
                          .dir = dir};
-    return rules_add(&pt->rules, &k, proto, port_lo, port_hi, rule_id);
+    if (rules_add(&pt->rules, &k, proto, port_lo, port_hi, rule_id) != 0)
+        return -1;
+    pt->tiers |= 1u << dir;
+    return 0;
+}
+
+int ns_tables_set_rule_action(struct ns_tables *t, uint32_t rule, uint8_t action)
+{
+    struct ns_policy_part *pt = open_policy(t);
+    if (!pt || rule >= pt->n_actions || action > NS_ACTION_PASS)
+        return -1;
+    pt->action[rule] = action;
+    return 0;
 }
 
 int ns_tables_seal(struct ns_tables *t)
@@ -283,6 +314,15 @@ int ns_tables_seal(struct ns_tables *t)
     return 0;
 }
 
+static uint64_t cells_bytes(const struct ns_policy_part *pt)
+{
+    uint64_t n = 0;
+    for (int d = 0; d < NS_DIRS; d++)
+        n += (uint64_t)!!pt->cells[d] * pt->cell_dim * pt->cell_dim +
+             (uint64_t)!!pt->bcells[d] * pt->cell_dim * pt->bcell_classes;
+    return n * sizeof(uint32_t);
+}
+
 uint64_t ns_tables_memory(const struct ns_tables *t)
 {
     if (!t)
@@ -295,23 +335,21 @@ uint64_t ns_tables_memory(const struct ns_tables *t)
            (uint64_t)t->lim.frontends * sizeof(struct ns_frontend) + hidx_bytes(&t->fe_idx) +
            (uint64_t)t->lim.backends * sizeof(struct ns_backend) +
            (uint64_t)t->lim.maglev_slots * sizeof(uint16_t) +
-           (uint64_t)(!!pt->cells[0] + !!pt->cells[1]) * pt->cell_dim * pt->cell_dim * sizeof(uint32_t) +
-           (uint64_t)(!!pt->bcells[0] + !!pt->bcells[1]) * pt->cell_dim * pt->bcell_classes * sizeof(uint32_t);
+           cells_bytes(pt) + pt->n_actions;
 }
 
 int ns_tables_set_block_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim,
                               uint32_t classes)
 {
     struct ns_policy_part *pt = open_policy(t);
-    if (!pt || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+    if (!pt || dir >= NS_DIRS || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
         dim > pt->identities || (pt->cell_dim && pt->cell_dim != dim) || pt->bcells[dir] ||
         classes == 0 || classes > t->lim.prefixes + 1 || (pt->bcell_classes && pt->bcell_classes != classes))
         return -1;
-    /* tens of MB read at random: huge pages (ns_table_alloc), faulted in before use */
-    uint32_t *m = ns_table_alloc((size_t)dim * classes * sizeof(*m));
+    /* tens of MB read at random: huge pages, faulted in before use (ns_table_copy) */
+    uint32_t *m = ns_table_copy(cells, (size_t)dim * classes * sizeof(*m));
     if (!m)
         return -1;
-    memcpy(m, cells, (size_t)dim * classes * sizeof(*m));
     pt->bcells[dir] = m;
     pt->cell_dim = dim;
     pt->bcell_classes = classes;
@@ -321,14 +359,13 @@ int ns_tables_set_block_cells(struct ns_tables *t, uint8_t dir, const uint32_t *
 int ns_tables_set_peer_cells(struct ns_tables *t, uint8_t dir, const uint32_t *cells, uint32_t dim)
 {
     struct ns_policy_part *pt = open_policy(t);
-    if (!pt || dir > 1 || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
+    if (!pt || dir >= NS_DIRS || !cells || dim == 0 || dim > NS_MAX_CELL_DIM ||
         dim > pt->identities || (pt->cell_dim && pt->cell_dim != dim) || pt->cells[dir])
         return -1;
-    /* tens of MB read at random: huge pages (ns_table_alloc), faulted in before use */
-    uint32_t *m = ns_table_alloc((size_t)dim * dim * sizeof(*m));
+    /* tens of MB read at random: huge pages, faulted in before use (ns_table_copy) */
+    uint32_t *m = ns_table_copy(cells, (size_t)dim * dim * sizeof(*m));
     if (!m)
         return -1;
-    memcpy(m, cells, (size_t)dim * dim * sizeof(*m));
     pt->cells[dir] = m;
     pt->cell_dim = dim;
     return 0;

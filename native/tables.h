@@ -72,10 +72,13 @@ struct ns_policy_part {
     uint32_t identities;         /* isolation[] entries (lim.identities at creation) */
     int sealed;
     uint8_t *isolation;          /* [identities], NS_ISOLATED_* bits */
-    uint32_t *cells[2];          /* [cell_dim^2] per direction: peer-set states, or NULL */
+    uint32_t *cells[NS_DIRS];    /* [cell_dim^2] per direction: peer-set states, or NULL */
     uint32_t cell_dim;
-    uint32_t *bcells[2];         /* [cell_dim * bcell_classes]: (local, class) states, or NULL */
+    uint32_t *bcells[NS_DIRS];   /* [cell_dim * bcell_classes]: (local, class) states, or NULL */
     uint32_t bcell_classes;
+    uint8_t *action;             /* [rules]: NS_ACTION_* of each rule id */
+    uint32_t n_actions;          /* action[] entries */
+    uint32_t tiers;              /* bit d: some rule key has direction d (d >= 2: a tier) */
     struct lpm lpm;
     struct rules rules;
 };

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
+from pipeline.model.admin import ADMIN, ANP, BANP, BASELINE, CNP, AdminPeer, AdminPolicy, AdminPort, AdminRule, PodSet
 from pipeline.model.cluster import Cluster
 from pipeline.model.addresses import DEFAULT_DOMAIN, DEFAULT_NETWORK
 from pipeline.model.objects import (ContainerPort, IPBlock, MultiNetworkPolicy, Namespace,
-                                    NetworkAttachmentDefinition, NetworkPolicy, Peer, Pod, PolicyPort, Rule,
+                                    NetworkAttachmentDefinition, NetworkPolicy, Node, Peer, Pod, PolicyPort, Rule,
                                     Service, ServicePort)
 from pipeline.model.selectors import LabelSelector, Requirement
 
@@ -103,7 +104,7 @@ SERVICE_PORTS = (ServicePort(80, "TCP", "a"), ServicePort(81, "TCP", "b", "web")
 
 
 @st.composite
-def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
+def clusters(draw, max_pods=6, max_policies=4, dual_stack=True, cluster_wide_policies=None):
     """Namespaces, pods (dual stack, hostNetwork, finished ones holding a running pod's
     old address), a Service and policies."""
     c = Cluster()
@@ -139,7 +140,63 @@ def clusters(draw, max_pods=6, max_policies=4, dual_stack=True):
         c.add_network_policy(draw(policies(f"pol-{j}")))
     if draw(st.integers(0, 2)) == 0:
         secondary_networks(draw, c)
+    if cluster_wide_policies or (cluster_wide_policies is None and draw(st.integers(0, 2)) == 0):
+        cluster_wide(draw, c)
     return c
+
+
+@st.composite
+def admin_peers(draw, egress: bool):
+    kind = draw(st.sampled_from(["namespaces", "pods"] + (["nodes", "networks"] if egress else [])))
+    if kind == "namespaces":
+        return AdminPeer(pods=PodSet(draw(ns_selectors())))
+    if kind == "pods":
+        return AdminPeer(pods=PodSet(draw(ns_selectors()), draw(selectors())))
+    if kind == "nodes":
+        return AdminPeer(nodes=LabelSelector(draw(st.sampled_from([(), (Requirement("zone", "In", ("x",)),)]))))
+    nets = draw(st.sets(st.sampled_from(CIDRS), min_size=1, max_size=2))
+    return AdminPeer(networks=tuple(sorted((ipaddress.ip_network(n) for n in nets), key=str)))
+
+
+@st.composite
+def ns_selectors(draw):
+    return LabelSelector(draw(st.sampled_from([(), (Requirement("team", "In", ("x",)),),
+                                               (Requirement("team", "NotIn", ("y",)),)])))
+
+
+@st.composite
+def admin_ports(draw, named_ok: bool):
+    k = draw(st.sampled_from(["number", "range"] + (["named"] if named_ok else [])))
+    proto = draw(st.sampled_from(["TCP", "UDP", "SCTP"]))
+    if k == "named":
+        return AdminPort(None, name=draw(st.sampled_from(["http", "web", "dns", "sig"])))
+    lo = draw(st.sampled_from([53, 80, 81, 90]))
+    return AdminPort(proto, lo, lo + draw(st.integers(0, 20)) if k == "range" else None)
+
+
+@st.composite
+def admin_rules(draw, egress: bool, actions):
+    ps = tuple(draw(st.lists(admin_peers(egress), min_size=1, max_size=2)))
+    named_ok = all(p.pods is not None for p in ps)
+    ports = None if draw(st.booleans()) else tuple(draw(st.lists(admin_ports(named_ok), min_size=1, max_size=2)))
+    return AdminRule("", draw(st.sampled_from(actions)), ps, ports)
+
+
+def cluster_wide(draw, c: Cluster) -> None:
+    """Nodes (labelled, one of them the pods' node) and cluster-wide policies of both
+    tiers, in all three kinds, at few priorities (ties too), every action."""
+    for name, ip in (("node", "198.19.128.1"), ("node-2", "198.19.128.2")):
+        c.add_node(Node(name, draw(st.dictionaries(st.just("zone"), st.sampled_from(VALUES), max_size=1)),
+                        (ipaddress.ip_address(ip),)))
+    for j in range(draw(st.integers(1, 3))):
+        tier = draw(st.sampled_from([ADMIN, BASELINE]))
+        kind = draw(st.sampled_from([CNP, ANP if tier == ADMIN else BANP]))
+        actions = ["Allow", "Deny"] + (["Pass"] if kind != BANP else [])
+        subject = PodSet(draw(ns_selectors()), draw(st.none() | selectors()))
+        c.add_admin_policy(AdminPolicy(
+            kind, "default" if kind == BANP else f"cnp-{j}", tier, draw(st.sampled_from([1, 2])), subject,
+            tuple(draw(st.lists(admin_rules(False, actions), max_size=2))),
+            tuple(draw(st.lists(admin_rules(True, actions), max_size=2)))))
 
 
 def secondary_networks(draw, c: Cluster) -> None:

@@ -56,10 +56,10 @@ def test_verdict_json(capsys):
         ("shop/frontend-0", "shop/backend-0", "TCP", 8080, True)
     assert v["connectionId"] == 1 and v["backend"] is None
     assert v["egress"] == {"direction": "Egress", "pod": "shop/frontend-0", "isolated": False, "policies": [],
-                           "allowed": True, "rule": None}
+                           "allowed": True, "rule": None, "tier": "default", "adminRule": None}
     assert v["ingress"] == {"direction": "Ingress", "pod": "shop/backend-0", "isolated": True,
                             "policies": ["shop/backend-allow-frontend", "shop/default-deny-ingress"],
-                            "allowed": True,
+                            "allowed": True, "tier": "networkpolicy", "adminRule": None,
                             "rule": {"policy": "shop/backend-allow-frontend", "direction": "Ingress",
                                      "index": 0, "id": 2}}
     rc, out, _ = run(capsys, "verdict", "-f", EXAMPLES, "--from", "shop/frontend-0", "--to", "shop/backend",

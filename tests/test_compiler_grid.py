@@ -16,6 +16,7 @@ from pipeline.dataplane import constants as K
 from pipeline.dataplane.addr16 import addr16
 from pipeline.dataplane.compiler import compile_cluster
 from pipeline.load.build import load_cluster
+from pipeline.model.addresses import DEFAULT_NETWORK
 from pipeline.model.addresses import DEFAULT_DOMAIN
 from pipeline.model.connections import Connections, open_connection_with_ip_addresses
 
@@ -127,13 +128,21 @@ def check_grid(cluster, ports=PORTS, protocols=("TCP", "UDP", "SCTP", "ICMP"), p
                 sid_seen, did_seen = 0, 0       # across routable networks the peer is an address
             else:
                 sid_seen, did_seen = sid, did
-            e_ok = lib.ns_tables_policy_check(compiled.tables, 1, sid, did_seen, addr16(dst), num, port, rule)
-            e_rule = None if rule[0] == K.RULE_NONE else rule[0]
-            i_ok = lib.ns_tables_policy_check(compiled.tables, 0, did, sid_seen, addr16(src), num, port, rule)
-            i_rule = None if rule[0] == K.RULE_NONE else rule[0]
+            # Through the tiers (cluster-wide policy) on the cluster network.
+            e_r = lib.ns_tables_direction_verdict(compiled.tables, 1, plane.network_of(s_ep) == DEFAULT_NETWORK,
+                                                  sid, did_seen, addr16(dst), num, port, rule)
+            e_ok, e_rule = e_r < 0, None if rule[0] == K.RULE_NONE else rule[0]
+            i_r = lib.ns_tables_direction_verdict(compiled.tables, 0, plane.network_of(d_ep) == DEFAULT_NETWORK,
+                                                  did, sid_seen, addr16(src), num, port, rule)
+            i_ok, i_rule = i_r < 0, None if rule[0] == K.RULE_NONE else rule[0]
             want_e = v.egress.allowed if v.egress is not None else True
             want_i = v.ingress.allowed if v.ingress is not None else True
             assert (bool(e_ok), bool(i_ok)) == (want_e, want_i), (src, dst, proto, port, v.explain())
+            for r, d in ((e_r, v.egress), (i_r, v.ingress)):
+                if r >= 0:          # denied: by the tier the model names
+                    tier = d.tier if d.tier in ("admin", "baseline") else ""
+                    assert ffi.string(lib.ns_reason_name(r)) == (f"denied_{tier}_" if tier else "denied_").encode() \
+                        + d.direction.lower().encode(), (src, dst, proto, port, v.explain())
             if e_ok:
                 assert e_rule == egress, (src, dst, proto, port, v.explain())
             if i_ok and e_ok:
@@ -172,6 +181,16 @@ def test_random_clusters_compile_to_what_the_model_decides(c, peer_cells):
     compiler getting one feature wrong (an except, a named port, a range), with
     peer-set states and with a key per pair."""
     check_grid(c, ports=[0, 53, 80, 81, 90, 8080], protocols=("TCP", "UDP", "SCTP"), peer_cells=peer_cells)
+
+
+@settings(max_examples=int(os.environ.get("NETSEM_DIFF_EXAMPLES", "120")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(max_pods=5, max_policies=2, cluster_wide_policies=True), st.booleans())
+def test_random_cluster_wide_policies_compile_to_what_the_model_decides(c, peer_cells):
+    """Every cluster with Nodes and cluster-wide policies of both tiers (ties, Pass,
+    nodes and networks peers, named ports): the tiers compiled into the tables decide,
+    tier for tier and rule for rule, as the model's evaluation order."""
+    check_grid(c, ports=[0, 53, 80, 81, 90, 100], protocols=("TCP", "UDP", "SCTP"), peer_cells=peer_cells)
 
 
 def _many(pods: int, policies: int) -> str:

@@ -12,10 +12,12 @@ from typing import Iterable
 
 from ..model.addresses import DEFAULT_DOMAIN, AddressError, Attachment, ServiceVIP
 from ..model.cluster import Cluster, ClusterConfig
+from ..model.admin import AdminPolicy
 from ..model.objects import (L4_PROTOCOLS, NODE_PORT_RANGE, EndpointSlice, IPAddress, MultiNetworkPolicy,
-                             Namespace, NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
+                             Namespace, NetworkAttachmentDefinition, NetworkPolicy, Node, Pod, Service)
 from .errors import ManifestError, ManifestErrors
 from .manifests import LoadResult, load
+from .admin import add_admin_policies
 from .networks import add_multi_network_policies, attach_networks
 
 
@@ -41,6 +43,11 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None,
 
     for _, ns in by_kind.get(Namespace, []):
         cluster.add_namespace(ns)
+    for doc, node in sorted(by_kind.get(Node, []), key=lambda dn: dn[1].name):
+        try:
+            cluster.add_node(node)
+        except AddressError as e:
+            err(doc, "status.addresses", f"Duplicate value: {e}")
 
     # A finished pod's address is free (kubelet released it): dumps of real clusters
     # with completed Jobs show a running pod on the same address.
@@ -68,7 +75,11 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None,
     for doc, pod in sorted(pods, key=lambda dp: (dp[1].namespace, dp[1].name)):
         if not pod.ips and not pod.finished:
             if pod.host_network:
-                pod = replace(pod, ips=tuple(ipaddress.ip_address(a) for a in config.node_ips[:1]))
+                # A hostNetwork pod has its node's address: the Node's, when the
+                # manifests have it, else the configured node's.
+                node = cluster.nodes.get(pod.node_name or "")
+                pod = replace(pod, ips=node.addresses[:1] if node is not None and node.addresses else
+                              tuple(ipaddress.ip_address(a) for a in config.node_ips[:1]))
             else:
                 pod = replace(pod, ips=kept.get(pod.key) or tuple(a.next() for a in allocators))
         final_pods[pod.key] = (doc, pod)
@@ -115,6 +126,7 @@ def build_cluster(result: LoadResult, config: ClusterConfig | None = None,
     for _, pol in by_kind.get(NetworkPolicy, []):
         cluster.add_network_policy(pol)
     add_multi_network_policies(cluster, by_kind.get(MultiNetworkPolicy, []), err)
+    add_admin_policies(cluster, by_kind.get(AdminPolicy, []), err, result.notes)
     if errors:
         raise ManifestErrors(errors)
     return cluster

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..model.objects import (ContainerPort, IPBlock, MultiNetworkPolicy, Namespace, NetworkPolicy, Peer, Pod,
                              PolicyPort, Rule)
+from .admin_kinds import V1ALPHA1, V1ALPHA2, parse_anp, parse_banp, parse_cnp, parse_node
 from .selectors import parse_selector
 from .network_kinds import parse_nad, pod_networks, policy_for
 from .service_kinds import parse_endpointslice, parse_service
@@ -15,7 +16,8 @@ from .validation import (check_dns_label, check_dns_subdomain, check_port_name,
                          read_objects, read_spec)
 
 SUPPORTED = {
-    ("v1", "Namespace"), ("v1", "Pod"), ("v1", "Service"),
+    ("v1", "Namespace"), ("v1", "Pod"), ("v1", "Service"), ("v1", "Node"),
+    (V1ALPHA2, "ClusterNetworkPolicy"), (V1ALPHA1, "AdminNetworkPolicy"), (V1ALPHA1, "BaselineAdminNetworkPolicy"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"),
@@ -243,4 +245,6 @@ PARSERS = {
     "Namespace": parse_namespace, "Pod": parse_pod, "Service": parse_service,
     "EndpointSlice": parse_endpointslice, "NetworkPolicy": parse_networkpolicy,
     "NetworkAttachmentDefinition": parse_nad, "MultiNetworkPolicy": parse_multinetworkpolicy,
+    "Node": parse_node, "ClusterNetworkPolicy": parse_cnp, "AdminNetworkPolicy": parse_anp,
+    "BaselineAdminNetworkPolicy": parse_banp,
 }

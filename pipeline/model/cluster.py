@@ -13,7 +13,7 @@ from typing import Optional
 from .addresses import DEFAULT_DOMAIN, DEFAULT_NODE, AddressPlane, Attachment, NodeAddress
 from .networks import CLUSTER_NETWORK, Network, network
 from .objects import (NAMESPACE_NAME_LABEL, EndpointSlice, MultiNetworkPolicy, Namespace,
-                      NetworkAttachmentDefinition, NetworkPolicy, Pod, Service)
+                      NetworkAttachmentDefinition, NetworkPolicy, Node, Pod, Service)
 
 DEFAULT_POD_CIDRS = ("198.18.0.0/16", "2001:db8:1::/64")
 DEFAULT_SERVICE_CIDRS = ("198.19.0.0/17", "2001:db8:2::/112")
@@ -47,6 +47,8 @@ class Cluster:
         self.routable: set[frozenset] = set()          # pairs of networks that meet (type 1)
         self.network_attachment_definitions: dict[str, NetworkAttachmentDefinition] = {}
         self.multi_policies: dict[str, MultiNetworkPolicy] = {}
+        self.admin_policies: dict = {}                  # kind/name -> admin.AdminPolicy
+        self.nodes: dict[str, Node] = {}                # Node objects, by name
         self.plane = AddressPlane()
         for ip in self.config.node_ips:
             self.plane.add_node_address(DEFAULT_DOMAIN, ip, DEFAULT_NODE)
@@ -94,6 +96,30 @@ class Cluster:
         """Traffic passes between networks a and b: they are one, or declared routable
         to each other. By default networks are isolated (004's "type 2")."""
         return a == b or frozenset((a, b)) in self.routable
+
+    # -- nodes and cluster-wide policy (003; model/admin.py) -------------------------
+    def add_node(self, node: Node) -> None:
+        """A Node and its InternalIP addresses, in the cluster's domain. Raises
+        AddressError when an address is taken by another."""
+        for ip in node.addresses:
+            self.plane.check_free(DEFAULT_DOMAIN, ip, NodeAddress(node.name, DEFAULT_DOMAIN))
+        for ip in node.addresses:
+            self.plane.add_node_address(DEFAULT_DOMAIN, ip, node.name)
+        self.nodes[node.name] = node
+        self.generation += 1
+
+    def node_at(self, address, domain: str = DEFAULT_DOMAIN) -> Optional[Node]:
+        """The Node object whose address this is (hostNetwork pods have it too)."""
+        e = self.plane.lookup(domain, address)
+        return self.nodes.get(e.node) if isinstance(e, NodeAddress) else None
+
+    def add_admin_policy(self, policy) -> None:
+        self.admin_policies[policy.key] = policy
+        self.generation += 1
+
+    def remove_admin_policy(self, key: str) -> None:
+        self.admin_policies.pop(key, None)
+        self.generation += 1
 
     # -- namespaces ---------------------------------------------------------
     def add_namespace(self, ns: Namespace) -> None:
@@ -268,6 +294,13 @@ class Cluster:
                 out.add(key)
         return out
 
+    def _carry_rule_ids(self, before: "Cluster") -> None:
+        """Pods come, go or change labels: the policies, and so their rule numbering
+        (policy.rule_ids), are the generation before's."""
+        cached = getattr(before, "_rule_ids", None)
+        if cached is not None and cached[0] == before.generation:
+            self._rule_ids = (self.generation, cached[1])
+
     def relabeled(self, labels: dict[str, dict]) -> "Cluster":
         """The next generation with these pods' labels ({pod key: labels}) changed and
         nothing else: the watcher's most common event. A copy that shares what labels
@@ -292,6 +325,7 @@ class Cluster:
             for svc in mine:
                 c._service_to_pods[svc] = c._service_to_pods.get(svc, set()) | {key}
         c.generation = self.generation + 1
+        c._carry_rule_ids(self)
         return c
 
     def with_pods(self, added: list[Pod] = (), removed: list[str] = ()) -> "Cluster":
@@ -325,6 +359,7 @@ class Cluster:
             for svc in mine:
                 c._service_to_pods[svc] = c._service_to_pods.get(svc, set()) | {pod.key}
         c.generation = self.generation + 1
+        c._carry_rule_ids(self)
         return c
 
     def add_endpoint_slice(self, sl: EndpointSlice) -> None:

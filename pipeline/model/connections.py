@@ -58,8 +58,8 @@ class Verdict:
     def rule_ids(self) -> tuple[Optional[int], Optional[int]]:
         """(egress rule id, ingress rule id) of the rules that decided, as the C tables
         number them; None where no rule did."""
-        e = self.egress.rule.rule_id if self.egress is not None and self.egress.rule else None
-        i = self.ingress.rule.rule_id if self.ingress is not None and self.ingress.rule else None
+        e = self.egress.rule_id if self.egress is not None else None
+        i = self.ingress.rule_id if self.ingress is not None else None
         return e, i
 
     def explain(self) -> str:

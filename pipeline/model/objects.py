@@ -24,6 +24,15 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A Node: its labels (what `nodes` peers select) and its InternalIP addresses."""
+
+    name: str
+    labels: dict = field(default_factory=dict, hash=False, compare=False)
+    addresses: tuple = ()            # IPAddress, InternalIP only
+
+
+@dataclass(frozen=True)
 class ContainerPort:
     port: int
     protocol: str = "TCP"

@@ -11,6 +11,8 @@ from typing import Optional
 
 from .addresses import DEFAULT_NETWORK
 from .cluster import Cluster
+from .admin import ADMIN, ALLOW, BASELINE, PASS, TIERS, AdminRuleRef, tier_policies
+from .admin import decide as admin_decide
 from .objects import IPAddress, MultiNetworkPolicy, NetworkPolicy, Peer, Pod, Rule
 
 MULTI = "MultiNetworkPolicy:"   # rule_ids keys of MultiNetworkPolicies' rules
@@ -43,22 +45,40 @@ class DirectionVerdict:
     policies: list[str] = field(default_factory=list)
     allowed: bool = True
     rule: Optional[RuleRef] = None
+    # Which tier decided: "admin" or "baseline" (admin_rule says which rule),
+    # "networkpolicy", or "" (nothing did: the default, allow).
+    tier: str = ""
+    admin_rule: Optional[AdminRuleRef] = None
+
+    @property
+    def rule_id(self) -> Optional[int]:
+        """The id of the rule that allowed it (None when denied or by default)."""
+        if not self.allowed:
+            return None
+        return self.admin_rule.rule_id if self.admin_rule is not None else (self.rule.rule_id if self.rule else None)
 
     def explain(self) -> str:
         side = "egress from" if self.direction == EGRESS else "ingress to"
-        if not self.isolated:
-            return f"{side} {self.local}: not isolated (no policy selects it for {self.direction}), allowed"
-        pols = ", ".join(self.policies)
-        if self.allowed:
-            return f"{side} {self.local}: isolated by {pols}; allowed by {self.rule}"
-        return f"{side} {self.local}: isolated by {pols}; no rule allows it, denied"
+        if self.admin_rule is not None:
+            verb = "allowed" if self.allowed else "denied"
+            return f"{side} {self.local}: {verb} by {self.admin_rule} ({self.tier} tier)"
+        if self.tier == "networkpolicy":
+            pols = ", ".join(self.policies)
+            if self.allowed:
+                return f"{side} {self.local}: isolated by {pols}; allowed by {self.rule}"
+            return f"{side} {self.local}: isolated by {pols}; no rule allows it, denied"
+        return f"{side} {self.local}: not isolated (no policy selects it for {self.direction}), allowed"
 
     def to_dict(self) -> dict:
+        a = self.admin_rule
         return {"direction": self.direction, "pod": self.local, "isolated": self.isolated,
-                "policies": self.policies, "allowed": self.allowed,
+                "policies": self.policies, "allowed": self.allowed, "tier": self.tier or "default",
                 "rule": None if self.rule is None else {
                     "policy": self.rule.policy, "direction": self.rule.direction,
-                    "index": self.rule.index, "id": self.rule.rule_id}}
+                    "index": self.rule.index, "id": self.rule.rule_id},
+                "adminRule": None if a is None else {
+                    "policy": a.policy, "tier": a.tier, "priority": a.priority, "direction": a.direction,
+                    "index": a.index, "name": a.name, "action": a.action, "id": a.rule_id}}
 
 
 def rule_ids(cluster: Cluster) -> dict[tuple[str, str, int], int]:
@@ -78,6 +98,13 @@ def rule_ids(cluster: Cluster) -> dict[tuple[str, str, int], int]:
         for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
             for i in range(len(rules)):
                 ids[(MULTI + pol.key, d, i)] = len(ids)
+    # Cluster-wide policies' rules last, tier by tier in evaluation order: within a
+    # tier and direction the smallest id that matches is the rule that decides.
+    for tier in TIERS:
+        for pol in tier_policies(cluster, tier):
+            for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
+                for i in range(len(rules)):
+                    ids[(pol.key, d, i)] = len(ids)
     cluster._rule_ids = (cluster.generation, ids)
     return ids
 
@@ -167,10 +194,23 @@ def check_direction(cluster: Cluster, direction: str, local: Pod,
     selecting = policies_selecting(cluster, local, direction, network)
     verdict = DirectionVerdict(direction, local.key, isolated=bool(selecting),
                                policies=[p.key for p in selecting])
-    if not selecting:
-        return verdict
-    destination = peer_pod if direction == EGRESS else local
     ids = rule_ids(cluster)
+    # Cluster-wide policy is for the cluster network (model/admin.py): the Admin
+    # tier first, NetworkPolicy for the pods it selects, then the Baseline tier.
+    admin = network == DEFAULT_NETWORK and cluster.admin_policies
+    if admin:
+        hit = admin_decide(cluster, ADMIN, direction, local, peer_pod, peer_ip, protocol, port, ids)
+        if hit is not None and hit.action != PASS:
+            verdict.tier, verdict.admin_rule, verdict.allowed = "admin", hit, hit.action == ALLOW
+            return verdict
+    if not selecting:
+        hit = admin_decide(cluster, BASELINE, direction, local, peer_pod, peer_ip, protocol, port, ids) \
+            if admin else None
+        if hit is not None and hit.action != PASS:
+            verdict.tier, verdict.admin_rule, verdict.allowed = "baseline", hit, hit.action == ALLOW
+        return verdict
+    verdict.tier = "networkpolicy"
+    destination = peer_pod if direction == EGRESS else local
     verdict.allowed = False
     for pol in selecting:            # sorted, so the first match has the lowest id
         rules = pol.ingress if direction == INGRESS else pol.egress

@@ -103,7 +103,7 @@ def compile_pods(prev: Compiled, cluster: Cluster, added: Iterable[str], removed
             rows += [EndpointRow(z, ip, K.EP_POD, a.port, iid, ep.nodes[a.node], owner, addr16(ip))
                      for ip in cluster.plane.addresses(a)]
             port_zones[a.port], port_networks[a.port] = z, ep.networks[a.network]
-    endpoints = replace(ep, rows=rows, port_zones=port_zones, port_networks=port_networks)
+    endpoints = replace(ep, rows=rows, port_zones=port_zones, port_networks=port_networks, packed=None)
     policy = build_policy(cluster, idents, base=prev.policy, focus=frozenset(focus)) if focus else prev.policy
     services = prev.services
     if any(prev.cluster.lookup_pod_to_service_mappings(pk) for pk in removed) or \
@@ -120,8 +120,16 @@ def _moved_rows(table: EndpointTable, cluster: Cluster, moved: dict) -> Endpoint
         return table
     by_port = {a.port: moved[(a.pod, a.network)] for pk, _ in moved for a in cluster.plane.attachments_of(pk)
                if (a.pod, a.network) in moved}
-    rows = [replace(r, identity=by_port[r.port]) if r.port in by_port and r.identity else r for r in table.rows]
-    return replace(table, rows=rows)
+    rows, at = list(table.rows), []
+    for i, r in enumerate(rows):
+        if r.port in by_port and r.identity:
+            rows[i] = replace(r, identity=by_port[r.port])
+            at.append(i)
+    packed = None
+    if table.packed is not None:           # the running table's columns, one patched
+        packed = dict(table.packed, identity=table.packed["identity"].copy())
+        packed["identity"][at] = [rows[i].identity for i in at]
+    return replace(table, rows=rows, packed=packed)
 
 
 def compile_next(prev: Optional[Compiled], cluster: Cluster, relabeled: frozenset = frozenset(),

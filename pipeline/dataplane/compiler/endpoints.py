@@ -7,6 +7,9 @@ its own address on another interface is still its own), nodes a node number."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
 
 from ...model.addresses import Attachment, NodeAddress, ServiceVIP
 from ...model.cluster import Cluster
@@ -28,6 +31,10 @@ class EndpointRow:
     owner: int
     a16: bytes = b""                 # the address as the tables hold it
 
+COLUMNS = (("zone", np.uint16), ("kind", np.uint8), ("port", np.uint16), ("identity", np.uint32),
+           ("node", np.uint16), ("owner", np.uint32))
+
+
 @dataclass
 class EndpointTable:
     zones: dict = field(default_factory=dict)        # domain -> zone number
@@ -37,16 +44,32 @@ class EndpointTable:
     port_networks: dict = field(default_factory=dict)  # switch port -> network number
     routable: list = field(default_factory=list)     # (a, b) network numbers that meet
     nodes: dict = field(default_factory=dict)        # node name -> number
+    packed: Optional[dict] = None                    # the rows as columns (numpy), built once
+
+    def columns(self) -> dict:
+        """The rows as ns_tables_add_endpoints takes them; a delta that only moves
+        identities patches a copy of the identity column instead."""
+        if self.packed is None:
+            rows = self.rows
+            col = {name: np.array([getattr(r, name) for r in rows], dtype=dt) for name, dt in COLUMNS}
+            col["a16"] = np.frombuffer(b"".join(r.a16 for r in rows), dtype=np.uint8)
+            self.packed = col
+        return self.packed
 
     def install(self, lib, t, check) -> None:
-        add = lib.ns_tables_add_endpoint
-        for r in self.rows:
-            if add(t, r.zone, r.a16, r.kind, r.port, r.identity, r.node, r.owner):
-                check(-1, f"endpoint {r.address}")
-        for port, zone in sorted(self.port_zones.items()):
+        from ..._native import ffi
+        c = self.columns()
+        failed = ffi.new("uint32_t *")
+        types = {"zone": "uint16_t *", "a16": "uint8_t *", "kind": "uint8_t *", "port": "uint16_t *",
+                 "identity": "uint32_t *", "node": "uint16_t *", "owner": "uint32_t *"}
+        buf = {k: ffi.cast(types[k], ffi.from_buffer(v)) for k, v in c.items()}
+        if lib.ns_tables_add_endpoints(t, len(self.rows), buf["zone"], buf["a16"], buf["kind"], buf["port"],
+                                       buf["identity"], buf["node"], buf["owner"], failed):
+            check(-1, f"endpoint {self.rows[failed[0]].address}")
+        for port, zone in self.port_zones.items():
             if zone != K.ZONE_DEFAULT:
                 check(lib.ns_tables_set_port_zone(t, port, zone), f"port {port}")
-        for port, net in sorted(self.port_networks.items()):
+        for port, net in self.port_networks.items():
             if net:
                 check(lib.ns_tables_set_port_network(t, port, net), f"port {port} network")
         for a, b in self.routable:

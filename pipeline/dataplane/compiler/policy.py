@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from ...model.objects import IPBlock, Pod
 from ...model.addresses import DEFAULT_NETWORK
 from ...model.policy import EGRESS, INGRESS, MULTI, peer_matches, policy_selects, rule_ids
 from ..addr16 import prefix16
+from .admin import TierRules, install_actions, tier_rules
 from .peer_states import PeerStates, _alike
 from .ports import _port_entries
 
@@ -135,6 +137,8 @@ class PolicyTables:
     states: object = None            # PeerStates, or None (one rule key per pair)
     selected: dict = field(default_factory=dict)    # (kind, policy key, network, direction) -> ids
     peer_sets: dict = field(default_factory=dict)   # (network, namespace or None, peer) -> ids
+    _n_entries: Optional[int] = None
+    tiers: list = field(default_factory=list)       # admin.TierRules: cluster-wide policies
 
     @property
     def capacity(self) -> int:
@@ -143,7 +147,9 @@ class PolicyTables:
 
     @property
     def n_entries(self) -> int:
-        return sum(len(v) for v in self.entries.values())
+        if self._n_entries is None:
+            self._n_entries = sum(len(v) for v in self.entries.values())
+        return self._n_entries
 
     def install(self, lib, t, check) -> None:
         for ident_id, mask in self.isolation.items():          # (hashed tables: any order)
@@ -158,6 +164,7 @@ class PolicyTables:
             for proto, lo, hi, rid in lst:
                 check(lib.ns_tables_add_rule(t, local, dir_no, peer, block, proto, lo, hi, rid),
                       f"rule {rid}")
+        install_actions(lib, t, check, self.rules, self.tiers)
         from ..._native import ffi
         for (kind, dir_no), m in sorted(self.cells.items()):
             ptr = ffi.cast("uint32_t *", ffi.from_buffer(m))
@@ -184,9 +191,10 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
     new identities `focus` (ids below base.capacity): only their rows and columns
     are computed, on a copy of base's states; the rest is base's."""
     ids = rule_ids(cluster)
+    tiers = tier_rules(cluster)
     policies = [(pol, DEFAULT_NETWORK, "") for pol in cluster.policy_list()] + \
         [(pol, net, MULTI) for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key)
-         for net in pol.networks]
+         for net in pol.networks] + [(tr, DEFAULT_NETWORK, "") for tr in tiers]
     blocks: dict[IPBlock, int] = {}
     for pol, _, _ in policies:
         for rule in pol.ingress + pol.egress:
@@ -279,14 +287,19 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
         for direction in (INGRESS, EGRESS):
             skey = (kind, pol.key, network, direction)
             sids = selected_of.get(skey)
-            pool = by_ns.get((network, pol.namespace), []) if sids is None else \
-                [i for i in new_ones if i.network == network and i.representative.namespace == pol.namespace]
-            fresh = [i.id for i in pool if policy_selects(cluster, pol, i.representative, direction, network)]
+            tier = isinstance(pol, TierRules)      # cluster-wide: subjects in any namespace, no isolation
+            if tier:
+                pool = on_net if sids is None else [i for i in new_ones if i.network == network]
+                fresh = [i.id for i in pool if pol.selects(cluster, i.representative)]
+            else:
+                pool = by_ns.get((network, pol.namespace), []) if sids is None else \
+                    [i for i in new_ones if i.network == network and i.representative.namespace == pol.namespace]
+                fresh = [i.id for i in pool if policy_selects(cluster, pol, i.representative, direction, network)]
             selected_of[skey] = sids = fresh if sids is None else sids + fresh
             if not sids:
                 continue
             selected = None             # the Identities, when a rule needs them
-            for i in fresh:
+            for i in fresh if not tier else ():
                 isolation[i] = isolation.get(i, 0) | ISOLATED_BITS[direction]
             rules = pol.ingress if direction == INGRESS else pol.egress
             for index, rule in enumerate(rules):
@@ -300,7 +313,7 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
                         peer_keys.extend((0, c) for c in classes_of_block[blocks[peer.ip_block]])
                     else:
                         sel_lists.append(peer_identities(pol, peer, network))
-                dir_no = DIR_NUMBERS[direction]
+                dir_no = DIR_NUMBERS[direction] + (pol.dir_base if tier else 0)
                 if base is not None and not fresh and not _named_egress(rule, direction) and \
                         not any(states.touches((), lst) for lst in sel_lists):
                     continue                # a delta: this rule reaches no new identity
@@ -328,7 +341,7 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
                                 continue            # a cell: PeerStates has it
                             entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
     tables = PolicyTables(ids, isolation, blocks, classes, entries, states=states, selected=selected_of,
-                          peer_sets=peer_sets)
+                          peer_sets=peer_sets, tiers=tiers)
     if states is not None:
         tables.cells = states.install_into(entries)
     return tables

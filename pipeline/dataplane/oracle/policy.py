@@ -21,8 +21,13 @@ def decide(cluster, domain: str, src, dst, proto: int, dport: int):
     if v.apart:
         return "network_unreachable", None, None
     if v.egress is not None and not v.egress.allowed:
-        return "denied_egress", None, None
+        return _denied(v.egress.tier, "egress"), None, None
     if v.ingress is not None and not v.ingress.allowed:
-        return "denied_ingress", egress, None
+        return _denied(v.ingress.tier, "ingress"), egress, None
     # Neither end is a pod's interface: not a connection of the cluster.
     return "no_route", None, None
+
+
+def _denied(tier: str, direction: str) -> str:
+    """The drop reason of the tier that denied (reasons.h)."""
+    return f"denied_{tier}_{direction}" if tier in ("admin", "baseline") else f"denied_{direction}"
