@@ -46,7 +46,7 @@ def test_adding_an_allow_rule_never_removes_reachability(c, data):
 
 
 @settings(max_examples=100, deadline=None)
-@given(clusters(), st.sampled_from(PROBES))
+@given(clusters(cluster_wide_policies=False), st.sampled_from(PROBES))
 def test_pods_selected_by_no_policy_are_reachable(c, probe):
     m = ReachComputer(c).matrix(*probe)
     for i, a in enumerate(m.pods):
@@ -56,7 +56,8 @@ def test_pods_selected_by_no_policy_are_reachable(c, probe):
 
 
 @settings(max_examples=100, deadline=None)
-@given(clusters(max_policies=0), st.sampled_from(NAMESPACES), selectors(), st.sampled_from(PROBES))
+@given(clusters(max_policies=0, cluster_wide_policies=False), st.sampled_from(NAMESPACES), selectors(),
+       st.sampled_from(PROBES))
 def test_deny_all_isolates_exactly_the_selected_pods(c, ns, sel, probe):
     c.add_network_policy(NetworkPolicy(ns, "deny-all", sel, ("Ingress", "Egress")))
     m = ReachComputer(c).matrix(*probe)

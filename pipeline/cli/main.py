@@ -13,6 +13,7 @@ from .common import EXIT_BAD_INPUT, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .isolation import add_isolation_parser
     from .model import add_model_parsers
     from .replay import add_replay_parser
     from .switch import add_switch_parsers
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_model_parsers(sub)
+    add_isolation_parser(sub)
     add_replay_parser(sub)
     add_switch_parsers(sub)
     add_watch_parser(sub)

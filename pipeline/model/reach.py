@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .addresses import Attachment
+from .admin import ADMIN, ALLOW, BASELINE, PASS, tier_policies
 from .cluster import Cluster
 from .objects import Peer, Pod, Rule
 from .policy import EGRESS, INGRESS
@@ -158,12 +159,77 @@ class ReachComputer:
                         i_cols.append(target & (self.dst_family == f))
         egress = _or_of_outer(e_rows, e_cols, n) | ~iso_e[:, None]
         ingress = _or_of_outer(i_rows, i_cols, n) | ~iso_i[None, :]
+        if self.cluster.admin_policies:
+            # The tiers (admin.py): the Admin tier's decisions first, NetworkPolicy
+            # for the ends it isolates, the Baseline tier's for the others.
+            for d, iso in ((EGRESS, iso_e[:, None]), (INGRESS, iso_i[None, :])):
+                af, aa = self.tier(ADMIN, d, protocol, port, families)
+                bf, ba = self.tier(BASELINE, d, protocol, port, families)
+                np_part = egress if d == EGRESS else ingress
+                out = np.where(af, aa, np.where(iso, np_part, np.where(bf, ba, True)))
+                egress, ingress = (out, ingress) if d == EGRESS else (egress, out)
         # Neither end a pod's interface: not a connection of the cluster.
         allowed = egress & ingress & (self.endpoint[:, None] | self.endpoint[None, :])
         if not self.cluster.config.police_node_traffic:
             allowed |= self.resident_node()
         allowed |= self.entry[:, None] == self.entry[None, :]    # one's own address
         return Matrix(protocol, port, self.pods, allowed)
+
+    # -- cluster-wide policy ---------------------------------------------------------
+    def pod_set(self, ps) -> np.ndarray:
+        """Pods (with an interface of their own) a subject or pods peer matches."""
+        pods = self.pod_selector(ps.pod_selector) if ps.pod_selector is not None else self.endpoint
+        return self.ns_selector(ps.namespace_selector) & pods & self.endpoint
+
+    def admin_peers(self, rule, family: int) -> np.ndarray:
+        m = np.zeros(self.n, dtype=bool)
+        for p in rule.peers:
+            if p.pods is not None:
+                m |= self.pod_set(p.pods)
+                continue
+            for i, ip in enumerate(self.address[family]):
+                if ip is None:
+                    continue
+                if p.networks:
+                    m[i] |= any(ip.version == net.version and ip in net for net in p.networks)
+                else:
+                    node = self.cluster.node_at(ip)
+                    m[i] |= node is not None and p.nodes.matches(node.labels)
+        return m
+
+    def admin_ports(self, rule, protocol: str, port: int) -> np.ndarray:
+        if rule.ports is None:
+            return np.ones(self.n, dtype=bool)
+        m = np.zeros(self.n, dtype=bool)
+        for p in rule.ports:
+            if p.name is not None:
+                m |= (self.named_port(p.name, protocol) == port) & self.endpoint
+            elif p.protocol == protocol and p.port <= port <= (p.end_port or p.port):
+                return np.ones(self.n, dtype=bool)
+        return m
+
+    def tier(self, tier: str, direction: str, protocol: str, port: int, families) -> tuple:
+        """[from, to] (decided, allowed) by the tier's rules in evaluation order: the
+        first rule that matches a pair decides it (Pass: the tier leaves it)."""
+        n = self.n
+        seen, final, allow = (np.zeros((n, n), dtype=bool) for _ in range(3))
+        for pol in tier_policies(self.cluster, tier):
+            subject = self.pod_set(pol.subject)
+            if not subject.any():
+                continue
+            for rule in pol.egress if direction == EGRESS else pol.ingress:
+                ports = self.admin_ports(rule, protocol, port)
+                for f in families:
+                    peers, dst = self.admin_peers(rule, f), self.dst_family == f
+                    m = np.outer(subject, peers & ports & dst) if direction == EGRESS else \
+                        np.outer(peers, subject & ports & dst)
+                    new = m & ~seen
+                    seen |= new
+                    if rule.action != PASS:
+                        final |= new
+                        if rule.action == ALLOW:
+                            allow |= new
+        return final, allow
 
     def resident_node(self) -> np.ndarray:
         """[from, to]: the address plane's resident-node rule, pair by pair over the

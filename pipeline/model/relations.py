@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .admin import TIERS, selects, tier_policies
+from .admin import peer_matches as admin_peer_matches
 from .cluster import Cluster
 from .objects import Pod
 from .addresses import DEFAULT_NETWORK
@@ -19,6 +21,8 @@ class PodRelations:
     selected: dict = field(default_factory=dict)      # direction -> [policy]
     as_peer: list = field(default_factory=list)       # (policy, direction, rule index)
     networks: dict = field(default_factory=dict)      # secondary network -> (selected, as_peer)
+    subject_of: list = field(default_factory=list)    # cluster-wide policies that apply to it, in order
+    admin_peer: list = field(default_factory=list)    # (cluster-wide policy, direction, rule index, action)
 
     def to_dict(self) -> dict:
         def part(selected, as_peer):
@@ -26,6 +30,11 @@ class PodRelations:
                     "peerIn": [{"policy": p, "direction": d, "rule": i} for p, d, i in as_peer]}
         return {"pod": self.pod, "hostNetwork": self.host_network, "finished": self.finished,
                 **part(self.selected, self.as_peer),
+                "clusterWide": [{"policy": p.key, "tier": p.tier, "priority": p.priority,
+                                 "ingressRules": len(p.ingress), "egressRules": len(p.egress)}
+                                for p in self.subject_of],
+                "clusterWidePeerIn": [{"policy": p, "direction": d, "rule": i, "action": a}
+                                      for p, d, i, a in self.admin_peer],
                 "networks": {n: part(*v) for n, v in sorted(self.networks.items())}}
 
     def render(self) -> str:
@@ -44,6 +53,13 @@ class PodRelations:
                 lines.append(f"    {p} {d.lower()}[{i}]")
         else:
             lines.append("  admitted as a peer by no rule that names peers (rules without from/to admit everyone)")
+        if self.subject_of:
+            lines.append("  cluster-wide policies that apply to it, in evaluation order (Admin tier before "
+                         "NetworkPolicy, Baseline tier after):")
+            lines += [f"    {p.tier} tier, priority {p.priority}: {p.key} ({len(p.ingress)} ingress, "
+                      f"{len(p.egress)} egress rules)" for p in self.subject_of]
+        for p, d, i, a in self.admin_peer:
+            lines.append(f"  named as a peer by {p} {d.lower()}[{i}] ({a})")
         for net, (selected, as_peer) in sorted(self.networks.items()):
             lines.append(f"  on network {net} (MultiNetworkPolicies):")
             for d in (INGRESS, EGRESS):
@@ -64,6 +80,15 @@ def pod_relations(cluster: Cluster, pod: Pod) -> PodRelations:
     for a in cluster.plane.attachments_of(pod.key):
         if a.network != DEFAULT_NETWORK:
             rel.networks[a.network] = _relations_on(cluster, pod, a.network, True, cluster.plane.addresses(a))
+    for tier in TIERS:
+        for pol in tier_policies(cluster, tier):
+            if selects(cluster, pol, pod):
+                rel.subject_of.append(pol)
+            for d, rules in ((INGRESS, pol.ingress), (EGRESS, pol.egress)):
+                for i, rule in enumerate(rules):
+                    if any(admin_peer_matches(cluster, peer, pod if primary is not None else None, ip)
+                           for peer in rule.peers for ip in (addresses or (None,))):
+                        rel.admin_peer.append((pol.key, d, i, rule.action))
     return rel
 
 

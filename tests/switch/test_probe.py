@@ -241,3 +241,20 @@ def test_services_from_every_pod_show_policy_and_the_spread():
     assert "not probed" not in text
     own = cells[("t/web-2", "t/web")]
     assert own.observed == own.expected == "." and own.answers["t/web-2"] > 0, own
+
+
+@pytest.mark.parametrize("mode", ["sockets", "packets"])
+def test_cluster_wide_policy_tiers_on_real_packets(mode):
+    """examples/cluster-wide: every tier decides some pair, and the switch agrees with
+    the model on each (probe fails on any difference)."""
+    from pipeline.load.build import load_cluster
+    cluster, _ = load_cluster([os.path.join(ROOT, "examples", "cluster-wide")])
+    cells = probe(cluster=cluster, ports=[80, 8080], protocols=["TCP"], mode=mode)
+    harry, draco, cedric = "gryffindor/harry-potter", "slytherin/draco-malfoy", "hufflepuff/cedric-diggory"
+    assert cells[(cedric, harry, "TCP", 80)]["allowed"]            # Admin Allow, over the NetworkPolicy
+    assert not cells[(draco, harry, "TCP", 80)]["allowed"]         # Admin Deny
+    assert cells[(draco, harry, "TCP", 8080)]["allowed"]           # Admin Pass; the NetworkPolicy allows
+    assert not cells[(cedric, harry, "TCP", 8080)]["allowed"]      # the NetworkPolicy isolates
+    assert not cells[(draco, cedric, "TCP", 80)]["allowed"]        # Baseline Deny
+    assert not cells[(cedric, draco, "TCP", 8080)]["allowed"]      # ClusterNetworkPolicy, networks peer
+    assert cells[(harry, cedric, "TCP", 8080)]["allowed"]          # no tier decides: allowed
