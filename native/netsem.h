@@ -33,6 +33,13 @@
 #define NS_ACTION_PASS 3
 #define NS_ISOLATED_INGRESS 1
 #define NS_ISOLATED_EGRESS 2
+/* An identity some policy of a tier selects, per tier direction d (2..5): bit 1 << (d + 2).
+ * Set with the isolation bits (ns_tables_set_isolation); the lookup skips a tier
+ * for the others, so its cost does not grow with policies that do not apply. */
+#define NS_SUBJECT_ADMIN_INGRESS 16
+#define NS_SUBJECT_ADMIN_EGRESS 32
+#define NS_SUBJECT_BASELINE_INGRESS 64
+#define NS_SUBJECT_BASELINE_EGRESS 128
 
 /* What sits at an address (the model's address plane): a pod's interface, a
  * Service VIP, or a node (hostNetwork pods have their node's address). */

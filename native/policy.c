@@ -6,17 +6,34 @@
  * NS_DIR_ADMIN_* / NS_DIR_BASELINE_*), or NS_RULE_NONE: probe (local, dir, p, b) for
  * p in {0, peer} and b in {0} + blocks(class(peer address)) (docs/pipeline.md
  * "Policy table"). The number of probes depends on neither policies nor rules. */
+/* The peer address's prefix (its class's blocks): looked up once per direction and
+ * shared by the tiers' probes. */
+struct peer_class {
+    const uint32_t *blk;
+    uint32_t nblk;
+};
+
+static struct peer_class peer_class_of(const struct ns_policy_part *pt, const uint8_t *peer_addr16)
+{
+    const uint32_t pi = lpm_lookup(&pt->lpm, peer_addr16);
+    struct peer_class c = {NULL, 0};
+    if (pi != NS_NONE32) {
+        c.blk = pt->lpm.blocks + pt->lpm.blk_off[pi];
+        c.nblk = pt->lpm.blk_cnt[pi];
+    }
+    return c;
+}
+
 static uint32_t probe(const struct ns_policy_part *pt, uint8_t dir, uint32_t local_identity,
-                      uint32_t peer_identity, const uint8_t *peer_addr16, uint8_t proto, uint16_t dport)
+                      uint32_t peer_identity, struct peer_class pc, uint8_t proto, uint16_t dport)
 {
     uint32_t best = NS_RULE_NONE;
     /* ICMP/ICMPv6: dport 0, only entries of protocol 0 (rules without ports) */
     int icmp = proto == NS_PROTO_ICMP || proto == NS_PROTO_ICMPV6;
     if (icmp)
         dport = 0;
-    uint32_t pi = lpm_lookup(&pt->lpm, peer_addr16);
-    const uint32_t *blk = pi == NS_NONE32 ? NULL : pt->lpm.blocks + pt->lpm.blk_off[pi];
-    uint32_t nblk = pi == NS_NONE32 ? 0 : pt->lpm.blk_cnt[pi];
+    const uint32_t *blk = pc.blk;
+    const uint32_t nblk = pc.nblk;
     struct rule_key k = {.local = local_identity, .dir = dir};
     for (int pv = 0; pv < 2; pv++) {
         if (pv == 1 && peer_identity == 0)
@@ -51,10 +68,10 @@ static uint32_t probe(const struct ns_policy_part *pt, uint8_t dir, uint32_t loc
 
 /* NetworkPolicy's verdict of one direction: a local identity that is not isolated
  * in that direction is allowed (rule NS_RULE_NONE); an isolated one by the smallest
- * matching rule id, or denied. */
-int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t local_identity,
-                           uint32_t peer_identity, const uint8_t *peer_addr16, uint8_t proto,
-                           uint16_t dport, uint32_t *rule)
+ * matching rule id, or denied. pc: the peer's class, or NULL to look it up. */
+static int np_check(const struct ns_tables *t, uint8_t dir, uint32_t local_identity, uint32_t peer_identity,
+                    const uint8_t *peer_addr16, const struct peer_class *pc, uint8_t proto, uint16_t dport,
+                    uint32_t *rule)
 {
     uint32_t best = NS_RULE_NONE;
     int allowed = 1;
@@ -64,7 +81,8 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t loca
         (pt->isolation[local_identity] & bit)) {
         allowed = 0;
         if (t->sealed) {
-            best = probe(pt, dir, local_identity, peer_identity, peer_addr16, proto, dport);
+            best = probe(pt, dir, local_identity, peer_identity, pc ? *pc : peer_class_of(pt, peer_addr16), proto,
+                         dport);
             allowed = best != NS_RULE_NONE;
         }
     }
@@ -73,18 +91,45 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t loca
     return allowed;
 }
 
+int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir, uint32_t local_identity,
+                           uint32_t peer_identity, const uint8_t *peer_addr16, uint8_t proto,
+                           uint16_t dport, uint32_t *rule)
+{
+    return np_check(t, dir, local_identity, peer_identity, peer_addr16, NULL, proto, dport, rule);
+}
+
+/* The tier's subject bit for the local identity (NS_SUBJECT_*): whether to probe. */
+static int tier_subject(const struct ns_tables *t, uint8_t tier_dir, uint32_t local_identity)
+{
+    const struct ns_policy_part *pt = t ? t->pol : NULL;
+    return t && t->sealed && tier_dir >= NS_DIR_ADMIN_INGRESS && tier_dir < NS_DIRS && local_identity != 0 &&
+           local_identity < pt->identities && (pt->isolation[local_identity] & (1u << (tier_dir + 2)));
+}
+
+static int tier_action(const struct ns_tables *t, uint8_t tier_dir, uint32_t local_identity,
+                       uint32_t peer_identity, const uint8_t *peer_addr16, struct peer_class *pc, int *have_pc,
+                       uint8_t proto, uint16_t dport, uint32_t *rule)
+{
+    uint32_t r = NS_RULE_NONE;
+    if (tier_subject(t, tier_dir, local_identity)) {
+        if (!*have_pc) {
+            *pc = peer_class_of(t->pol, peer_addr16);
+            *have_pc = 1;
+        }
+        r = probe(t->pol, tier_dir, local_identity, peer_identity, *pc, proto, dport);
+    }
+    if (rule)
+        *rule = r;
+    return r == NS_RULE_NONE ? NS_ACTION_NONE : t->pol->action[r];
+}
+
 int ns_tables_tier_check(const struct ns_tables *t, uint8_t tier_dir, uint32_t local_identity,
                          uint32_t peer_identity, const uint8_t *peer_addr16, uint8_t proto, uint16_t dport,
                          uint32_t *rule)
 {
-    uint32_t r = NS_RULE_NONE;
-    const struct ns_policy_part *pt = t ? t->pol : NULL;
-    if (t && t->sealed && tier_dir >= NS_DIR_ADMIN_INGRESS && tier_dir < NS_DIRS && local_identity != 0 &&
-        (pt->tiers & (1u << tier_dir)))
-        r = probe(pt, tier_dir, local_identity, peer_identity, peer_addr16, proto, dport);
-    if (rule)
-        *rule = r;
-    return r == NS_RULE_NONE ? NS_ACTION_NONE : pt->action[r];
+    struct peer_class pc;
+    int have = 0;
+    return tier_action(t, tier_dir, local_identity, peer_identity, peer_addr16, &pc, &have, proto, dport, rule);
 }
 
 /* One direction through the tiers (docs/semantics.md "Cluster-wide policy"): the
@@ -100,8 +145,11 @@ int ns_tables_direction_verdict(const struct ns_tables *t, uint8_t dir, int tier
     const int deny_admin = egress ? NS_R_DENIED_ADMIN_EGRESS : NS_R_DENIED_ADMIN_INGRESS;
     const int deny_baseline = egress ? NS_R_DENIED_BASELINE_EGRESS : NS_R_DENIED_BASELINE_INGRESS;
     *rule = NS_RULE_NONE;
+    struct peer_class pc = {NULL, 0};
+    int have_pc = 0;        /* the LPM lookup, once for every tier that probes */
     if (tiers) {
-        const int a = ns_tables_tier_check(t, NS_DIR_ADMIN_INGRESS + dir, local, peer, peer16, proto, dport, rule);
+        const int a = tier_action(t, NS_DIR_ADMIN_INGRESS + dir, local, peer, peer16, &pc, &have_pc, proto, dport,
+                                  rule);
         if (a == NS_ACTION_ALLOW)
             return NS_R_CONTINUE;
         if (a == NS_ACTION_DENY) {
@@ -112,13 +160,14 @@ int ns_tables_direction_verdict(const struct ns_tables *t, uint8_t dir, int tier
     const uint8_t bit = dir == NS_DIR_EGRESS ? NS_ISOLATED_EGRESS : NS_ISOLATED_INGRESS;
     const struct ns_policy_part *pt = t ? t->pol : NULL;
     if (!tiers || (local < pt->identities && (pt->isolation[local] & bit))) {
-        if (!ns_tables_policy_check(t, dir, local, peer, peer16, proto, dport, rule)) {
+        if (!np_check(t, dir, local, peer, peer16, have_pc ? &pc : NULL, proto, dport, rule)) {
             *rule = NS_RULE_NONE;
             return deny_np;
         }
         return NS_R_CONTINUE;
     }
-    const int b = ns_tables_tier_check(t, NS_DIR_BASELINE_INGRESS + dir, local, peer, peer16, proto, dport, rule);
+    const int b = tier_action(t, NS_DIR_BASELINE_INGRESS + dir, local, peer, peer16, &pc, &have_pc, proto, dport,
+                              rule);
     if (b == NS_ACTION_DENY) {
         *rule = NS_RULE_NONE;
         return deny_baseline;

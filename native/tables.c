@@ -255,7 +255,8 @@ int ns_tables_set_isolation(struct ns_tables *t, uint32_t identity, uint8_t mask
 {
     struct ns_policy_part *pt = open_policy(t);
     if (!pt || identity == 0 || identity >= pt->identities ||
-        (mask & ~(NS_ISOLATED_INGRESS | NS_ISOLATED_EGRESS)))
+        (mask & ~(NS_ISOLATED_INGRESS | NS_ISOLATED_EGRESS | NS_SUBJECT_ADMIN_INGRESS | NS_SUBJECT_ADMIN_EGRESS |
+                  NS_SUBJECT_BASELINE_INGRESS | NS_SUBJECT_BASELINE_EGRESS)))
         return -1;
     pt->isolation[identity] = mask;
     return 0;

@@ -29,6 +29,11 @@ RESOURCES = {
     "/apis/networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1"),
     "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions": ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
     "/apis/k8s.cni.cncf.io/v1beta1/multi-networkpolicies": ("MultiNetworkPolicy", "k8s.cni.cncf.io/v1beta1"),
+    "/api/v1/nodes": ("Node", "v1"),
+    "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies":
+        ("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1"),
+    "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies":
+        ("BaselineAdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1"),
 }
 BY_KIND = {kind: path for path, (kind, _) in RESOURCES.items()}
 
@@ -133,7 +138,7 @@ class FakeApiServer:
 
     # -- the protocol ------------------------------------------------------------------
     def _served(self, path: str) -> bool:
-        return path in RESOURCES and (self.crds or "k8s.cni.cncf.io" not in path)
+        return path in RESOURCES and (self.crds or ("k8s.cni.cncf.io" not in path and "policy.networking" not in path))
 
     def _get(self, h: BaseHTTPRequestHandler) -> None:
         url = urlparse(h.path)

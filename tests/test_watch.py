@@ -56,6 +56,8 @@ def fingerprint(c) -> tuple:
             sorted((k, sorted(p.labels.items()), p.phase) for k, p in c.pods.items()),
             sorted((k, repr(p)) for k, p in c.policies.items()),
             sorted((k, repr(p)) for k, p in c.multi_policies.items()),
+            sorted((k, repr(p)) for k, p in c.admin_policies.items()),
+            sorted((k, repr(n), sorted(n.labels.items())) for k, n in c.nodes.items()),
             sorted((k, c.lookup_service_to_pod_mappings(k)) for k in c.services),
             sorted(c.namespaces))
 
@@ -81,6 +83,16 @@ def follow(watcher, live, until, timeout=10.0):
     raise AssertionError(f"not reached in {timeout} s; seen {[(c.type, c.kind, c.name, c.why) for c in seen]}")
 
 
+NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"zone": "a"}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "198.19.128.9"}]}}
+ADMIN_DENY = {"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+              "metadata": {"name": "no-frontend"},
+              "spec": {"priority": 3, "subject": {"namespaces": {}},
+                       "ingress": [{"name": "no-frontend", "action": "Deny",
+                                    "from": [{"pods": {"namespaceSelector": {},
+                                                       "podSelector": {"matchLabels": {"app": "frontend"}}}}]}]}}
+
+
 def test_the_model_follows_the_watch_and_equals_the_files(server, tmp_path):
     watcher = Watcher(api_client(server.kubeconfig(tmp_path / "kc")), resync_s=60)
     live = LiveCluster()
@@ -94,6 +106,9 @@ def test_the_model_follows_the_watch_and_equals_the_files(server, tmp_path):
                                                "labels": {"app": "other"}}}),
             lambda: server.delete("Pod", "shop", "backend-0"),
             lambda: server.delete("NetworkPolicy", "shop", "deny-backend"),
+            lambda: server.apply(NODE),
+            lambda: server.apply(ADMIN_DENY),
+            lambda: server.delete("AdminNetworkPolicy", "", "no-frontend"),
         ]
         for step in steps:
             step()
@@ -109,7 +124,7 @@ def test_the_model_follows_the_watch_and_equals_the_files(server, tmp_path):
 
 
 def test_gone_relists_a_dropped_connection_rewatches_and_resync_finds_drift(server, tmp_path):
-    watcher = Watcher(api_client(server.kubeconfig(tmp_path / "kc")), resync_s=1.5)
+    watcher = Watcher(api_client(server.kubeconfig(tmp_path / "kc")), resync_s=3.0)
     live = LiveCluster()
     try:
         live.load(watcher.start())
@@ -122,6 +137,11 @@ def test_gone_relists_a_dropped_connection_rewatches_and_resync_finds_drift(serv
         seen = follow(watcher, live, lambda lv: fingerprint(lv.cluster) == want)
         assert ("DELETED", "frontend-0") in [(c.type, c.name) for c in seen]
         assert pods.relists >= 1
+        # Every informer past the compaction (relisted, or told by a bookmark) first.
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not all(
+                int(i.resource_version or 0) >= server.compacted for i in watcher.informers):
+            time.sleep(0.05)
         # A dropped connection: re-watched from the last version, nothing relisted.
         relists = pods.relists
         server.drop_watches()
@@ -162,8 +182,9 @@ def test_kinds_the_server_does_not_serve_are_skipped_with_a_note(tmp_path):
     try:
         watcher.start()
         assert [i.kind.kind for i in watcher.informers] == ["Namespace", "Pod", "Service", "EndpointSlice",
-                                                            "NetworkPolicy"]
-        assert any("MultiNetworkPolicy" in n for n in notes)
+                                                            "NetworkPolicy", "Node"]
+        for kind in ("MultiNetworkPolicy", "AdminNetworkPolicy", "ClusterNetworkPolicy"):
+            assert any(kind in n for n in notes), notes
     finally:
         watcher.stop()
         srv.close()

@@ -43,6 +43,10 @@ KINDS = (
     Kind("NetworkPolicy", "networking.k8s.io", ("v1",), "networkpolicies"),
     Kind("NetworkAttachmentDefinition", "k8s.cni.cncf.io", ("v1",), "network-attachment-definitions"),
     Kind("MultiNetworkPolicy", "k8s.cni.cncf.io", ("v1beta2", "v1beta1"), "multi-networkpolicies"),
+    Kind("Node", "", ("v1",), "nodes"),
+    Kind("ClusterNetworkPolicy", "policy.networking.k8s.io", ("v1alpha2",), "clusternetworkpolicies"),
+    Kind("AdminNetworkPolicy", "policy.networking.k8s.io", ("v1alpha1",), "adminnetworkpolicies"),
+    Kind("BaselineAdminNetworkPolicy", "policy.networking.k8s.io", ("v1alpha1",), "baselineadminnetworkpolicies"),
 )
 
 
@@ -115,7 +119,8 @@ class Informer:
                   "Pod": client.CoreV1Api(api).list_pod_for_all_namespaces,
                   "Service": client.CoreV1Api(api).list_service_for_all_namespaces,
                   "EndpointSlice": client.DiscoveryV1Api(api).list_endpoint_slice_for_all_namespaces,
-                  "NetworkPolicy": client.NetworkingV1Api(api).list_network_policy_for_all_namespaces}[kind.kind]
+                  "NetworkPolicy": client.NetworkingV1Api(api).list_network_policy_for_all_namespaces,
+                  "Node": client.CoreV1Api(api).list_node}[kind.kind]
             self._list, self._args = fn, ()
         else:
             self._list = client.CustomObjectsApi(api).list_cluster_custom_object

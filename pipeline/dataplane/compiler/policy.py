@@ -37,6 +37,7 @@ from .ports import _port_entries
 DIR_NUMBERS = {INGRESS: 0, EGRESS: 1}
 MAX_CELL_DIM = 4096             # NS_MAX_CELL_DIM: above it, one rule key per pair
 ISOLATED_BITS = {INGRESS: 1, EGRESS: 2}
+SUBJECT_BITS = {2: 16, 3: 32, 4: 64, 5: 128}      # NS_SUBJECT_*: per tier direction
 V4_SPACE = ipaddress.ip_network("0.0.0.0/0")
 # IPv4 addresses live in the tables IPv4-mapped; an IPv6 CIDR inside this prefix would
 # match them. IPv6 packets with such addresses never get past the sanity filter
@@ -299,8 +300,11 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
             if not sids:
                 continue
             selected = None             # the Identities, when a rule needs them
-            for i in fresh if not tier else ():
-                isolation[i] = isolation.get(i, 0) | ISOLATED_BITS[direction]
+            # NetworkPolicy isolates; a tier's subjects only get its bit (NS_SUBJECT_*), so
+            # the lookup skips the tier for identities none of its policies select.
+            bit = SUBJECT_BITS[DIR_NUMBERS[direction] + pol.dir_base] if tier else ISOLATED_BITS[direction]
+            for i in fresh:
+                isolation[i] = isolation.get(i, 0) | bit
             rules = pol.ingress if direction == INGRESS else pol.egress
             for index, rule in enumerate(rules):
                 rid = ids[(kind + pol.key, direction, index)]
