@@ -298,7 +298,9 @@ def test_the_native_pipeline_agrees_with_the_oracle_on_the_example_for_every_pai
     dp.install(compiled)
     oracle = OraclePipeline(cluster)
     pods = [(a.port, cluster.plane.address(a)) for a in cluster.plane.attachments()]
-    reasons = set()
+    from pipeline.dataplane.flows import FlowBuilder
+    flows = FlowBuilder(compiled)
+    reasons, records = set(), {}
     for sport, sip in pods:
         for _, dip in pods:
             for port in (80, 8080, 8090):
@@ -307,5 +309,13 @@ def test_the_native_pipeline_agrees_with_the_oracle_on_the_example_for_every_pai
                 want = oracle.process(frame, sport, 10**9)
                 assert got.comparable() == want.comparable(), (sip, dip, port, got, want)
                 reasons.add(got.reason)
+                records[(str(sip), str(dip), port)] = flows.from_result(got, sport, 0)
     assert {"denied_admin_ingress", "denied_admin_egress", "denied_baseline_ingress", "denied_ingress",
             "new"} <= reasons, reasons
+    # Flow records name the tier that denied and the cluster-wide rule that allowed.
+    r = records[("198.18.0.21", "198.18.0.20", 80)]                 # draco -> harry: Admin Deny
+    assert (r["verdict"], r["drop_reason_desc"], r["traffic_direction"], r["ingress_denied_by"]) == \
+        ("DROPPED", "POLICY_DENIED", "INGRESS", [{"tier": "admin"}])
+    r = records[("198.18.0.22", "198.18.0.20", 80)]                 # cedric -> harry: Admin Allow
+    assert r["ingress_allowed_by"] == [{"kind": "AdminNetworkPolicy", "name": "gryffindor-guard",
+                                        "rule": "ingress[0]"}]

@@ -36,10 +36,13 @@ DROP_REASON_DESC = {
     "icmp_error_misdirected": "UNKNOWN_CONNECTION_TRACKING_STATE",
     "connection_closed": "UNKNOWN_CONNECTION_TRACKING_STATE",
     "denied_egress": "POLICY_DENIED", "denied_ingress": "POLICY_DENIED",
+    "denied_admin_egress": "POLICY_DENIED", "denied_admin_ingress": "POLICY_DENIED",
+    "denied_baseline_egress": "POLICY_DENIED", "denied_baseline_ingress": "POLICY_DENIED",
     "conntrack_full": "CT_MAP_INSERTION_FAILED", "conntrack_clash": "CT_MAP_INSERTION_FAILED",
     "service_port_unknown": "SERVICE_BACKEND_NOT_FOUND", "service_no_backend": "SERVICE_BACKEND_NOT_FOUND",
     "snat_ports_exhausted": "SNAT_NO_MAP_FOUND", "pod_address_not_routed": "STALE_OR_UNROUTABLE_IP",
 }
+CLUSTER_WIDE = ("ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
 VERDICTS = {"forward": "FORWARDED", "drop": "DROPPED", "local": "REDIRECTED"}
 TCP_FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
 
@@ -92,6 +95,8 @@ class FlowBuilder:
         if policy.startswith(MULTI):
             kind, policy = "MultiNetworkPolicy", policy[len(MULTI):]
         ns, name = policy.split("/", 1)
+        if ns in CLUSTER_WIDE:          # cluster-wide: Kind/name, no namespace
+            return [{"kind": ns, "name": name, "rule": f"{direction.lower()}[{index}]"}]
         return [{"kind": kind, "namespace": ns, "name": name, "rule": f"{direction.lower()}[{index}]"}]
 
     def isolating(self, entry, direction: str) -> list:
@@ -136,7 +141,9 @@ class FlowBuilder:
             if isinstance(d, ServiceVIP):
                 ns, name = d.service.split("/", 1)
                 rec["destination_service"] = {"namespace": ns, "name": name}
-        ingress_side = reason == "denied_ingress" or (not isinstance(s, Attachment) and isinstance(d, Attachment))
+        denied = reason is not None and reason.startswith("denied_")
+        ingress_side = (denied and reason.endswith("_ingress")) or \
+            (not isinstance(s, Attachment) and isinstance(d, Attachment))
         rec["traffic_direction"] = "INGRESS" if ingress_side else "EGRESS"
         rec["is_reply"] = is_reply
         if egress_rule is not None:
@@ -147,6 +154,9 @@ class FlowBuilder:
             rec["egress_denied_by"] = self.isolating(s, EGRESS)
         elif reason == "denied_ingress":
             rec["ingress_denied_by"] = self.isolating(d, INGRESS)
+        elif denied and reason.startswith(("denied_admin_", "denied_baseline_")):
+            # A tier's Deny rule (the C tables say which tier; `netsem verdict` which rule).
+            rec[f"{'ingress' if ingress_side else 'egress'}_denied_by"] = [{"tier": reason.split("_")[1]}]
         ns_part = {"event": event, "reason": reason, "zone": zone,
                    "in_port": self.port_name(in_port), "out_port": self.port_name(out_port)}
         if xdst is not None:
@@ -180,7 +190,7 @@ class FlowBuilder:
             xlated["translated_destination"] = {"address": r.dst, "port": r.dport}
         if r.rewrite & K.REWRITE_SRC:
             xlated["translated_source"] = {"address": r.src, "port": r.sport}
-        event = {"new": "new", "drop": "denied" if r.reason in ("denied_egress", "denied_ingress")
+        event = {"new": "new", "drop": "denied" if r.reason.startswith("denied_")
                  else "dropped"}.get(r.ct_state if r.verdict == "forward" else r.verdict, "packet")
         return self.record(time_ns=time_ns, verdict=r.verdict, reason=r.reason, event=event, zone=r.zone,
                            family=r.family, proto=r.proto, src=r.src, dst=r.dst, sport=r.sport,
