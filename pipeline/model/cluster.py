@@ -5,9 +5,8 @@ add/update/removeNetworkPolicy. Address mappings live in the address plane
 
 from __future__ import annotations
 
-import copy
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from .addresses import DEFAULT_DOMAIN, DEFAULT_NODE, AddressPlane, Attachment, NodeAddress
@@ -294,73 +293,15 @@ class Cluster:
                 out.add(key)
         return out
 
-    def _carry_rule_ids(self, before: "Cluster") -> None:
-        """Pods come, go or change labels: the policies, and so their rule numbering
-        (policy.rule_ids), are the generation before's."""
-        cached = getattr(before, "_rule_ids", None)
-        if cached is not None and cached[0] == before.generation:
-            self._rule_ids = (self.generation, cached[1])
-
     def relabeled(self, labels: dict[str, dict]) -> "Cluster":
-        """The next generation with these pods' labels ({pod key: labels}) changed and
-        nothing else: the watcher's most common event. A copy that shares what labels
-        cannot change (the address plane, Services, policies: a built generation is
-        never mutated), so it costs O(changed pods), not O(cluster). The pods'
-        Service mappings are recomputed (a selector may gain or lose them)."""
-        c = copy.copy(self)
-        c.pods, c._pods_by_label = dict(self.pods), dict(self._pods_by_label)
-        c._pod_to_services, c._service_to_pods = dict(self._pod_to_services), dict(self._service_to_pods)
-        for key, new in labels.items():
-            old = c.pods[key]
-            for k, v in old.labels.items():
-                lk = (old.namespace, k, v)
-                c._pods_by_label[lk] = c._pods_by_label.get(lk, set()) - {key}
-            c.pods[key] = replace(old, labels=dict(new))
-            for k, v in new.items():
-                lk = (old.namespace, k, v)
-                c._pods_by_label[lk] = c._pods_by_label.get(lk, set()) | {key}
-            for svc in c._pod_to_services.get(key, ()):
-                c._service_to_pods[svc] = c._service_to_pods[svc] - {key}
-            c._pod_to_services[key] = mine = c._services_of(key)
-            for svc in mine:
-                c._service_to_pods[svc] = c._service_to_pods.get(svc, set()) | {key}
-        c.generation = self.generation + 1
-        c._carry_rule_ids(self)
-        return c
+        """The next generation with only these pods' labels changed (generations.py)."""
+        from .generations import relabeled
+        return relabeled(self, labels)
 
     def with_pods(self, added: list[Pod] = (), removed: list[str] = ()) -> "Cluster":
-        """The next generation with pods come and gone, as a copy (relabeled's
-        reasoning): `removed` by key, `added` running pods of an existing namespace
-        with their addresses on the cluster network (what a watcher sees of a
-        scheduled pod). Raises AddressError (with self untouched) when an address
-        is taken."""
-        c = copy.copy(self)
-        c.plane = self.plane.copy()
-        c.pods, c._pods_by_label = dict(self.pods), dict(self._pods_by_label)
-        c._pod_to_services, c._service_to_pods = dict(self._pod_to_services), dict(self._service_to_pods)
-        for key in removed:
-            pod = c.pods.pop(key)
-            for k, v in pod.labels.items():
-                lk = (pod.namespace, k, v)
-                c._pods_by_label[lk] = c._pods_by_label.get(lk, set()) - {key}
-            for svc in c._pod_to_services.pop(key, ()):
-                c._service_to_pods[svc] = c._service_to_pods[svc] - {key}
-            c.plane.remove_pod_to_address_mappings(key)
-        for pod in added:
-            for ip in pod.ips:
-                c.plane.check_free(DEFAULT_DOMAIN, ip)
-            for ip in pod.ips:
-                c.plane.add_address_to_pod_mapping(DEFAULT_DOMAIN, ip, pod.key, node=pod.node_name or DEFAULT_NODE)
-            c.pods[pod.key] = pod
-            for k, v in pod.labels.items():
-                lk = (pod.namespace, k, v)
-                c._pods_by_label[lk] = c._pods_by_label.get(lk, set()) | {pod.key}
-            c._pod_to_services[pod.key] = mine = c._services_of(pod.key)
-            for svc in mine:
-                c._service_to_pods[svc] = c._service_to_pods.get(svc, set()) | {pod.key}
-        c.generation = self.generation + 1
-        c._carry_rule_ids(self)
-        return c
+        """The next generation with pods come and gone (generations.py)."""
+        from .generations import with_pods
+        return with_pods(self, added, removed)
 
     def add_endpoint_slice(self, sl: EndpointSlice) -> None:
         name = f"{sl.namespace}/{sl.name}"

@@ -182,7 +182,7 @@ def test_add_validation():
         assert lib.ns_tables_set_isolation(t, 0, 1) == -1
         assert lib.ns_tables_set_isolation(t, 5, 4) == -1
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 80, 79, 1) == -1   # lo > hi
-        assert lib.ns_tables_add_rule(t, 1, 2, 0, 0, 6, 80, 80, 1) == -1   # bad dir
+        assert lib.ns_tables_add_rule(t, 1, 6, 0, 0, 6, 80, 80, 1) == -1   # bad dir (NS_DIRS)
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 80, 80, 1) == 0
         assert lib.ns_tables_add_rule(t, 1, 1, 0, 0, 6, 80, 80, 1) == -1   # second key: full
         assert lib.ns_tables_add_rule(t, 1, 0, 0, 0, 6, 81, 81, 2) == 0

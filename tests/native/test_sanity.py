@@ -27,7 +27,8 @@ def test_reason_table():
         "icmp_error_no_connection", "unsupported_icmp", "denied_egress", "denied_ingress",
         "conntrack_full", "v4_mapped_address", "icmp_error_misdirected", "connection_closed",
         "service_port_unknown", "conntrack_clash", "service_no_backend", "snat_ports_exhausted",
-        "pod_address_not_routed", "network_unreachable"]
+        "pod_address_not_routed", "network_unreachable", "denied_admin_egress", "denied_admin_ingress",
+        "denied_baseline_egress", "denied_baseline_ingress"]
     assert lib.ns_reason_name(len(REASONS)) == lib.ns_reason_name(-1)
 
 
