@@ -94,7 +94,8 @@ BUGS = [
      "(pt->isolation[local_identity] & (1u << (tier_dir + 1)))", "tests/test_compiler_grid.py -k cluster_wide"),
     ("native/tables.c", "    pt->tiers |= 1u << dir;", "", "tests/test_cluster_wide.py"),
     ("native/policy.c", "    if (!tiers || (local < pt->identities && (pt->isolation[local] & bit))) {",
-     "    if (!tiers || 1) {", "tests/test_compiler_grid.py -k cluster_wide"),
+     "    if (!tiers || (local < pt->identities && ((pt->isolation[local] & bit) || 1))) {",
+     "tests/test_compiler_grid.py -k cluster_wide"),
     # Equivalent but for 32-bit hash collisions (the hash is seeded by the zone);
     # kept so the list says so rather than hiding it.
     ("native/tables.h", "if (e->zone == zone && memcmp", "if (memcmp",
