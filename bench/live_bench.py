@@ -9,8 +9,9 @@ does it today:
        label change is Cluster.relabeled), compiled as a table delta where it is one
        (compiler/delta.py; else in full) and installed into a running Datapath;
        p50/p99 of (installed - arrived), and how many builds were deltas;
-  (l3) one label change alone, event to installed, on the same two clusters: a move
-       to an identity that exists, and a label set never seen.
+  (l3) one change alone, event to installed, on the same two clusters: a label change
+       to an identity that exists, one to a label set never seen, and a NetworkPolicy
+       changed (its pod selector widened or narrowed).
 
     python bench/live_bench.py [--quick] [--json FILE]
 """
@@ -139,6 +140,23 @@ def one_change(pods: int, policies: int, n: int, rnd: random.Random) -> dict:
         times.sort()
         out[kind] = {"median_ms": round(times[len(times) // 2] * 1e3, 2), "max_ms": round(times[-1] * 1e3, 1),
                      "deltas": deltas, "n": n}
+    # A NetworkPolicy changed: its pod selector widened to every pod of its namespace.
+    pol_docs = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    times, deltas = [], 0
+    for _ in range(n):
+        d = copy.deepcopy(rnd.choice(pol_docs))
+        d["spec"]["podSelector"] = {} if d["spec"]["podSelector"] else {"matchLabels": {"tier": "web"}}
+        t0 = time.perf_counter()
+        a = live.apply("MODIFIED", d)
+        nxt = compile_next(compiled, live.cluster, **delta_of([a]))
+        if nxt is not compiled:
+            compiled = nxt
+            dp.install(compiled)
+        times.append(time.perf_counter() - t0)
+        deltas += compiled.delta
+    times.sort()
+    out["policy"] = {"median_ms": round(times[len(times) // 2] * 1e3, 2), "max_ms": round(times[-1] * 1e3, 1),
+                     "deltas": deltas, "n": n}
     return out
 
 
@@ -178,7 +196,8 @@ def main() -> int:
         print(f"(l3) one label change alone, {pods} pods, {policies} policies, event to installed: to an "
               f"identity that exists {e['median_ms']} ms median ({e['max_ms']} max; {e['deltas']}/{e['n']} "
               f"deltas); a new label set {n['median_ms']} ms median ({n['max_ms']} max; {n['deltas']}/{n['n']} "
-              f"deltas) (target < 10 ms)", flush=True)
+              f"deltas) (target < 10 ms); a NetworkPolicy changed {r['policy']['median_ms']} ms median "
+              f"({r['policy']['max_ms']} max; {r['policy']['deltas']}/{r['policy']['n']} deltas)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

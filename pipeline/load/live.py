@@ -36,6 +36,7 @@ class Applied:
     relabeled: frozenset = frozenset()  # pod keys, when the change was only their labels
     added: frozenset = frozenset()      # pod keys, when the change was only pods coming...
     removed: frozenset = frozenset()    # ... and going (Cluster.with_pods)
+    policies: frozenset = frozenset()   # NetworkPolicy keys, when only they changed
 
     @property
     def changed(self) -> bool:
@@ -89,6 +90,32 @@ class LiveCluster:
                 return None
             out[new_pod.key] = (k, (obj, res), new_pod)
         return out
+
+    def _policies_only(self, changes: list) -> Optional[tuple]:
+        """({policy key: (object key, parse cache entry, NetworkPolicy)}, {policy key:
+        object key}) when every change is a NetworkPolicy put or deleted in a
+        namespace that exists (Cluster.with_policies), else None."""
+        put, removed = {}, {}
+        for typ, obj in changes:
+            k = _key(obj)
+            if k[0] != "NetworkPolicy":
+                return None
+            pk = f"{k[1]}/{k[2]}"
+            if pk in put or pk in removed:
+                return None
+            if typ == "DELETED":
+                if k not in self._parsed:
+                    return None
+                removed[pk] = k
+                continue
+            try:
+                res = parse_documents([Document(_name(k), 0, obj)])
+            except ManifestErrors:
+                return None
+            if len(res.objects) != 1 or res.notes or k[1] not in self.cluster.namespaces:
+                return None
+            put[pk] = (k, (obj, res), res.objects[0][1])
+        return put, removed
 
     def _pods_only(self, changes: list) -> Optional[tuple]:
         """({pod key: (object key, parse cache entry, Pod)}, {pod key: object key})
@@ -165,6 +192,16 @@ class LiveCluster:
             self.objects, self.cluster = objects, after
             moved = frozenset(relabels)
             return [Applied(before, after, relabeled=moved) for _ in changes]
+        pols = self._policies_only(changes)
+        if pols is not None:
+            put, removed = pols
+            after = before.with_policies([p for _, _, p in put.values()], list(removed))
+            for key, hit, _ in put.values():
+                self._parsed[key] = hit
+            for key in removed.values():
+                self._parsed.pop(key, None)
+            self.objects, self.cluster = objects, after
+            return [Applied(before, after, policies=frozenset(put) | frozenset(removed)) for _ in changes]
         came_went = self._pods_only(changes)
         if came_went is not None:
             added, removed = came_went

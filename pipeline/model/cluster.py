@@ -298,6 +298,11 @@ class Cluster:
         from .generations import relabeled
         return relabeled(self, labels)
 
+    def with_policies(self, put: list = (), removed: list = ()) -> "Cluster":
+        """The next generation with NetworkPolicies put and removed (generations.py)."""
+        from .generations import with_policies
+        return with_policies(self, put, removed)
+
     def with_pods(self, added: list[Pod] = (), removed: list[str] = ()) -> "Cluster":
         """The next generation with pods come and gone (generations.py)."""
         from .generations import with_pods

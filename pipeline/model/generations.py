@@ -81,3 +81,16 @@ def with_pods(cluster, added: list = (), removed: list = ()):
     c.generation = cluster.generation + 1
     _carry_rule_ids(c, cluster)
     return c
+
+
+def with_policies(cluster, put: list = (), removed: list = ()):
+    """The next generation with NetworkPolicies put (added or replaced) and removed
+    by key, in namespaces that exist. Rule ids are numbered again (policy.rule_ids)."""
+    c = copy.copy(cluster)
+    c.policies = dict(cluster.policies)
+    for key in removed:
+        c.policies.pop(key, None)
+    for pol in put:
+        c.policies[pol.key] = pol
+    c.generation = cluster.generation + 1
+    return c

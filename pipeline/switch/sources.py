@@ -37,6 +37,8 @@ def delta_of(applied: list) -> dict:
         return {"before": applied[0].before, "relabeled": frozenset().union(*(a.relabeled for a in applied))}
     if all(a.added or a.removed for a in applied):
         return {"before": applied[0].before, "added": applied[0].added, "removed": applied[0].removed}
+    if all(a.policies for a in applied):
+        return {"before": applied[0].before, "policies": applied[0].policies}
     return {}
 
 

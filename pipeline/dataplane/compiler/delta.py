@@ -19,12 +19,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
+from ...model.addresses import DEFAULT_NETWORK
 from ...model.cluster import Cluster
+from ...model.policy import policy_selects
 from .. import constants as K
 from ..addr16 import addr16
 from . import Compiled, compile_cluster, install_tables
 from .endpoints import EndpointRow, EndpointTable
-from .policy import Identity, build_policy, identity_key
+from .policy import Identity, build_policy, identity_key, policies_and_blocks
 from .services import build_services
 
 
@@ -132,9 +134,34 @@ def _moved_rows(table: EndpointTable, cluster: Cluster, moved: dict) -> Endpoint
     return replace(table, rows=rows, packed=packed)
 
 
+def compile_policies(prev: Compiled, cluster: Cluster, keys: Iterable[str]) -> Compiled:
+    """The tables of `cluster`, which is `prev.cluster` with the NetworkPolicies
+    `keys` put or removed and nothing else: the rows of the identities any of them
+    selects (before or after) are computed again from every rule; every other row
+    keeps its states, with the rule ids numbered again (a monotone renumbering keeps
+    each segment's smallest id its smallest). Raises NeedFull when the policies'
+    ipBlocks change (the address classes would) or without peer-set states."""
+    pt = prev.policy
+    if pt.states is None:
+        raise NeedFull("one rule key per pair: no peer-set states to continue from")
+    if set(policies_and_blocks(cluster)[1]) != set(pt.blocks):
+        raise NeedFull("the ipBlocks changed: the address classes would")
+    rows: dict = {0: set(), 1: set()}
+    cluster_idents = [i for i in prev.identities if i.network == DEFAULT_NETWORK]
+    for key in keys:
+        for d, name in ((0, "Ingress"), (1, "Egress")):
+            rows[d] |= set(pt.selected.get(("", key, DEFAULT_NETWORK, name), ()))
+            pol = cluster.policies.get(key)
+            if pol is not None:
+                rows[d] |= {i.id for i in cluster_idents if policy_selects(cluster, pol, i.representative, name)}
+    policy = build_policy(cluster, prev.identities, base=pt, rows=rows, changed=frozenset(keys))
+    return install_tables(Compiled(cluster, prev.identities, prev.identity_on, prev.endpoints, policy,
+                                   prev.services, {}, identity_keys=prev.identity_keys, delta=True))
+
+
 def compile_next(prev: Optional[Compiled], cluster: Cluster, relabeled: frozenset = frozenset(),
                  before: Optional[Cluster] = None, added: frozenset = frozenset(),
-                 removed: frozenset = frozenset()) -> Compiled:
+                 removed: frozenset = frozenset(), policies: frozenset = frozenset()) -> Compiled:
     """The tables of `cluster`: a delta of `prev` when `cluster` is `before` (prev's
     cluster) with only the labels of `relabeled` changed, or only the pods `added`
     and `removed` come and gone; prev itself when `cluster` is its cluster (nothing
@@ -147,6 +174,8 @@ def compile_next(prev: Optional[Compiled], cluster: Cluster, relabeled: frozense
                 return compile_relabeled(prev, cluster, relabeled)
             if added or removed:
                 return compile_pods(prev, cluster, added, removed)
+            if policies:
+                return compile_policies(prev, cluster, policies)
         except NeedFull:
             pass
     return compile_cluster(cluster)

@@ -31,6 +31,7 @@ class PeerStates:
         self.symbols: dict = {}
         self.focus = None                        # a delta's new identity ids (numpy), or None
         self.used: dict = {}                     # dir -> states in that direction's matrices
+        self.row_masks = None                    # a policy delta's rows to compute, per dir
         self.head = [self]                       # shared along a chain of deltas: its newest
 
     def copy(self, focus=frozenset()) -> "PeerStates":
@@ -61,8 +62,37 @@ class PeerStates:
         c.used = {d: set(u) for d, u in self.used.items()}
         return c
 
-    def touches(self, rows, cols) -> bool:
+    def renumbered(self, remap: dict, rows: dict) -> "PeerStates":
+        """The states to continue from after policies came, went or changed (a
+        delta, compiler/delta.py): rule ids moved by `remap` (old id -> new id,
+        monotone, so a segment's smallest id stays its smallest; ids not in it were
+        the changed policies'), and the rows `rows` ({dir: identity ids}) cleared, to
+        be computed again from every rule; no other cell holds a changed policy's
+        rule. States keep their numbers."""
+        c = PeerStates(self.dim, self.classes)
+        c.m = {k: v.copy() for k, v in self.m.items()}
+        c.contents = [tuple((cl, segs) for cl, segs in
+                            ((cl, tuple((p, lo, hi, remap[r]) for p, lo, hi, r in segs if r in remap))
+                             for cl, segs in content) if segs)
+                      for content in self.contents]
+        c.state_of = {}
+        for i, content in enumerate(c.contents):
+            c.state_of.setdefault(content, i)
+        c.used = {d: set(u) for d, u in self.used.items()}
+        c.row_masks = {}
+        for d, ids in rows.items():
+            mask = c.row_masks[d] = np.zeros(self.dim, dtype=bool)
+            mask[np.asarray(sorted(ids), dtype=np.int64)] = True
+        for (kind, d), m in c.m.items():
+            if d in c.row_masks:
+                m[c.row_masks[d]] = 0
+        return c
+
+    def touches(self, rows, cols, dir_no: int = None) -> bool:
         """Whether a rule over these locals and peers reaches a cell of the focus."""
+        if self.row_masks is not None:
+            mask = self.row_masks.get(dir_no)
+            return mask is not None and bool(mask[np.asarray(rows, dtype=np.int64)].any())
         return self.focus is None or bool(self.in_focus[np.asarray(rows, dtype=np.int64)].any() or
                                           self.in_focus[np.asarray(cols, dtype=np.int64)].any())
 
@@ -84,6 +114,14 @@ class PeerStates:
         """entries: (classes, port entries): for block 0 when classes is (), else for
         each of those address classes."""
         if not len(rows) or not len(cols) or not entries[1]:
+            return
+        if self.row_masks is not None:
+            # A policy delta: only the rows being computed again.
+            rows = np.asarray(rows)
+            mask = self.row_masks.get(dir_no)
+            r = rows[mask[rows]] if mask is not None else rows[:0]
+            if len(r) and len(cols):
+                self._cells(kind, dir_no, r, cols, entries)
             return
         if self.focus is not None:
             # A delta: the focus rows whole, and the other rows' focus columns (the
@@ -136,7 +174,7 @@ class PeerStates:
         if not len(sel_peers) and not expand and not block_classes:
             return
         if not expand and not (block_classes and named) and \
-                not self.touches([i.id for i in selected], sel_peers):
+                not self.touches([i.id for i in selected], sel_peers, dir_no):
             return                  # a delta that this rule does not reach
         # Locals alike for this rule: only ingress named ports tell them apart.
         lgroups: dict = {}
@@ -188,7 +226,10 @@ class PeerStates:
             for (kind, d), m in self.m.items():
                 if d != dir_no:
                     continue
-                if self.focus is None:
+                if self.row_masks is not None:
+                    if dir_no in self.row_masks:
+                        used.update(np.unique(m[self.row_masks[dir_no]]).tolist())
+                elif self.focus is None:
                     used.update(np.flatnonzero(np.bincount(m.ravel(), minlength=n)).tolist())
                 else:
                     # A delta wrote only the focus rows and columns; states it left

@@ -181,17 +181,8 @@ def cell_dim(n_idents: int) -> int:
     return min(MAX_CELL_DIM, (n_idents + 1) * 5 // 4 + 8)
 
 
-def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: PolicyTables = None,
-                 focus: frozenset = frozenset()) -> PolicyTables:
-    """NetworkPolicies over the cluster network's identities, each MultiNetworkPolicy
-    over the identities of the networks it is for. cells: selected peers as peer-set
-    states in a dense matrix (PeerStates) when the identities fit NS_MAX_CELL_DIM;
-    else, or when False, one rule key per (local, peer) pair.
-
-    base, focus: a delta. The policies are base's, and `idents` are base's plus the
-    new identities `focus` (ids below base.capacity): only their rows and columns
-    are computed, on a copy of base's states; the rest is base's."""
-    ids = rule_ids(cluster)
+def policies_and_blocks(cluster: Cluster) -> tuple:
+    """([(policy, network, kind)] in compile order, {IPBlock: block id}, tier rules)."""
     tiers = tier_rules(cluster)
     policies = [(pol, DEFAULT_NETWORK, "") for pol in cluster.policy_list()] + \
         [(pol, net, MULTI) for pol in sorted(cluster.multi_policies.values(), key=lambda p: p.key)
@@ -202,13 +193,49 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
             for peer in rule.peers or ():
                 if peer.ip_block is not None and peer.ip_block not in blocks:
                     blocks[peer.ip_block] = len(blocks) + 1
+    return policies, blocks, tiers
+
+
+def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: PolicyTables = None,
+                 focus: frozenset = frozenset(), rows: dict = None, changed: frozenset = frozenset()) -> PolicyTables:
+    """NetworkPolicies over the cluster network's identities, each MultiNetworkPolicy
+    over the identities of the networks it is for. cells: selected peers as peer-set
+    states in a dense matrix (PeerStates) when the identities fit NS_MAX_CELL_DIM;
+    else, or when False, one rule key per (local, peer) pair.
+
+    base, focus: a delta. The policies are base's, and `idents` are base's plus the
+    new identities `focus` (ids below base.capacity): only their rows and columns
+    are computed, on a copy of base's states; the rest is base's.
+
+    base, rows, changed: a policy delta. The identities are base's; the policies
+    `changed` (kind + key) came, went or changed, and `rows` ({dir: identity ids})
+    are the locals any of them selects, before or after: those rows are computed
+    again from every rule, the rest is base's with its rule ids renumbered."""
+    ids = rule_ids(cluster)
+    policies, blocks, tiers = policies_and_blocks(cluster)
     classes = block_classes(blocks)
     classes_of_block: dict[int, list] = {bid: [] for bid in blocks.values()}
     for class_id, (_, members) in enumerate(classes, start=1):
         for b in members:
             classes_of_block[b].append(class_id)
 
-    if base is not None:
+    if base is not None and rows is not None:
+        remap = {rid: ids[k] for k, rid in base.rules.items() if k in ids and k[0] not in changed}
+        entries = {}
+        for k, lst in base.entries.items():
+            if k[0] and k[0] in rows.get(k[1], ()):
+                continue                    # a row computed again
+            got = [(p, lo, hi, remap[r]) for p, lo, hi, r in lst if r in remap]
+            if got:
+                entries[k] = got
+        isolation = dict(base.isolation)
+        for d, ids_ in rows.items():
+            for i in ids_:
+                isolation[i] = isolation.get(i, 0) & ~ISOLATED_BITS[INGRESS if d == 0 else EGRESS]
+        states = base.states.renumbered(remap, rows)
+        selected_of = {k: v for k, v in base.selected.items() if k[0] + k[1] not in changed}
+        peer_sets = dict(base.peer_sets)
+    elif base is not None:
         entries = dict(base.entries)        # a state's keys never change: install_into adds new ones
         isolation = dict(base.isolation)
         states = base.states.copy(focus)
@@ -303,6 +330,11 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
             # NetworkPolicy isolates; a tier's subjects only get its bit (NS_SUBJECT_*), so
             # the lookup skips the tier for identities none of its policies select.
             bit = SUBJECT_BITS[DIR_NUMBERS[direction] + pol.dir_base] if tier else ISOLATED_BITS[direction]
+            row_set = rows.get(DIR_NUMBERS[direction] + (pol.dir_base if tier else 0), ()) if rows is not None else ()
+            if rows is not None:
+                fresh = [i for i in sids if i in row_set]      # the locals computed again
+                if not fresh:
+                    continue
             for i in fresh:
                 isolation[i] = isolation.get(i, 0) | bit
             rules = pol.ingress if direction == INGRESS else pol.egress
@@ -318,13 +350,13 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
                     else:
                         sel_lists.append(peer_identities(pol, peer, network))
                 dir_no = DIR_NUMBERS[direction] + (pol.dir_base if tier else 0)
-                if base is not None and not fresh and not _named_egress(rule, direction) and \
+                if base is not None and rows is None and not fresh and not _named_egress(rule, direction) and \
                         not any(states.touches((), lst) for lst in sel_lists):
                     continue                # a delta: this rule reaches no new identity
                 if selected is None:
                     selected = [by_id[i] for i in sids]
                 if states is not None:
-                    if base is not None and not fresh:
+                    if base is not None and rows is None and not fresh:
                         # A delta's columns only: the peers among the new identities.
                         sel_lists = [lst[states.in_focus[lst]] for lst in sel_lists]
                     sel = np.unique(np.concatenate(sel_lists)) if sel_lists else np.empty(0, dtype=np.int64)
