@@ -255,7 +255,8 @@ int ns_tables_tier_check(const struct ns_tables *t, uint8_t tier_dir, uint32_t l
 /* One direction of a new connection through the tiers, as the policy filter decides
  * it (tiers: 0 when the local end is not on the cluster network): -1 allowed (*rule
  * the id of the rule that allowed, or NS_RULE_NONE by default), or the drop reason
- * (denied_egress, denied_admin_ingress, ...). */
+ * (denied_egress, denied_admin_ingress, ...). dir: NS_DIR_INGRESS or NS_DIR_EGRESS
+ * (another is refused); rule may be NULL. */
 int ns_tables_direction_verdict(const struct ns_tables *t, uint8_t dir, int tiers, uint32_t local,
                                 uint32_t peer, const uint8_t *peer16, uint8_t proto, uint16_t dport,
                                 uint32_t *rule);

@@ -120,7 +120,7 @@ static int tier_action(const struct ns_tables *t, uint8_t tier_dir, uint32_t loc
     }
     if (rule)
         *rule = r;
-    return r == NS_RULE_NONE ? NS_ACTION_NONE : t->pol->action[r];
+    return r == NS_RULE_NONE || r >= t->pol->n_actions ? NS_ACTION_NONE : t->pol->action[r];
 }
 
 int ns_tables_tier_check(const struct ns_tables *t, uint8_t tier_dir, uint32_t local_identity,
@@ -144,7 +144,14 @@ int ns_tables_direction_verdict(const struct ns_tables *t, uint8_t dir, int tier
     const int deny_np = egress ? NS_R_DENIED_EGRESS : NS_R_DENIED_INGRESS;
     const int deny_admin = egress ? NS_R_DENIED_ADMIN_EGRESS : NS_R_DENIED_ADMIN_INGRESS;
     const int deny_baseline = egress ? NS_R_DENIED_BASELINE_EGRESS : NS_R_DENIED_BASELINE_INGRESS;
+    uint32_t unused;
+    if (!rule)
+        rule = &unused;
     *rule = NS_RULE_NONE;
+    if (dir > NS_DIR_EGRESS)
+        return deny_np;             /* not a direction of NetworkPolicy's: refuse */
+    if (!t)
+        tiers = 0;                  /* no tables: nothing isolates, nothing denies */
     struct peer_class pc = {NULL, 0};
     int have_pc = 0;        /* the LPM lookup, once for every tier that probes */
     if (tiers) {

@@ -282,7 +282,8 @@ int ns_tables_add_rule(struct ns_tables *t, uint32_t local_identity, uint8_t dir
     /* local 0: a peer-set state's key (peer = the state; block 0, or an address class) */
     struct ns_policy_part *pt = open_policy(t);
     if (!pt || (local_identity == 0 && peer_identity == 0) ||
-        dir >= NS_DIRS || port_lo > port_hi || rule_id == NS_RULE_NONE)
+        dir >= NS_DIRS || port_lo > port_hi || rule_id == NS_RULE_NONE ||
+        (dir > NS_DIR_EGRESS && rule_id >= pt->n_actions))      /* a tier's rule has an action */
         return -1;
     struct rule_key k = {.local = local_identity, .peer = peer_identity, .block = block_id,
                          .dir = dir};

@@ -106,15 +106,24 @@ def test_a_sequence_of_label_changes_as_deltas_equals_full_compiles(docs):
 
 
 def test_a_delta_leaves_the_previous_generation_untouched(docs):
+    """The running generation's tables and model stay as they were; and a second
+    delta made from it (after the first took its matrices over) is still right."""
     live = LiveCluster()
     live.load(docs)
     first = compile_cluster(live.cluster)
     want = verdicts(first)
-    key = sorted(live.cluster.pods)[0]
+    isolation, entries = dict(first.policy.isolation), {k: list(v) for k, v in first.policy.entries.items()}
+    key, other = sorted(live.cluster.pods)[:2]
     applied = relabel(live, key, {"app": "app-1", "tier": "db", "canary": "yes"})
     second = compile_relabeled(first, applied.after, applied.relabeled)
     assert verdicts(first) == want                  # the running generation, as it was
+    assert first.policy.isolation == isolation and first.policy.entries == entries
     assert first.cluster.pods[key].labels != second.cluster.pods[key].labels
+    # Another branch from `first`: its matrices were taken over, so this one copies.
+    fork = first.cluster.relabeled({other: {"app": "app-2", "canary": "5"}})
+    third = compile_relabeled(first, fork, {other})
+    assert verdicts(third) == verdicts(compile_cluster(fork))
+    assert verdicts(second) == verdicts(compile_cluster(applied.after))
 
 
 def test_a_new_label_set_past_the_room_asks_for_a_full_compile(docs):
@@ -256,7 +265,6 @@ def test_policies_put_and_removed_as_deltas_equal_full_compiles(docs):
     live = LiveCluster()
     live.load(docs)
     compiled = compile_cluster(live.cluster)
-    rnd = random.Random(4)
     pols = sorted(k for k in live.objects if k[0] == "NetworkPolicy")
     extra = _yaml.safe_load("""
     apiVersion: networking.k8s.io/v1
@@ -279,7 +287,6 @@ def test_policies_put_and_removed_as_deltas_equal_full_compiles(docs):
         compiled = compile_next(compiled, applied.after, **delta_of([applied]))
         assert compiled.delta
         assert verdicts(compiled) == verdicts(compile_cluster(live.cluster)), (typ, obj["metadata"]["name"])
-    assert rnd
 
 
 def test_policy_deltas_uncover_what_a_removed_rule_hid_and_unisolate():
@@ -327,3 +334,47 @@ def test_policy_deltas_uncover_what_a_removed_rule_hid_and_unisolate():
         seen.append((ok, names.get(rid)))
     # Allowed throughout: by z-open, by a-narrow (a smaller id), by z-open again, by nobody.
     assert seen == [(-1, "quiet/z-open"), (-1, "quiet/a-narrow"), (-1, "quiet/z-open"), (-1, None)]
+
+
+def _chain(live, compiled, steps):
+    """Applies (type, object) steps one by one as deltas; each must equal a full compile."""
+    for typ, obj in steps:
+        applied = live.apply(typ, copy.deepcopy(obj))
+        assert not applied.rejected, applied.rejected
+        compiled = compile_next(compiled, applied.after, **delta_of([applied]))
+        assert compiled.delta, (typ, obj["metadata"]["name"])
+        assert verdicts(compiled) == verdicts(compile_cluster(live.cluster)), (typ, obj["metadata"]["name"])
+    return compiled
+
+
+def _np(name, ns, selector, ingress, types=("Ingress",)):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns},
+            "spec": {"podSelector": selector, "policyTypes": list(types), "ingress": ingress}}
+
+
+def test_an_identity_whose_first_pod_went_is_still_selected_by_a_later_policy():
+    """The pod that stood for an identity is deleted while another pod keeps the
+    identity; a policy added afterwards must still isolate that identity."""
+    live = LiveCluster()
+    live.load([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}},
+               new_pod("x", "a", "198.18.0.71", {"app": "x"})])
+    compiled = compile_cluster(live.cluster)
+    _chain(live, compiled, [("ADDED", new_pod("y", "a", "198.18.0.72", {"app": "x"})),
+                            ("DELETED", new_pod("x", "a", "198.18.0.71", {"app": "x"})),
+                            ("ADDED", new_pod("w", "a", "198.18.0.73", {"app": "w"})),
+                            ("ADDED", _np("iso-x", "a", {"matchLabels": {"app": "x"}}, []))])
+
+
+def test_peer_sets_of_policies_that_selected_nothing_are_not_left_stale():
+    """A policy selecting nothing while a new identity arrives: when it selects again,
+    its peers must include that identity."""
+    live = LiveCluster()
+    live.load([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}},
+               new_pod("x", "a", "198.18.0.81", {"app": "x"}),
+               _np("q", "a", {"matchLabels": {"app": "x"}}, [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}])])
+    compiled = compile_cluster(live.cluster)
+    q = live.objects[("NetworkPolicy", "a", "q")]
+    nobody = {**q, "spec": {**q["spec"], "podSelector": {"matchLabels": {"app": "nobody"}}}}
+    _chain(live, compiled, [("MODIFIED", nobody),
+                            ("ADDED", new_pod("w", "a", "198.18.0.82", {"app": "web", "v": "new"})),
+                            ("MODIFIED", q)])

@@ -117,11 +117,13 @@ class AdminRuleRef:
         return f"{self.policy} {self.direction.lower()}[{self.index}]{label} ({self.action}, priority {self.priority})"
 
 
-def selects(cluster, pol: AdminPolicy, pod: Pod) -> bool:
+def selects(cluster, pol: AdminPolicy, pod: Pod, interface: bool = False) -> bool:
     """The pod is a subject of the policy: it has an interface of its own on the
-    cluster network (not hostNetwork, not finished) and matches the subject."""
+    cluster network (not hostNetwork, not finished) and matches the subject.
+    interface: the caller knows it has one (policy.policy_selects)."""
     ns = cluster.namespaces.get(pod.namespace)
-    return ns is not None and cluster.attachment(pod.key) is not None and pol.subject.matches(ns.labels, pod)
+    return ns is not None and (interface or cluster.attachment(pod.key) is not None) and \
+        pol.subject.matches(ns.labels, pod)
 
 
 def peer_matches(cluster, peer: AdminPeer, peer_pod: Optional[Pod], peer_ip: Optional[IPAddress]) -> bool:

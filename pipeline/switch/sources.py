@@ -33,6 +33,8 @@ def delta_of(applied: list) -> dict:
     """compile_next's keywords for the changes of one apply_many: the cluster before
     and what changed, when the changes were all of one kind a delta takes (labels
     only, or pods coming and going); else {} (a full compile)."""
+    if any(a.before is not applied[0].before or a.after is not applied[0].after for a in applied):
+        return {}                   # applied one by one: several generations, not one delta
     if all(a.relabeled for a in applied):
         return {"before": applied[0].before, "relabeled": frozenset().union(*(a.relabeled for a in applied))}
     if all(a.added or a.removed for a in applied):

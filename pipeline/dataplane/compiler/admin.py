@@ -42,7 +42,8 @@ class TierRules:
         return DIR_BASE[self.policy.tier]
 
     def selects(self, cluster: Cluster, pod) -> bool:
-        return selects(cluster, self.policy, pod)
+        """pod: an identity's representative (an interface's pod, or one that was)."""
+        return selects(cluster, self.policy, pod, interface=True)
 
 
 def tier_rules(cluster: Cluster) -> list[TierRules]:

@@ -153,7 +153,8 @@ def compile_policies(prev: Compiled, cluster: Cluster, keys: Iterable[str]) -> C
             rows[d] |= set(pt.selected.get(("", key, DEFAULT_NETWORK, name), ()))
             pol = cluster.policies.get(key)
             if pol is not None:
-                rows[d] |= {i.id for i in cluster_idents if policy_selects(cluster, pol, i.representative, name)}
+                rows[d] |= {i.id for i in cluster_idents
+                            if policy_selects(cluster, pol, i.representative, name, interface=True)}
     policy = build_policy(cluster, prev.identities, base=pt, rows=rows, changed=frozenset(keys))
     return install_tables(Compiled(cluster, prev.identities, prev.identity_on, prev.endpoints, policy,
                                    prev.services, {}, identity_keys=prev.identity_keys, delta=True))

@@ -322,7 +322,10 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
             else:
                 pool = by_ns.get((network, pol.namespace), []) if sids is None else \
                     [i for i in new_ones if i.network == network and i.representative.namespace == pol.namespace]
-                fresh = [i.id for i in pool if policy_selects(cluster, pol, i.representative, direction, network)]
+                # An identity decides by its labels, whether or not the pod that
+                # stood for them is still there (deltas keep identities).
+                fresh = [i.id for i in pool
+                         if policy_selects(cluster, pol, i.representative, direction, network, interface=True)]
             selected_of[skey] = sids = fresh if sids is None else sids + fresh
             if not sids:
                 continue
@@ -376,6 +379,10 @@ def build_policy(cluster: Cluster, idents: list, cells: bool = True, base: Polic
                             if states is not None and (key[0] or key[1]):
                                 continue            # a cell: PeerStates has it
                             entries.setdefault((local.id, dir_no) + key, []).append(entry + (rid,))
+    if focus:
+        # Only the peer sets this build used were extended with the new identities;
+        # the others are dropped (computed whole when next used), never left stale.
+        peer_sets = {k: v for k, v in peer_sets.items() if k in seen}
     tables = PolicyTables(ids, isolation, blocks, classes, entries, states=states, selected=selected_of,
                           peer_sets=peer_sets, tiers=tiers)
     if states is not None:
