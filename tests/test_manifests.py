@@ -257,3 +257,26 @@ def test_get_o_yaml_dump_with_status_and_dual_stack(make_cluster):
     """)
     assert [str(i) for i in c.pods["x/a"].ips] == ["198.18.3.3", "2001:db8::3"]
     assert c.plane.lookup_address_to_pod_mapping("cluster", "2001:db8::3") == "x/a"
+
+
+def test_a_yaml_alias_bomb_is_refused_and_ordinary_aliases_load(tmp_path):
+    """A "billion laughs" (nine levels of nine aliases: 490 M nodes from 38) is refused
+    with exit 2 before anything walks it; an anchor used twice in one document loads."""
+    import subprocess
+    import sys
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  annotations:\n"
+                    + "".join(f"    {line}\n" for line in levels))
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "reach", "-f", str(bomb)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and f"{bomb}:0:-: excessive aliasing" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: &l {app: a}}\n"
+                  "spec: {containers: [{name: c, ports: [{containerPort: 80}]}], nodeSelector: *l}\n")
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "reach", "-f", str(ok)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -8,6 +8,7 @@ Cluster is only built when nothing was refused."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ def read_documents(source: str, text: str) -> Iterator[Document]:
         return
     index = 0
     try:
+        if _ALIAS.search(text):
+            _check_aliasing(source, text)
         for index, body in enumerate(yaml.load_all(text, Loader=_SafeLoader)):
             if body is not None:
                 yield Document(source, index, body)
@@ -77,6 +80,38 @@ def read_documents(source: str, text: str) -> Iterator[Document]:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ManifestError(source, index, "-", f"YAML syntax error{where}: {problem}")
+
+
+# An alias (*name) where YAML allows one: after a space, '[', ',', ':' or '-'.
+_ALIAS = re.compile(r"(?:^|[\s\[,:-])\*[^\s,\]\[{}]")
+ALIAS_EXPANSION_LIMIT = 1_000_000
+
+
+def _check_aliasing(source: str, text: str) -> None:
+    """Refuses a document whose aliases expand it past ALIAS_EXPANSION_LIMIT nodes and
+    tenfold its size (a "billion laughs"): the objects a consumer walks would be that
+    big, although the parser shares them. The API server's YAML decoder refuses such
+    documents too ("excessive aliasing")."""
+    for index, root in enumerate(yaml.compose_all(text, Loader=_SafeLoader)):
+        if root is None:
+            continue
+        expanded: dict[int, int] = {}
+        stack = [(root, False)]
+        while stack:                                  # post-order, without recursion
+            node, done = stack.pop()
+            if id(node) in expanded:
+                continue
+            kids = [k for pair in node.value for k in pair] if isinstance(node, yaml.MappingNode) else \
+                node.value if isinstance(node, yaml.SequenceNode) else []
+            if not done:
+                stack.append((node, True))
+                stack.extend((k, False) for k in kids if id(k) not in expanded)
+                continue
+            expanded[id(node)] = min(1 + sum(expanded.get(id(k), 1) for k in kids), 1 << 62)
+        size = expanded[id(root)]
+        if size > ALIAS_EXPANSION_LIMIT and size > 10 * len(expanded):
+            raise ManifestError(source, index, "-", f"excessive aliasing: the document's {len(expanded):,} YAML "
+                                                    f"nodes expand to {size:,} through aliases; refused")
 
 
 def flatten(doc: Document) -> Iterator[Document]:
