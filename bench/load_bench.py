@@ -4,7 +4,7 @@ server adds, 20 % Services, 20 % NetworkPolicies), written to a file, then loade
 `netsem`'s loader in a child process: wall time and peak memory (max RSS) of the
 child, against the file's size. Run alone (it measures memory).
 
-    python bench/load_bench.py [--objects 100000] [--json FILE]
+    python bench/load_bench.py [--objects 100000] [--format yaml|json] [--json FILE]
 """
 
 from __future__ import annotations
@@ -72,13 +72,18 @@ print(time.perf_counter() - t, len(c.pods), len(c.services), len(c.policies))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=100_000)
+    ap.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                    help="the dump as `kubectl get -o yaml` (default) or `-o json` prints it")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="netsem-load-") as d:
-        path = os.path.join(d, "dump.yaml")
+        path = os.path.join(d, f"dump.{args.format}")
+        dump = {"apiVersion": "v1", "kind": "List", "items": list(objects(args.objects))}
         with open(path, "w") as f:
-            yaml.dump({"apiVersion": "v1", "kind": "List", "items": list(objects(args.objects))}, f, Dumper=Dumper,
-                      sort_keys=False)
+            if args.format == "json":
+                json.dump(dump, f, indent=4)
+            else:
+                yaml.dump(dump, f, Dumper=Dumper, sort_keys=False)
         size = os.path.getsize(path)
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True)
@@ -88,10 +93,10 @@ def main() -> int:
             return 1
         load_s, pods, services, policies = r.stdout.split()
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    out = {"objects": args.objects, "file_mb": round(size / 2**20, 1), "load_s": round(float(load_s), 1),
+    out = {"objects": args.objects, "format": args.format, "file_mb": round(size / 2**20, 1), "load_s": round(float(load_s), 1),
            "process_s": round(wall, 1), "max_rss_mb": round(rss / 2**20), "pods": int(pods),
            "services": int(services), "policies": int(policies)}
-    print(f"{args.objects:,} objects ({out['file_mb']} MB of YAML: {pods} pods, {services} Services, {policies} "
+    print(f"{args.objects:,} objects ({out['file_mb']} MB of {args.format.upper()}: {pods} pods, {services} Services, {policies} "
           f"NetworkPolicies): loaded in {out['load_s']} s ({out['process_s']} s with the interpreter), peak memory "
           f"{out['max_rss_mb']} MB ({out['max_rss_mb'] / out['file_mb']:.1f}x the file)")
     if args.json:
