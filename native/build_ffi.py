@@ -24,12 +24,19 @@ for header in ["netsem.h", "switch.h"]:
     with open(os.path.join(HERE, header)) as f:
         ffibuilder.cdef(f.read())
 
+# NETSEM_SANITIZE=address,undefined builds with those sanitizers (tests/sanitized.py
+# runs the C tests so, with the runtimes preloaded into Python).
+SANITIZE = os.environ.get("NETSEM_SANITIZE", "")
+SAN_FLAGS = [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"] \
+    if SANITIZE else []
+
 ffibuilder.set_source(
     "pipeline._native",
     '#include "netsem.h"\n#include "switch.h"',
     sources=sorted(_rel(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
     include_dirs=[_rel(HERE)],
-    extra_compile_args=["-O2", "-Wall", "-Werror", "-std=gnu11"],
+    extra_compile_args=["-O2", "-Wall", "-Werror", "-std=gnu11"] + SAN_FLAGS,
+    extra_link_args=SAN_FLAGS,
 )
 
 if __name__ == "__main__":
