@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from .plant_c_bugs import ROOT, _tracked_copy
+from .plant_c_bugs import _tracked_copy
 
 TESTS = ["tests/native", "tests/test_differential.py", "tests/test_delta.py", "tests/test_cluster_wide.py"]
 
