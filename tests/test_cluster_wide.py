@@ -61,6 +61,11 @@ HOUSES = """
     """
 
 
+def netsem(*args):
+    """The CLI in a child process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True)
+
+
 def anp(name, priority, ingress=(), egress=(), subject="{namespaces: {matchLabels: {house: g}}}"):
     return f"""
     ---
@@ -251,21 +256,19 @@ def test_bad_cluster_wide_policies_are_refused_with_file_document_field(tmp_path
     f = tmp_path / "bad.yaml"
     f.write_text(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n"
                  f"apiVersion: policy.networking.k8s.io/{api}\n{doc}\n")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "reach", "-f", str(f)], capture_output=True, text=True)
+    r = netsem("reach", "-f", str(f))
     assert r.returncode == 2, r.stderr
     assert re.search(rf"{re.escape(str(f))}:1:{re.escape(field)}: .*{re.escape(message)}", r.stderr), r.stderr
 
 
 def test_verdict_names_the_tier_and_rule_and_policies_lists_what_applies():
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "verdict", "-f", EXAMPLE, "--from",
-                        "slytherin/draco-malfoy", "--to", "gryffindor/harry-potter", "--port", "80", "-o", "json"],
-                       capture_output=True, text=True)
+    r = netsem("verdict", "-f", EXAMPLE, "--from", "slytherin/draco-malfoy", "--to", "gryffindor/harry-potter",
+               "--port", "80", "-o", "json")
     assert r.returncode == 1, r.stderr
     v = json.loads(r.stdout)["ingress"]
     assert (v["tier"], v["adminRule"]["policy"], v["adminRule"]["name"], v["adminRule"]["action"]) == \
         ("admin", "AdminNetworkPolicy/gryffindor-guard", "deny-slytherin", "Deny")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "policies", "-f", EXAMPLE, "--pod",
-                        "gryffindor/harry-potter", "-o", "json"], capture_output=True, text=True)
+    r = netsem("policies", "-f", EXAMPLE, "--pod", "gryffindor/harry-potter", "-o", "json")
     rel = json.loads(r.stdout)
     assert [(p["policy"], p["tier"]) for p in rel["clusterWide"]] == \
         [("AdminNetworkPolicy/gryffindor-guard", "Admin"), ("BaselineAdminNetworkPolicy/default", "Baseline")]
@@ -279,12 +282,10 @@ def _doc_blocks() -> dict:
 @pytest.mark.parametrize("mode", ["open", "namespace", "application"])
 def test_isolation_modes_applied_to_the_example_give_the_documented_matrices(tmp_path, mode):
     shop = os.path.join(ROOT, "examples", "shop")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "isolation", "-f", shop, "--mode", mode],
-                       capture_output=True, text=True)
+    r = netsem("isolation", "-f", shop, "--mode", mode)
     assert r.returncode == 0, r.stderr
     (tmp_path / "iso.yaml").write_text(r.stdout)
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "reach", "-f", shop, "-f", str(tmp_path / "iso.yaml"),
-                        "--ports", "8080,5432", "--protocols", "TCP"], capture_output=True, text=True)
+    r = netsem("reach", "-f", shop, "-f", str(tmp_path / "iso.yaml"), "--ports", "8080,5432", "--protocols", "TCP")
     assert r.returncode == 0, r.stderr
     assert r.stdout == _doc_blocks()[mode]
 

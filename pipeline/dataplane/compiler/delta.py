@@ -34,39 +34,57 @@ class NeedFull(Exception):
     """This change is not a delta of the previous tables: compile in full."""
 
 
+class _Identities:
+    """The previous generation's identities, extended copy-on-write: a label set that
+    has an identity keeps it; a new one gets the next id (its row and column are the
+    delta's `focus`), within the peer-set matrices' room."""
+
+    def __init__(self, prev: Compiled):
+        self.keys, self.list = dict(prev.identity_keys or {}), list(prev.identities)
+        self.capacity, self.focus = prev.policy.capacity, set()
+
+    def of(self, pod, network: str) -> int:
+        ik = identity_key(pod, network)
+        iid = self.keys.get(ik)
+        if iid is None:
+            iid = len(self.list) + 1
+            if iid >= self.capacity:
+                raise NeedFull(f"identity {iid}: the peer-set matrices hold {self.capacity}")
+            self.list.append(Identity(iid, ik[2], pod, network))
+            self.keys[ik] = iid
+            self.focus.add(iid)
+        return iid
+
+
+def _finish(prev: Compiled, cluster: Cluster, ids: _Identities, identity_on: dict, endpoints,
+            services) -> Compiled:
+    """New identities' rows and columns, then the tables; with none, the running
+    policy part is shared, not rebuilt."""
+    policy = build_policy(cluster, ids.list, base=prev.policy, focus=frozenset(ids.focus)) if ids.focus \
+        else prev.policy
+    share = prev.tables if policy is prev.policy and prev.tables is not None else None
+    return install_tables(Compiled(cluster, ids.list, identity_on, endpoints, policy, services, {},
+                                   identity_keys=ids.keys, delta=True), share_policy=share)
+
+
 def compile_relabeled(prev: Compiled, cluster: Cluster, pods: Iterable[str]) -> Compiled:
     """The tables of `cluster`, which is `prev.cluster` with the labels of `pods`
     changed (Cluster.relabeled) and nothing else. Raises NeedFull."""
-    keys, idents, identity_on = dict(prev.identity_keys or {}), list(prev.identities), dict(prev.identity_on)
-    focus: set[int] = set()
+    ids, identity_on = _Identities(prev), dict(prev.identity_on)
     moved: dict[tuple, int] = {}
     networks = sorted(cluster.networks)
     for pk in pods:
-        pod = cluster.pods[pk]
         for net in networks:
-            if (pk, net) not in identity_on:
-                continue
-            ik = identity_key(pod, net)
-            iid = keys.get(ik)
-            if iid is None:
-                iid = len(idents) + 1
-                if iid >= prev.policy.capacity:
-                    raise NeedFull(f"identity {iid}: the peer-set matrices hold {prev.policy.capacity}")
-                idents.append(Identity(iid, ik[2], pod, net))
-                keys[ik] = iid
-                focus.add(iid)
-            if identity_on[(pk, net)] != iid:
-                identity_on[(pk, net)] = moved[(pk, net)] = iid
+            if (pk, net) in identity_on:
+                iid = ids.of(cluster.pods[pk], net)
+                if identity_on[(pk, net)] != iid:
+                    identity_on[(pk, net)] = moved[(pk, net)] = iid
     endpoints = _moved_rows(prev.endpoints, cluster, moved)
-    policy = build_policy(cluster, idents, base=prev.policy, focus=frozenset(focus)) if focus else prev.policy
-    before = prev.cluster
     services = prev.services
-    if any(before.lookup_pod_to_service_mappings(pk) != cluster.lookup_pod_to_service_mappings(pk) for pk in pods):
+    if any(prev.cluster.lookup_pod_to_service_mappings(pk) != cluster.lookup_pod_to_service_mappings(pk)
+           for pk in pods):
         services = build_services(cluster, endpoints.zones)
-    # No new identity: the policy tables are the running ones, shared, not rebuilt.
-    share = prev.tables if policy is prev.policy and prev.tables is not None else None
-    return install_tables(Compiled(cluster, idents, identity_on, endpoints, policy, services, {},
-                                   identity_keys=keys, delta=True), share_policy=share)
+    return _finish(prev, cluster, ids, identity_on, endpoints, services)
 
 
 def compile_pods(prev: Compiled, cluster: Cluster, added: Iterable[str], removed: Iterable[str]) -> Compiled:
@@ -74,7 +92,7 @@ def compile_pods(prev: Compiled, cluster: Cluster, added: Iterable[str], removed
     (Cluster.with_pods) and nothing else: their endpoint rows and ports go and come;
     a pod whose labels make a new identity gets its row and column as in
     compile_relabeled. Raises NeedFull."""
-    keys, idents, identity_on = dict(prev.identity_keys or {}), list(prev.identities), dict(prev.identity_on)
+    ids, identity_on = _Identities(prev), dict(prev.identity_on)
     ep = prev.endpoints
     gone_ports = {a.port for pk in removed for a in prev.cluster.plane.attachments_of(pk)}
     rows = [r for r in ep.rows if not (r.kind == K.EP_POD and r.port in gone_ports)]
@@ -84,36 +102,22 @@ def compile_pods(prev: Compiled, cluster: Cluster, added: Iterable[str], removed
         for net in list(cluster.networks):
             identity_on.pop((pk, net), None)
     owner = max((r.owner for r in ep.rows if r.kind == K.EP_POD), default=0)
-    focus: set[int] = set()
     for pk in added:
-        pod = cluster.pods[pk]
         for a in cluster.plane.attachments_of(pk):
             if a.node not in ep.nodes or a.domain not in ep.zones or a.network not in ep.networks:
                 raise NeedFull(f"{a}: a node, domain or network the tables do not number")
-            ik = identity_key(pod, a.network)
-            iid = keys.get(ik)
-            if iid is None:
-                iid = len(idents) + 1
-                if iid >= prev.policy.capacity:
-                    raise NeedFull(f"identity {iid}: the peer-set matrices hold {prev.policy.capacity}")
-                idents.append(Identity(iid, ik[2], pod, a.network))
-                keys[ik] = iid
-                focus.add(iid)
-            identity_on[(pk, a.network)] = iid
+            iid = identity_on[(pk, a.network)] = ids.of(cluster.pods[pk], a.network)
             owner += 1
             z = ep.zones[a.domain]
             rows += [EndpointRow(z, ip, K.EP_POD, a.port, iid, ep.nodes[a.node], owner, addr16(ip))
                      for ip in cluster.plane.addresses(a)]
             port_zones[a.port], port_networks[a.port] = z, ep.networks[a.network]
     endpoints = replace(ep, rows=rows, port_zones=port_zones, port_networks=port_networks, packed=None)
-    policy = build_policy(cluster, idents, base=prev.policy, focus=frozenset(focus)) if focus else prev.policy
     services = prev.services
     if any(prev.cluster.lookup_pod_to_service_mappings(pk) for pk in removed) or \
             any(cluster.lookup_pod_to_service_mappings(pk) for pk in added):
         services = build_services(cluster, endpoints.zones)
-    share = prev.tables if policy is prev.policy and prev.tables is not None else None
-    return install_tables(Compiled(cluster, idents, identity_on, endpoints, policy, services, {},
-                                   identity_keys=keys, delta=True), share_policy=share)
+    return _finish(prev, cluster, ids, identity_on, endpoints, services)
 
 
 def _moved_rows(table: EndpointTable, cluster: Cluster, moved: dict) -> EndpointTable:
