@@ -65,7 +65,7 @@ void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
     reply_of(&e->key, xd ? e->xdst : NULL, e->xport, xs ? e->xsrc : NULL, e->xsport, r);
 }
 
-int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
+int ct_init(struct ct_table *ct, uint32_t cap, uint32_t per_port, struct ns_events *ev)
 {
     memset(ct, 0, sizeof(*ct));
     if (cap == 0 || cap > (1u << 30))
@@ -82,19 +82,27 @@ int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev)
         ct_fini(ct);
         return -1;
     }
+    ct->per_port = per_port;
+    if (per_port && !(ct->port_count = calloc(CT_PORTS, sizeof(*ct->port_count)))) {
+        ct_fini(ct);
+        return -1;
+    }
     return 0;
 }
 
 void ct_fini(struct ct_table *ct)
 {
     free(ct->e);
+    free(ct->port_count);
+    ct->port_count = NULL;
     ct->e = NULL;
     hidx_fini(&ct->idx);
 }
 
 uint64_t ct_bytes(const struct ct_table *ct)
 {
-    return (uint64_t)ct->cap * sizeof(struct ct_entry) + hidx_bytes(&ct->idx);
+    return (uint64_t)ct->cap * sizeof(struct ct_entry) + hidx_bytes(&ct->idx) +
+           (ct->port_count ? CT_PORTS * sizeof(*ct->port_count) : 0);
 }
 
 /* ---- FIFOs ---- */
@@ -260,6 +268,8 @@ void ct_delete(struct ct_table *ct, uint32_t i)
     fifo_unlink(ct, i);
     ct->state_count[e->state]--;
     ct->n_xlated -= e->nat != 0;
+    if (ct->port_count)
+        ct->port_count[e->in_port]--;
     e->state = CT_FREE;
     e->next = ct->free_head;
     ct->free_head = i;
@@ -314,8 +324,35 @@ static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
     return 0;
 }
 
+/* Every expired entry: they are among those whose queued stamp has passed, which
+ * sit at the FIFO heads (the ones not yet expired there are in their last
+ * CT_REQUEUE_MS, so the walk stays short). */
+static void ct_reclaim_all(struct ct_table *ct, uint64_t now)
+{
+    uint32_t now_ms = ms_stamp(now);
+    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
+        uint32_t i = ct->fifo[c].head;
+        while (i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms)) {
+            uint32_t next = ct->e[i].next;
+            if (ct->e[i].expiry <= now) {
+                ct_report(ct, i, NS_EV_EXPIRED, now);
+                ct_delete(ct, i);
+            }
+            i = next;
+        }
+    }
+}
+
+int ct_port_full(struct ct_table *ct, uint16_t in_port, uint64_t now)
+{
+    if (!ct->port_count || ct->port_count[in_port] < ct->per_port)
+        return 0;
+    ct_reclaim_all(ct, now);
+    return ct->port_count[in_port] >= ct->per_port;
+}
+
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
-                   const struct ct_nat *nat, uint64_t now)
+                   const struct ct_nat *nat, uint16_t in_port, uint64_t now)
 {
     uint32_t i;
     if (ct->free_head == NS_NONE32 && ct->bump == ct->cap)
@@ -349,6 +386,9 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
     e->qexp_ms = ms_stamp(e->expiry);
     e->created_ns = now;
     e->egress_rule = e->ingress_rule = NS_RULE_NONE;
+    e->in_port = in_port;
+    if (ct->port_count)
+        ct->port_count[in_port]++;
     struct ct_key rkey;
     ct_reply_key(e, &rkey);
     hidx_insert(&ct->idx, h, (i << 1) + 1);

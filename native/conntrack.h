@@ -116,12 +116,18 @@ struct ct_table {
     uint32_t state_count[CT_STATE_COUNT];
     uint32_t n_xlated;       /* entries with a translation (only they can clash) */
     struct ns_events *ev;    /* where expiries are reported (owned by the pipeline) */
+    uint32_t per_port;       /* live entries one arrival port may hold (0: no limit) */
+    uint32_t *port_count;    /* [CT_PORTS] entries held per arrival port, when per_port */
 };
+
+/* Arrival ports are 16-bit: the per-port counts are one bounded array (256 KiB),
+ * allocated only when a limit is set. */
+#define CT_PORTS 65536u
 
 #define CT_DIR_ORIG 0
 #define CT_DIR_REPLY 1
 
-int ct_init(struct ct_table *ct, uint32_t cap, struct ns_events *ev);
+int ct_init(struct ct_table *ct, uint32_t cap, uint32_t per_port, struct ns_events *ev);
 void ct_fini(struct ct_table *ct);
 uint64_t ct_bytes(const struct ct_table *ct);
 uint32_t ct_key_hash(const struct ct_key *k);
@@ -145,10 +151,14 @@ static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
         __builtin_prefetch((const char *)e + 64);   /* the translation, if any */
     }
 }
-/* New entry in `state` (translated as nat says; NULL: not at all), or NS_NONE32
- * when full after reclaiming. The caller fills the report fields. */
+/* New entry in `state` (translated as nat says; NULL: not at all), opened from
+ * in_port, or NS_NONE32 when full after reclaiming. The caller fills the report
+ * fields. */
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
-                   const struct ct_nat *nat, uint64_t now);
+                   const struct ct_nat *nat, uint16_t in_port, uint64_t now);
+/* 1 when in_port already holds per_port live entries (expired ones are reclaimed
+ * first, so the count is exact), else 0; always 0 without a limit. */
+int ct_port_full(struct ct_table *ct, uint16_t in_port, uint64_t now);
 void ct_delete(struct ct_table *ct, uint32_t i);
 /* Reports entry i as an event of `type` (NS_EV_*) at `now`. */
 struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64_t now);

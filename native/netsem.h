@@ -93,6 +93,7 @@ struct ns_ct_limits {
     uint32_t reclaim_per_batch;  /* expired entries reclaimed per batch at most */
     uint32_t events;         /* event ring capacity (0: no events recorded) */
     uint32_t affinity;       /* ClientIP affinity records (rounded up to a power of 2) */
+    uint32_t per_port;       /* live connections one arrival port may open (0: no limit) */
 };
 
 /* One per packet, written by ns_pipeline_run. The tuple is the packet's as it

@@ -205,11 +205,12 @@ static int run_one(struct ns_pipeline *p, const struct ns_pkt *pkt, const struct
     }
     if (ct_reply_clashes(&p->ct, key, &nat, now))   /* the key itself was just looked up */
         return NS_R_CONNTRACK_CLASH;
-    ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), &nat, now);
+    if (ct_port_full(&p->ct, arrival, now))
+        return NS_R_CONNTRACK_POD_LIMIT;
+    ci = ct_insert(&p->ct, key, hash, ns_open_state(pkt->proto), &nat, arrival, now);
     if (ci == NS_NONE32)
         return NS_R_CONNTRACK_FULL;
     struct ct_entry *e = &p->ct.e[ci];
-    e->in_port = arrival;
     e->generation = p->generation;
     e->egress_rule = res->egress_rule;
     e->ingress_rule = res->ingress_rule;

@@ -55,7 +55,7 @@ struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits)
     if (!p->lim.affinity) p->lim.affinity = NS_DEF_AFFINITY;
     if (aff_init(&p->aff, p->lim.affinity) != 0 ||
         events_init(&p->ev, p->lim.events) != 0 ||
-        ct_init(&p->ct, p->lim.connections, &p->ev) != 0 ||
+        ct_init(&p->ct, p->lim.connections, p->lim.per_port, &p->ev) != 0 ||
         frag_init(&p->frag, p->lim.fragments) != 0) {
         ns_pipeline_free(p);
         return NULL;
@@ -152,10 +152,9 @@ int ns_pipeline_ct_commit_translated(struct ns_pipeline *p, uint16_t zone, const
     nat.xport = xport;
     if (ct_clashes(&p->ct, &k, &nat, now_ns))
         return -1;
-    uint32_t i = ct_insert(&p->ct, &k, ct_key_hash(&k), ns_open_state(proto), &nat, now_ns);
+    uint32_t i = ct_insert(&p->ct, &k, ct_key_hash(&k), ns_open_state(proto), &nat, in_port, now_ns);
     if (i == NS_NONE32)
         return -1;
-    p->ct.e[i].in_port = in_port;
     p->ct.e[i].generation = p->generation;
     struct ns_event *ev = ct_report(&p->ct, i, NS_EV_NEW, now_ns);
     if (ev)

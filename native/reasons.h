@@ -70,7 +70,11 @@
     _(DENIED_ADMIN_EGRESS,     "denied_admin_egress",     NS_DROP,    "policy")       \
     _(DENIED_ADMIN_INGRESS,    "denied_admin_ingress",    NS_DROP,    "policy")       \
     _(DENIED_BASELINE_EGRESS,  "denied_baseline_egress",  NS_DROP,    "policy")       \
-    _(DENIED_BASELINE_INGRESS, "denied_baseline_ingress", NS_DROP,    "policy")
+    _(DENIED_BASELINE_INGRESS, "denied_baseline_ingress", NS_DROP,    "policy")       \
+    /* a new connection from a port (a pod's interface, or the uplink) that already  */ \
+    /* holds --max-connections-per-pod live connections: one pod cannot exhaust     */ \
+    /* the table for the others                                                      */ \
+    _(CONNTRACK_POD_LIMIT,     "conntrack_pod_limit",     NS_DROP,    "commit")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

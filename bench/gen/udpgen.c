@@ -3,8 +3,10 @@
  * bench/switch_bench.py compiles it with gcc at run time and runs it inside the
  * sender pod's namespace.
  *
- *   udpgen IFNAME SRC_MAC DST_MAC SRC_IP DST_IP FLOWS SECONDS
+ *   udpgen IFNAME SRC_MAC DST_MAC SRC_IP DST_IP FLOWS SECONDS [syn]
  *
+ * syn: TCP SYNs instead of UDP (with a correct TCP checksum, so the receiving
+ *      kernel answers them): with FLOWS = 0, a SYN flood (tests/switch/test_flood.py).
  * FLOWS > 0: source ports 10000.. cycle over FLOWS flows to destination port 9.
  * FLOWS = 0: every packet a new flow (source port and destination port both
  *            advance, 64,512 x 64,000 distinct pairs before any repeats).
@@ -49,12 +51,29 @@ static uint16_t ip_csum(const uint8_t *h)
     return (uint16_t)~s;
 }
 
+/* The TCP checksum of a 20-byte header with no payload, pseudo-header included. */
+static void tcp_csum(uint8_t *t, const struct in_addr *s, const struct in_addr *d)
+{
+    const uint8_t *a = (const uint8_t *)&s->s_addr, *b = (const uint8_t *)&d->s_addr;
+    uint32_t sum = (uint32_t)(a[0] << 8 | a[1]) + (uint32_t)(a[2] << 8 | a[3]) +
+                   (uint32_t)(b[0] << 8 | b[1]) + (uint32_t)(b[2] << 8 | b[3]) + 6 + 20;
+    t[16] = t[17] = 0;
+    for (int i = 0; i < 20; i += 2)
+        sum += (uint32_t)(t[i] << 8 | t[i + 1]);
+    while (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    sum = ~sum & 0xFFFF;
+    t[16] = (uint8_t)(sum >> 8);
+    t[17] = (uint8_t)sum;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: udpgen IFNAME SRC_MAC DST_MAC SRC_IP DST_IP FLOWS SECONDS\n");
+    if (argc != 8 && !(argc == 9 && strcmp(argv[8], "syn") == 0)) {
+        fprintf(stderr, "usage: udpgen IFNAME SRC_MAC DST_MAC SRC_IP DST_IP FLOWS SECONDS [syn]\n");
         return 2;
     }
+    const int syn = argc == 9;
     uint8_t smac[6], dmac[6];
     struct in_addr sip, dip;
     if (parse_mac(argv[2], smac) || parse_mac(argv[3], dmac) || !inet_aton(argv[4], &sip) ||
@@ -94,16 +113,22 @@ int main(int argc, char **argv)
         f[13] = 0x00;
         uint8_t *ip = f + 14;
         ip[0] = 0x45;
-        ip[3] = 46;           /* 20 + 8 + 18 */
+        ip[3] = syn ? 40 : 46;   /* 20 + 20, or 20 + 8 + 18 */
         ip[8] = 64;
-        ip[9] = 17;
+        ip[9] = syn ? 6 : 17;
         memcpy(ip + 12, &sip, 4);
         memcpy(ip + 16, &dip, 4);
         uint16_t c = ip_csum(ip);
         ip[10] = (uint8_t)(c >> 8);
         ip[11] = (uint8_t)c;
         uint8_t *udp = ip + 20;
-        udp[5] = 26;          /* length 8 + 18; checksum 0 (none, IPv4) */
+        if (syn) {
+            udp[12] = 0x50;   /* data offset 5 words */
+            udp[13] = 0x02;   /* SYN */
+            udp[14] = 0xff;   /* window */
+        } else {
+            udp[5] = 26;      /* length 8 + 18; checksum 0 (none, IPv4) */
+        }
         iov[i].iov_base = f;
         iov[i].iov_len = FRAME;
         msg[i].msg_hdr.msg_iov = &iov[i];
@@ -126,6 +151,8 @@ int main(int argc, char **argv)
             udp[1] = (uint8_t)sport;
             udp[2] = (uint8_t)(dport >> 8);
             udp[3] = (uint8_t)dport;
+            if (syn)
+                tcp_csum(udp, &sip, &dip);
         }
         int r = sendmmsg(fd, msg, BATCH, 0);
         if (r > 0)

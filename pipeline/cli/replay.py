@@ -33,6 +33,11 @@ def add_replay_parser(sub) -> None:
                    help="packets less than this many microseconds apart share one batch and its "
                         "clock (default 1000)")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-packet lines, only the summary")
+    r.add_argument("--max-connections", type=int, default=0, metavar="N",
+                   help="connection tracker capacity, as `netsem up --max-connections` (default "
+                        "1,048,576): give the recording switch's limits to check its capture")
+    r.add_argument("--max-connections-per-pod", type=int, default=0, metavar="N",
+                   help="as `netsem up --max-connections-per-pod` (default: no limit)")
     r.set_defaults(func=cmd_replay)
 
 
@@ -51,7 +56,11 @@ def cmd_replay(args) -> int:
         raise UsageError(str(e))
     renderer = PacketRenderer(compiled)
     flows = FlowBuilder(compiled)
-    datapath = Datapath()
+    for flag, v in (("--max-connections", args.max_connections),
+                    ("--max-connections-per-pod", args.max_connections_per_pod)):
+        if not 0 <= v <= 1 << 30:
+            raise UsageError(f"{flag}: {v} is not between 1 and {1 << 30} (or 0, the default)")
+    datapath = Datapath(connections=args.max_connections, per_port=args.max_connections_per_pod)
     counts: dict[str, int] = {}
     unknown = 0
     n = 0

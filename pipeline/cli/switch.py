@@ -40,6 +40,9 @@ def cmd_up(args) -> int:
     if not 0 <= args.max_connections <= 1 << 30:
         raise UsageError(f"--max-connections: {args.max_connections} is not between 1 and {1 << 30} "
                          "(or 0, the default)")
+    if not 0 <= args.max_connections_per_pod <= 1 << 30:
+        raise UsageError(f"--max-connections-per-pod: {args.max_connections_per_pod} is not between 1 and "
+                         f"{1 << 30} (or 0, the default: no limit)")
     if args.stats_interval <= 0:
         raise UsageError("--stats-interval must be more than 0 seconds")
     if args.cluster_dns != "none":
@@ -72,6 +75,7 @@ def _run_up(args, run_up) -> int:
                   duration=args.duration, pcap=args.pcap, flows=args.flows,
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
                   max_connections=args.max_connections,
+                  max_connections_per_pod=args.max_connections_per_pod,
                   cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
@@ -168,6 +172,11 @@ def add_switch_parsers(sub) -> None:
     up.add_argument("--max-connections", type=int, default=0, metavar="N",
                     help="connection tracker capacity (default 1,048,576); when full, new "
                          "connections are dropped conntrack_full")
+    up.add_argument("--max-connections-per-pod", type=int, default=0, metavar="N",
+                    help="at most N live connections opened from one pod interface (the uplink "
+                         "counts as one), so that one pod cannot fill the tracker for the others; "
+                         "beyond it, new connections are dropped conntrack_pod_limit (default: no "
+                         "limit)")
     up.add_argument("--cluster-dns", default=DEFAULT_DNS_ADDRESS, metavar="IP|none",
                     help=f"the cluster DNS Service's address (default {DEFAULT_DNS_ADDRESS}): unless the "
                          f"manifests have kube-system/kube-dns, it and one pod behind it are added; netsem "

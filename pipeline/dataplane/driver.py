@@ -77,8 +77,9 @@ class Datapath:
     """One native pipeline (conntrack, fragments, events) and the tables installed in it."""
 
     def __init__(self, connections: int = 0, fragments: int = 0, reclaim_per_batch: int = 0,
-                 max_batch: int = 256, events: int = 0, affinity: int = 0):
+                 max_batch: int = 256, events: int = 0, affinity: int = 0, per_port: int = 0):
         limits = ffi.new("struct ns_ct_limits *")
+        limits.per_port = per_port
         limits.affinity = affinity
         limits.connections = connections
         limits.fragments = fragments
@@ -244,7 +245,7 @@ class Datapath:
         lim = ffi.new("struct ns_ct_limits *")
         lib.ns_pipeline_limits(self._p, lim)
         return {f: getattr(lim, f) for f in ("connections", "fragments", "reclaim_per_batch", "events",
-                                              "affinity")}
+                                              "affinity", "per_port")}
 
     @property
     def affinity_full(self) -> int:

@@ -39,6 +39,7 @@ DROP_REASON_DESC = {
     "denied_admin_egress": "POLICY_DENIED", "denied_admin_ingress": "POLICY_DENIED",
     "denied_baseline_egress": "POLICY_DENIED", "denied_baseline_ingress": "POLICY_DENIED",
     "conntrack_full": "CT_MAP_INSERTION_FAILED", "conntrack_clash": "CT_MAP_INSERTION_FAILED",
+    "conntrack_pod_limit": "CT_MAP_INSERTION_FAILED",
     "service_port_unknown": "SERVICE_BACKEND_NOT_FOUND", "service_no_backend": "SERVICE_BACKEND_NOT_FOUND",
     "snat_ports_exhausted": "SNAT_NO_MAP_FOUND", "pod_address_not_routed": "STALE_OR_UNROUTABLE_IP",
 }

@@ -55,7 +55,9 @@ def replay(compiled: Compiled, packets: Iterator[CapturedPacket], check: bool = 
 
     dp = datapath or Datapath(max_batch=max_batch)
     dp.install(compiled, recheck=recheck)
-    oracle = OraclePipeline(compiled.cluster) if check else None
+    lim = dp.limits()   # the oracle holds to the datapath's limits
+    oracle = OraclePipeline(compiled.cluster, connections_limit=lim["connections"],
+                            per_port_limit=lim["per_port"]) if check else None
 
     def attributed():
         for i, p in enumerate(packets, start=1):

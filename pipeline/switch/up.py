@@ -63,7 +63,7 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
            duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
            metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
            max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS,
-           max_ports: int = 0) -> int:
+           max_ports: int = 0, max_connections_per_pod: int = 0) -> int:
     """source: manifest paths (a list), or a FileSource / ApiSource (sources.py)."""
     if isinstance(source, (list, tuple)):
         source = FileSource(list(source), config)
@@ -92,7 +92,8 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
             dns.write(cluster)
             topo.dns = cluster_dns
         sw = Switch(compiled, topo, ring=ring, connections=max_connections,
-                    events=EVENT_RING if flows else 0, max_ports=max_ports)
+                    events=EVENT_RING if flows else 0, max_ports=max_ports,
+                    per_port=max_connections_per_pod)
         if pcap:
             rec = Recorder(sw, pcap)
             print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "

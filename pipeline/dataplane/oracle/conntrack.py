@@ -42,6 +42,7 @@ class Connection:
     fin_from: Optional[str] = None  # which direction sent the first FIN
     xlate: Optional[tuple] = None   # (translated destination, port): the service mapper's
     snat: Optional[tuple] = None    # (translated source, port): masquerade, hairpin
+    port: int = 0                   # the arrival port of the opening packet
 
     def reply_key(self) -> tuple:
         zone, src, dst, sport, dport, proto, echo = self.key
@@ -51,8 +52,9 @@ class Connection:
 
 
 class ConnTable:
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, per_port: int = 0):
         self.limit = limit
+        self.per_port = per_port        # live connections one arrival port may hold (0: any)
         self.by_key: dict = {}          # either direction's key -> Connection
         self.live: set = set()          # id() of every Connection in by_key
 
@@ -97,7 +99,12 @@ class ConnTable:
                 return xsrc, port
         return None
 
-    def insert(self, key: tuple, state: int, now: int, xlate=None, snat=None) -> Optional[Connection]:
+    def port_full(self, port: int, now: int) -> bool:
+        """The port already holds per_port live connections (--max-connections-per-pod)."""
+        return bool(self.per_port) and sum(c.port == port for c in self.connections(now)) >= self.per_port
+
+    def insert(self, key: tuple, state: int, now: int, xlate=None, snat=None,
+               port: int = 0) -> Optional[Connection]:
         """None when every entry is live and the table is at its limit."""
         if len(self.live) >= self.limit:
             for c in list({id(c): c for c in self.by_key.values()}.values()):
@@ -105,7 +112,7 @@ class ConnTable:
                     self.delete(c)
             if len(self.live) >= self.limit:
                 return None
-        conn = Connection(key, state, expiry(now, state), xlate=xlate, snat=snat)
+        conn = Connection(key, state, expiry(now, state), xlate=xlate, snat=snat, port=port)
         for k in (conn.key, conn.reply_key()):
             old = self.by_key.get(k)
             if old is not None:          # an expired entry with the same key

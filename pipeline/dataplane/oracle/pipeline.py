@@ -39,8 +39,8 @@ class _Out:
 
 class OraclePipeline:
     def __init__(self, cluster: Cluster, connections_limit: int = 1 << 20, fragments_limit: int = 4096,
-                 affinity_limit: int = 65536):
-        self.conns = ct.ConnTable(connections_limit)
+                 affinity_limit: int = 65536, per_port_limit: int = 0):
+        self.conns = ct.ConnTable(connections_limit, per_port_limit)
         self.frags = FragTable(fragments_limit)
         self.affinity = Affinity(affinity_limit)      # outlives installs, as in C
         self.last_now = 0
@@ -66,12 +66,12 @@ class OraclePipeline:
         return deleted
 
     def commit_translated(self, src, dst, sport: int, dport: int, proto: int, xdst, xport: int,
-                          now: int, zone: int = 0) -> None:
+                          now: int, zone: int = 0, in_port: int = 0) -> None:
         """As Datapath.commit_translated: a connection whose destination is translated."""
         key = (zone, ipaddress.ip_address(src), ipaddress.ip_address(dst), sport, dport, proto, 0)
         xlate = (ipaddress.ip_address(xdst), xport)
         if self.conns.clashes(key, now, xlate) or \
-                self.conns.insert(key, ct.OPEN_STATE.get(proto, ct.S["ICMP"]), now, xlate) is None:
+                self.conns.insert(key, ct.OPEN_STATE.get(proto, ct.S["ICMP"]), now, xlate, port=in_port) is None:
             raise RuntimeError("conntrack full or clash")
 
     # -- the pipeline ----------------------------------------------------------------
@@ -180,7 +180,9 @@ class OraclePipeline:
                 out.rewrite |= REWRITE_SRC
         if self.conns.clashes(key, now, xlate, snat):
             raise Drop("conntrack_clash")
-        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now, xlate, snat) is None:
+        if self.conns.port_full(arrival, now):
+            raise Drop("conntrack_pod_limit")
+        if self.conns.insert(key, ct.OPEN_STATE.get(pkt.proto, ct.S["ICMP"]), now, xlate, snat, arrival) is None:
             raise Drop("conntrack_full")
         return self._forward(pkt, arrival, domain, now, out, "new", fkey, routed=True)
 
