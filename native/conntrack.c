@@ -65,65 +65,6 @@ void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
     reply_of(&e->key, xd ? e->xdst : NULL, e->xport, xs ? e->xsrc : NULL, e->xsport, r);
 }
 
-int ct_init(struct ct_table *ct, uint32_t cap, uint32_t per_port, struct ns_events *ev)
-{
-    memset(ct, 0, sizeof(*ct));
-    if (cap == 0 || cap > (1u << 30))
-        return -1;
-    ct->cap = cap;
-    ct->ev = ev;
-    ct->free_head = NS_NONE32;
-    for (int c = 0; c < CT_TCLASS_COUNT; c++)
-        ct->fifo[c].head = ct->fifo[c].tail = NS_NONE32;
-    /* aligned (64 bytes at least): an entry's first half (all a lookup reads) is one
-     * cache line */
-    ct->e = ns_table_alloc((uint64_t)cap * sizeof(*ct->e));
-    if (!ct->e || hidx_init(&ct->idx, 2ull * cap) != 0) {
-        ct_fini(ct);
-        return -1;
-    }
-    ct->per_port = per_port;
-    if (per_port && !(ct->port_count = calloc(CT_PORTS, sizeof(*ct->port_count)))) {
-        ct_fini(ct);
-        return -1;
-    }
-    return 0;
-}
-
-void ct_fini(struct ct_table *ct)
-{
-    free(ct->e);
-    free(ct->port_count);
-    ct->port_count = NULL;
-    ct->e = NULL;
-    hidx_fini(&ct->idx);
-}
-
-uint64_t ct_bytes(const struct ct_table *ct)
-{
-    return (uint64_t)ct->cap * sizeof(struct ct_entry) + hidx_bytes(&ct->idx) +
-           (ct->port_count ? CT_PORTS * sizeof(*ct->port_count) : 0);
-}
-
-/* ---- FIFOs ---- */
-static void fifo_unlink(struct ct_table *ct, uint32_t i)
-{
-    struct ct_entry *e = &ct->e[i];
-    struct ct_fifo *f = &ct->fifo[e->tclass];
-    if (e->prev != NS_NONE32) ct->e[e->prev].next = e->next; else f->head = e->next;
-    if (e->next != NS_NONE32) ct->e[e->next].prev = e->prev; else f->tail = e->prev;
-}
-
-static void fifo_append(struct ct_table *ct, uint32_t i)
-{
-    struct ct_entry *e = &ct->e[i];
-    struct ct_fifo *f = &ct->fifo[e->tclass];
-    e->next = NS_NONE32;
-    e->prev = f->tail;
-    if (f->tail != NS_NONE32) ct->e[f->tail].next = i; else f->head = i;
-    f->tail = i;
-}
-
 /* ---- lookup ---- */
 static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key, uint32_t h,
                            uint64_t now, int skip_expired, int *dir)
@@ -249,11 +190,6 @@ struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64
 }
 
 /* ---- insert / delete ---- */
-static uint32_t ms_stamp(uint64_t ns)
-{
-    return (uint32_t)(ns / 1000000u);
-}
-
 void ct_delete(struct ct_table *ct, uint32_t i)
 {
     struct ct_entry *e = &ct->e[i];
@@ -276,81 +212,6 @@ void ct_delete(struct ct_table *ct, uint32_t i)
     ct->n_used--;
 }
 
-/* FIFO order is by qexp_ms (the expiry when queued). A refresh requeues only when
- * the expiry moved at least CT_REQUEUE_MS past it, so a busy connection is moved at
- * most once a second, not once a packet; an entry's real expiry is then in
- * [qexp, qexp + CT_REQUEUE_MS). Reclaim can be up to that late, never early. */
-#define CT_REQUEUE_MS 1000u
-
-static int stamp_passed(uint32_t stamp, uint32_t now_ms)
-{
-    return (int32_t)(stamp - now_ms) <= 0;
-}
-
-uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
-{
-    uint32_t done = 0;
-    int progress = 1;
-    while (done < budget && progress) {
-        progress = 0;
-        for (int c = 0; c < CT_TCLASS_COUNT && done < budget; c++) {
-            uint32_t h = ct->fifo[c].head;
-            if (h != NS_NONE32 && ct->e[h].expiry <= now) {
-                ct_report(ct, h, NS_EV_EXPIRED, now);
-                ct_delete(ct, h);
-                done++;
-                progress = 1;
-            }
-        }
-    }
-    return done;
-}
-
-/* Frees one expired entry if there is any: only entries whose queued stamp has
- * passed can have expired, and they are at the FIFO heads. */
-static int ct_reclaim_one(struct ct_table *ct, uint64_t now)
-{
-    uint32_t now_ms = ms_stamp(now);
-    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
-        for (uint32_t i = ct->fifo[c].head; i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms);
-             i = ct->e[i].next) {
-            if (ct->e[i].expiry <= now) {
-                ct_report(ct, i, NS_EV_EXPIRED, now);
-                ct_delete(ct, i);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Every expired entry: they are among those whose queued stamp has passed, which
- * sit at the FIFO heads (the ones not yet expired there are in their last
- * CT_REQUEUE_MS, so the walk stays short). */
-static void ct_reclaim_all(struct ct_table *ct, uint64_t now)
-{
-    uint32_t now_ms = ms_stamp(now);
-    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
-        uint32_t i = ct->fifo[c].head;
-        while (i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms)) {
-            uint32_t next = ct->e[i].next;
-            if (ct->e[i].expiry <= now) {
-                ct_report(ct, i, NS_EV_EXPIRED, now);
-                ct_delete(ct, i);
-            }
-            i = next;
-        }
-    }
-}
-
-int ct_port_full(struct ct_table *ct, uint16_t in_port, uint64_t now)
-{
-    if (!ct->port_count || ct->port_count[in_port] < ct->per_port)
-        return 0;
-    ct_reclaim_all(ct, now);
-    return ct->port_count[in_port] >= ct->per_port;
-}
-
 uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, uint8_t state,
                    const struct ct_nat *nat, uint16_t in_port, uint64_t now)
 {
@@ -362,6 +223,7 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
         ct->free_head = ct->e[i].next;
     } else if (ct->bump < ct->cap) {
         i = ct->bump++;
+        ct_note_bump(ct);
     } else {
         return NS_NONE32;
     }

@@ -118,6 +118,8 @@ struct ct_table {
     struct ns_events *ev;    /* where expiries are reported (owned by the pipeline) */
     uint32_t per_port;       /* live entries one arrival port may hold (0: no limit) */
     uint32_t *port_count;    /* [CT_PORTS] entries held per arrival port, when per_port */
+    struct ct_file *file;    /* the shared file mapped (ct_store.c), or NULL: e is malloc'd */
+    uint64_t file_bytes;
 };
 
 /* Arrival ports are 16-bit: the per-port counts are one bounded array (256 KiB),
@@ -128,6 +130,14 @@ struct ct_table {
 #define CT_DIR_REPLY 1
 
 int ct_init(struct ct_table *ct, uint32_t cap, uint32_t per_port, struct ns_events *ev);
+/* The same with the entries in a shared file at `path` (ct_store.c): created anew
+ * (truncated) with `cap` entries, or with attach != 0 mapped as a previous process
+ * left it (its capacity) and its live entries (at `now`) taken over. Returns the
+ * entries taken over, or -errno (-EINVAL: not a connection table file). */
+int64_t ct_init_file(struct ct_table *ct, uint32_t cap, uint32_t per_port, struct ns_events *ev,
+                     const char *path, int attach, uint64_t now);
+/* After ct->bump moved: the file (if any) records it before the entry is filled. */
+void ct_note_bump(struct ct_table *ct);
 void ct_fini(struct ct_table *ct);
 uint64_t ct_bytes(const struct ct_table *ct);
 uint32_t ct_key_hash(const struct ct_key *k);
@@ -168,6 +178,8 @@ struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64
 void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
 /* Reclaims (reports and deletes) up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
+/* Frees one expired entry if there is any (an insert into a full table). */
+int ct_reclaim_one(struct ct_table *ct, uint64_t now);
 /* The reply key of entry e: the original key reversed, its source the translated
  * destination and its destination the translated source, where there are. */
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r);
@@ -203,6 +215,41 @@ static inline int ct_state_reopenable(uint8_t s)
 static inline int ct_state_is_close(uint8_t s)
 {
     return s == CT_TCP_TIME_WAIT || s == CT_TCP_CLOSED || s == CT_SCTP_CLOSED;
+}
+
+/* ---- internals shared by conntrack.c and ct_store.c ---- */
+static inline uint32_t ms_stamp(uint64_t ns)
+{
+    return (uint32_t)(ns / 1000000u);
+}
+
+/* FIFO order is by qexp_ms (the expiry when queued). A refresh requeues only when
+ * the expiry moved at least CT_REQUEUE_MS past it, so a busy connection is moved at
+ * most once a second, not once a packet; an entry's real expiry is then in
+ * [qexp, qexp + CT_REQUEUE_MS). Reclaim can be up to that late, never early. */
+#define CT_REQUEUE_MS 1000u
+
+static inline int stamp_passed(uint32_t stamp, uint32_t now_ms)
+{
+    return (int32_t)(stamp - now_ms) <= 0;
+}
+
+static inline void fifo_unlink(struct ct_table *ct, uint32_t i)
+{
+    struct ct_entry *e = &ct->e[i];
+    struct ct_fifo *f = &ct->fifo[e->tclass];
+    if (e->prev != NS_NONE32) ct->e[e->prev].next = e->next; else f->head = e->next;
+    if (e->next != NS_NONE32) ct->e[e->next].prev = e->prev; else f->tail = e->prev;
+}
+
+static inline void fifo_append(struct ct_table *ct, uint32_t i)
+{
+    struct ct_entry *e = &ct->e[i];
+    struct ct_fifo *f = &ct->fifo[e->tclass];
+    e->next = NS_NONE32;
+    e->prev = f->tail;
+    if (f->tail != NS_NONE32) ct->e[f->tail].next = i; else f->head = i;
+    f->tail = i;
 }
 
 #endif

@@ -273,6 +273,13 @@ int ns_tables_policy_check(const struct ns_tables *t, uint8_t dir,
 /* The pipeline: owns the connection and fragment tables, the event ring and the
  * counters. */
 struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits);
+/* The same with the connection table in a shared file at ct_path (a tmpfs file, so
+ * that a switch restarted after a crash takes its connections over): attach == 0
+ * creates it anew with limits->connections entries; attach != 0 maps it as the
+ * previous process left it (its capacity wins) and takes over the entries live at
+ * now_ns. *result: the entries taken over, or -errno (-EINVAL: not such a file). */
+struct ns_pipeline *ns_pipeline_new_at(const struct ns_ct_limits *limits, const char *ct_path, int attach,
+                                       uint64_t now_ns, int64_t *result);
 void ns_pipeline_free(struct ns_pipeline *p);
 /* Swaps in sealed tables (or NULL) and returns the previous ones (the caller frees
  * them). With recheck != 0, deletes connections the new tables would not allow;

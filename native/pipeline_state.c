@@ -1,5 +1,7 @@
 /* The pipeline's lifecycle, accessors, reason tables and table swap (with the
  * recheck of established connections). The packet path is pipeline.c. */
+#include <errno.h>
+
 #include "pipeline.h"
 #include "policy.h"
 
@@ -61,6 +63,29 @@ struct ns_pipeline *ns_pipeline_new(const struct ns_ct_limits *limits)
         return NULL;
     }
     p->lim.affinity = p->aff.mask + 1;
+    return p;
+}
+
+struct ns_pipeline *ns_pipeline_new_at(const struct ns_ct_limits *limits, const char *ct_path, int attach,
+                                       uint64_t now_ns, int64_t *result)
+{
+    struct ns_ct_limits lim = limits ? *limits : (struct ns_ct_limits){0};
+    uint32_t cap = lim.connections ? lim.connections : NS_DEF_CONNECTIONS;
+    lim.connections = 1;   /* the in-process table this makes is replaced below */
+    struct ns_pipeline *p = ns_pipeline_new(&lim);
+    *result = -ENOMEM;
+    if (!p)
+        return NULL;
+    ct_fini(&p->ct);
+    int64_t r = ct_init_file(&p->ct, cap, p->lim.per_port, &p->ev, ct_path, attach, now_ns);
+    *result = r;
+    if (r < 0) {
+        memset(&p->ct, 0, sizeof(p->ct));
+        ns_pipeline_free(p);
+        return NULL;
+    }
+    p->lim.connections = p->ct.cap;
+    p->last_now = now_ns;
     return p;
 }
 

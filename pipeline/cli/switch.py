@@ -55,7 +55,7 @@ def cmd_up(args) -> int:
     sys.stderr.reconfigure(line_buffering=True)
     try:
         return _run_up(args, run_up)
-    except KubeError as e:
+    except (KubeError, LookupError) as e:
         raise UsageError(str(e)) from None
     except DNSError as e:
         raise UsageError(f"--cluster-dns: {e}") from None
@@ -67,15 +67,17 @@ def _run_up(args, run_up) -> int:
         raise UsageError("give the manifests (-f) or a cluster to follow (--kubeconfig), one of them")
     if not 0 <= args.max_ports <= 65535:
         raise UsageError(f"--max-ports: {args.max_ports} is not between 1 and 65535 (or 0, the default)")
+    if args.attach and (args.prefix or args.port_type != "veth"):
+        raise UsageError("--attach PREFIX takes over that run as it is: no --prefix, no --port-type tap")
     source = FileSource(args.files, cluster_config(args)) if args.files else \
         ApiSource(args.kubeconfig, args.context, cluster_config(args),
                   note=lambda s: print(f"note: {s}", file=sys.stderr))
     return run_up(source, cluster_config(args), port_type=args.port_type, max_ports=args.max_ports,
-                  stats_interval=args.stats_interval, prefix=args.prefix, ring=args.ring,
+                  stats_interval=args.stats_interval, prefix=args.attach or args.prefix, ring=args.ring,
                   duration=args.duration, pcap=args.pcap, flows=args.flows,
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
                   max_connections=args.max_connections,
-                  max_connections_per_pod=args.max_connections_per_pod,
+                  max_connections_per_pod=args.max_connections_per_pod, attach=bool(args.attach),
                   cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
@@ -172,6 +174,12 @@ def add_switch_parsers(sub) -> None:
     up.add_argument("--max-connections", type=int, default=0, metavar="N",
                     help="connection tracker capacity (default 1,048,576); when full, new "
                          "connections are dropped conntrack_full")
+    up.add_argument("--attach", metavar="PREFIX", type=run_prefix,
+                    help="take over run PREFIX after its netsem up was killed: its namespaces and links "
+                         "as they are, and its connections, which live in a shared-memory file "
+                         "(/dev/shm/PREFIX.ct) that a restart maps again, so established connections "
+                         "carry on; then the switch is brought to the manifests as by SIGHUP. veth "
+                         "runs only (a TAP device closes with its process)")
     up.add_argument("--max-connections-per-pod", type=int, default=0, metavar="N",
                     help="at most N live connections opened from one pod interface (the uplink "
                          "counts as one), so that one pod cannot fill the tracker for the others; "

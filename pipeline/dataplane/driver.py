@@ -8,6 +8,9 @@ Python memory after a call returns (X5). Frames of any length up to FRAME_MAX
 
 from __future__ import annotations
 
+import errno
+import os
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -77,7 +80,11 @@ class Datapath:
     """One native pipeline (conntrack, fragments, events) and the tables installed in it."""
 
     def __init__(self, connections: int = 0, fragments: int = 0, reclaim_per_batch: int = 0,
-                 max_batch: int = 256, events: int = 0, affinity: int = 0, per_port: int = 0):
+                 max_batch: int = 256, events: int = 0, affinity: int = 0, per_port: int = 0,
+                 ct_file: Optional[str] = None, attach: bool = False):
+        """ct_file: keep the connection table in that (tmpfs) file, so that a process
+        started after this one died can take its connections over (attach=True: map
+        the file as left, its capacity winning, and keep what is live now)."""
         limits = ffi.new("struct ns_ct_limits *")
         limits.per_port = per_port
         limits.affinity = affinity
@@ -85,9 +92,21 @@ class Datapath:
         limits.fragments = fragments
         limits.reclaim_per_batch = reclaim_per_batch
         limits.events = events
-        p = lib.ns_pipeline_new(limits)
-        if p == ffi.NULL:
-            raise MemoryError("ns_pipeline_new failed (capacity too large for memory?)")
+        self.adopted = 0                 # connections taken over from ct_file
+        if ct_file is None:
+            p = lib.ns_pipeline_new(limits)
+            if p == ffi.NULL:
+                raise MemoryError("ns_pipeline_new failed (capacity too large for memory?)")
+        else:
+            res = ffi.new("int64_t *")
+            p = lib.ns_pipeline_new_at(limits, os.fsencode(ct_file), 1 if attach else 0,
+                                       time.monotonic_ns(), res)
+            if p == ffi.NULL:
+                err = -res[0]
+                why = ("not a netsem connection table (or of another version)" if err == errno.EINVAL
+                       else os.strerror(err))
+                raise OSError(err, why, ct_file)
+            self.adopted = res[0]
         self._p = ffi.gc(p, lib.ns_pipeline_free)
         self.compiled = None
         self.max_batch = max_batch
@@ -113,7 +132,9 @@ class Datapath:
         deleted = ffi.new("uint32_t *")
         ffi.gc(compiled.tables, None)           # the pipeline owns it now
         old = lib.ns_pipeline_swap_tables(self._p, compiled.tables, 1 if recheck else 0, deleted)
-        if self.compiled is not None and old != ffi.NULL:
+        # The same Compiled again (a recheck, or a rewire that changed only ports)
+        # keeps its tables: they are the ones swapped out.
+        if self.compiled is not None and old != ffi.NULL and compiled is not self.compiled:
             for ref, n in self._table_hits(self.compiled, old).items():
                 self._hits[ref] = self._hits.get(ref, 0) + n
             lib.ns_tables_free(old)

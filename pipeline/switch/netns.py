@@ -22,6 +22,7 @@ from typing import Optional
 from pyroute2 import IPRoute, netns as pr_netns
 
 STATE_DIR = "/run/netsem"
+SHM_DIR = "/dev/shm"
 NETNS_DIR = "/run/netns"
 PREFIX_BASE = "nsm"
 ALLOWED_NETS = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"))
@@ -122,6 +123,13 @@ def _open_tap(name: str) -> int:
     return fd
 
 
+def conntrack_path(prefix: str) -> str:
+    """The run's connection table: a file in /dev/shm (tmpfs, memory only, as Cilium
+    pins its maps in bpffs) that outlives a killed switch, so that `netsem up
+    --attach` takes its connections over."""
+    return os.path.join(SHM_DIR, f"{prefix}.ct")
+
+
 def load_state(prefix: Optional[str] = None) -> dict:
     """The state of run `prefix`, or of the only run when None."""
     if prefix is None:
@@ -140,7 +148,8 @@ def load_state(prefix: Optional[str] = None) -> dict:
 def wait_ready(prefix: Optional[str], timeout: float, poll: float = 0.1) -> dict:
     """The state of run `prefix` once its switch forwards. Raises LookupError when
     there is no such run, or it is not ready within `timeout` seconds, or its process
-    has gone."""
+    has gone before it was ready. A run whose switch was killed after it was ready is
+    waited for (until `timeout`): `netsem up --attach` may take it over."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -150,11 +159,15 @@ def wait_ready(prefix: Optional[str], timeout: float, poll: float = 0.1) -> dict
             if time.monotonic() >= deadline:
                 raise
         if state is not None:
-            if state.get("ready"):
+            if state.get("ready") and _alive(state.get("pid")):
                 return state
-            if not _alive(state.get("pid")):
+            alive = _alive(state.get("pid"))
+            if not alive and not state.get("ready"):
                 raise LookupError(f"run {state['prefix']}: its netsem up (pid {state.get('pid')}) "
                                   "is gone before it was ready")
+            if not alive and time.monotonic() >= deadline:     # killed: waiting for an --attach
+                raise LookupError(f"run {state['prefix']}: its netsem up (pid {state.get('pid')}) is gone; "
+                                  f"`netsem up --attach {state['prefix']}` takes the run over")
             if time.monotonic() >= deadline:
                 raise LookupError(f"run {state['prefix']}: not ready after {timeout:g} s "
                                   "(netsem up is still building it; give --timeout more)")
@@ -211,6 +224,9 @@ def down(prefix: Optional[str] = None) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(STATE_DIR, f"{pfx}.json"))
             removed.append(f"state {pfx}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(conntrack_path(pfx))
+            removed.append(f"connection table {pfx}")
         if os.path.isdir(os.path.join(STATE_DIR, f"{pfx}.dns")):
             shutil.rmtree(os.path.join(STATE_DIR, f"{pfx}.dns"), ignore_errors=True)
             removed.append(f"dns files {pfx}")

@@ -77,9 +77,13 @@ class Switch:
 
     def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
                  ring_bytes: int = 4 << 20, connections: int = 0, events: int = 0,
-                 max_ports: int = 0, per_port: int = 0):
+                 max_ports: int = 0, per_port: int = 0, ct_file: Optional[str] = None,
+                 attach: bool = False):
+        """ct_file: the connection table's shared file (netns.conntrack_path); attach:
+        take over the connections a killed switch left in it."""
         self.topo = topo
-        self.datapath = Datapath(connections=connections, events=events, per_port=per_port)
+        self.datapath = Datapath(connections=connections, events=events, per_port=per_port,
+                                 ct_file=ct_file, attach=attach)
         self.datapath.install(compiled)
         self.generation = 1
         ports = list(topo.ports.values())

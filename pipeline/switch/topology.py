@@ -33,8 +33,8 @@ from typing import Iterable, NamedTuple, Optional
 
 from pyroute2 import IPRoute, netns as pr_netns
 
-from .netns import (IFA_F_NODAD, MTU, STATE_DIR, _mac, _ns_path, _open_tap, _sysctl, check_address,
-                    check_prefix, down, in_netns, new_prefix, offloads_off)
+from .netns import (IFA_F_NODAD, MTU, STATE_DIR, _alive, _mac, _ns_path, _open_tap, _sysctl, check_address,
+                    check_prefix, down, in_netns, load_state, new_prefix, offloads_off)
 
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::1"
@@ -135,6 +135,41 @@ class Topology:
         except BaseException:
             topo.teardown()
             raise
+        return topo
+
+    @classmethod
+    def attach(cls, prefix: str) -> "Topology":
+        """The topology a previous `netsem up` of run `prefix` built and left (it was
+        killed): read from its state file and checked against the links that are
+        there. Only veth runs: a TAP device goes with the process that held it.
+        Raises LookupError when there is no such run, or it is still served, or what
+        the state file names is gone."""
+        check_prefix(prefix)
+        state = load_state(prefix)
+        if _alive(state.get("pid")) and state.get("pid") != os.getpid():
+            raise LookupError(f"run {prefix} is still served by netsem up (pid {state['pid']}): "
+                              "stop it first, or attach to a run whose switch died")
+        if state.get("port_type", "veth") != "veth":
+            raise LookupError(f"run {prefix} has TAP ports: they closed with the process that held them; "
+                              f"`netsem down --prefix {prefix}` and start anew")
+        topo = cls(prefix=prefix, port_type="veth")
+        if not os.path.exists(_ns_path(topo.switch_netns)):
+            raise LookupError(f"run {prefix}: its switch namespace {topo.switch_netns} is gone")
+        with IPRoute(netns=topo.switch_netns) as sw:
+            for pod, entry in state.get("pods", {}).items():
+                for ifname, i in entry.get("interfaces", {}).items():
+                    pp = _spec(Wire(i.get("key") or (pod if ifname == PRIMARY else f"{pod}/{ifname}"),
+                                    i["port"], i["ips"], pod, ifname, tuple(i.get("routes", ()))))
+                    pp.netns, pp.sw_ifname = entry["netns"], i["switch_ifname"]
+                    idx = sw.link_lookup(ifname=pp.sw_ifname)
+                    if not idx or not os.path.exists(_ns_path(pp.netns)):
+                        raise LookupError(f"run {prefix}: {pp.key}'s link {pp.sw_ifname} or namespace "
+                                          f"{pp.netns} is gone")
+                    pp.gw_mac = _mac(sw, idx[0])
+                    with IPRoute(netns=pp.netns) as ipr:
+                        pp.pod_mac = _mac(ipr, ipr.link_lookup(ifname=ifname)[0])
+                    topo.ports[pp.port] = pp
+        topo._write_state()         # this process serves it now (pid), not ready yet
         return topo
 
     def _wire(self, specs: list) -> list:
@@ -262,7 +297,7 @@ class Topology:
             first = pods.setdefault(pp.pod, {
                 "netns": pp.netns, "port": pp.port, "ifname": pp.ifname,
                 "switch_ifname": pp.sw_ifname, "ips": [str(i) for i in pp.ips], "interfaces": {}})
-            first["interfaces"][pp.ifname] = {"port": pp.port, "switch_ifname": pp.sw_ifname,
+            first["interfaces"][pp.ifname] = {"key": pp.key, "port": pp.port, "switch_ifname": pp.sw_ifname,
                                               "ips": [str(i) for i in pp.ips],
                                               "routes": [str(r) for r in pp.routes]}
         return {"prefix": self.prefix, "port_type": self.port_type, "switch_netns": self.switch_netns,

@@ -22,7 +22,7 @@ from ..model.dns import DEFAULT_DNS_ADDRESS, add_cluster_dns
 from .capture import Recorder
 from .dns import ClusterDNS
 from .switch import Switch, status_line, topology_pods
-from .netns import STATE_DIR, _ns_path
+from .netns import STATE_DIR, _ns_path, conntrack_path
 from .sources import ApiSource, FileSource
 from .topology import Topology
 
@@ -63,8 +63,12 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
            duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
            metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
            max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS,
-           max_ports: int = 0, max_connections_per_pod: int = 0) -> int:
-    """source: manifest paths (a list), or a FileSource / ApiSource (sources.py)."""
+           max_ports: int = 0, max_connections_per_pod: int = 0, attach: bool = False) -> int:
+    """source: manifest paths (a list), or a FileSource / ApiSource (sources.py).
+    attach: take over run `prefix`, whose switch was killed: its namespaces and links
+    as they are, and the connections in its shared connection table; then brought to
+    the manifests like a reload. Nothing of that run is removed if this fails before
+    it is ready."""
     if isinstance(source, (list, tuple)):
         source = FileSource(list(source), config)
     try:
@@ -85,15 +89,24 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
     old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *a: reload.set())
     topo = sw = rec = flow_out = metrics = server = dns = None
+    owned = not attach               # a failed attach leaves the run for another try
     try:
-        topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
+        if attach:
+            topo = Topology.attach(prefix)
+        else:
+            topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
         if cluster_dns:
             dns = ClusterDNS(STATE_DIR, topo.prefix, cluster_dns)
             dns.write(cluster)
             topo.dns = cluster_dns
         sw = Switch(compiled, topo, ring=ring, connections=max_connections,
                     events=EVENT_RING if flows else 0, max_ports=max_ports,
-                    per_port=max_connections_per_pod)
+                    per_port=max_connections_per_pod, ct_file=conntrack_path(topo.prefix), attach=attach)
+        if attach:
+            gone, added = sw.rewire(compiled)
+            print(f"netsem up: attached to run {topo.prefix}: {sw.datapath.adopted} connections taken "
+                  f"over" + (f"; wired {len(added)} interfaces the manifests added" if added else "")
+                  + (f"; unwired ports {', '.join(map(str, gone))}" if gone else ""), file=out)
         if pcap:
             rec = Recorder(sw, pcap)
             print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "
@@ -120,6 +133,7 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
                   f"{', '.join(dns_pods) or 'no ready pod'}); `netsem exec` gives pods a resolv.conf "
                   f"pointing at it", file=out)
         topo.mark_ready()
+        owned = True
         print("netsem up: ready", file=out)
         out.flush()
         t_end = time.monotonic() + duration if duration else None
@@ -165,7 +179,7 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
             dns.stop()
         if sw is not None:
             sw.close()
-        if topo is not None:
+        if topo is not None and owned:
             topo.teardown()
         source.close()
         for s, h in old.items():
