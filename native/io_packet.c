@@ -83,7 +83,7 @@ static inline int take(struct ns_switch *sw, struct sw_port *pt, uint32_t n,
     pt->st.rx_packets++;
     pt->st.rx_bytes += wirelen;
     if (NS_UNLIKELY(sw->cap.slots))
-        sw_cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen);
+        sw_cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen, n);
     if (NS_UNLIKELY(wirelen > NS_SW_FRAME_MAX || snaplen < wirelen)) {
         sw->counter[NS_SW_C_OVERSIZE]++;
         pt->st.drops++;

@@ -27,7 +27,7 @@ uint32_t sw_drain_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
         pt->st.rx_bytes += (uint64_t)r;
         if (NS_UNLIKELY(sw->cap.slots))
             sw_cap_push(sw, pt->port, NS_SW_CAP_IN, sw_real_ns(), sw->buf + sw->off[n], (uint32_t)r,
-                     (uint32_t)r);
+                        (uint32_t)r, n);
         sw->len[n] = (uint32_t)r;
         sw->in_port[n] = pt->port;
         n++;

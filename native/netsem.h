@@ -299,6 +299,8 @@ int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r);
 /* Per-reason packet counters since creation. */
 uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason);
 uint32_t ns_pipeline_connections(const struct ns_pipeline *p);
+/* Table sets swapped in so far (the generation results and events name). */
+uint32_t ns_pipeline_generation(const struct ns_pipeline *p);
 /* The capacities in force (defaults filled in). */
 void ns_pipeline_limits(const struct ns_pipeline *p, struct ns_ct_limits *out);
 uint32_t ns_pipeline_fragments(const struct ns_pipeline *p);

@@ -110,6 +110,11 @@ uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason)
     return (reason >= 0 && reason < NS_R_COUNT) ? p->counter[reason] : 0;
 }
 
+uint32_t ns_pipeline_generation(const struct ns_pipeline *p)
+{
+    return p->generation;
+}
+
 uint32_t ns_pipeline_connections(const struct ns_pipeline *p)
 {
     return p->ct.n_used;

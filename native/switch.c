@@ -219,7 +219,7 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
             bytes += sw->tx_sorted[i].len;
             if (NS_UNLIKELY(sw->cap.slots))   /* what went out, as it went */
                 sw_cap_push(sw, pt->port, NS_SW_CAP_OUT, cap_ts, sw->tx_sorted[i].data,
-                            sw->tx_sorted[i].len, sw->tx_sorted[i].len);
+                            sw->tx_sorted[i].len, sw->tx_sorted[i].len, UINT32_MAX);
         }
         pt->st.tx_packets += sent;
         pt->st.tx_bytes += bytes;
@@ -312,6 +312,8 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
     sw->counter[NS_SW_C_BATCHES]++;
     ns_pipeline_run(sw->p, sw->buf, sw->off, sw->len, sw->in_port, n,
                     now_ns ? now_ns : sw_mono_ns(), sw->res);
+    if (NS_UNLIKELY(sw->cap.slots))
+        sw_cap_judged(sw, n);
     act(sw, n);
     return (int)n;
 }

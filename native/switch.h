@@ -91,8 +91,11 @@ struct ns_switch_capture {
     uint16_t wire_len;       /* bytes on the wire (> len only for oversize frames) */
     uint16_t port;
     uint8_t dir;             /* NS_SW_CAP_IN or NS_SW_CAP_OUT */
-    uint8_t pad;
+    uint8_t reason;          /* IN: the pipeline's reason (enum ns_reason), or
+                              * NS_SW_CAP_NOT_JUDGED (the switch dropped it first) */
+    uint32_t generation;     /* IN, judged: the table set in force when it was */
 };
+#define NS_SW_CAP_NOT_JUDGED 0xFF
 
 /* frames = 0 disables capture and frees the ring; otherwise (re)allocates it
  * empty. 0 or -ENOMEM / -EINVAL (frames > 1 << 20). */

@@ -69,6 +69,8 @@ struct sw_capture {
     uint64_t head, tail;             /* head: next to write; tail: next to read */
     struct ns_switch_capture *rec;
     uint8_t *data;                   /* slots * NS_SW_FRAME_MAX */
+    uint64_t *batch_seq;             /* [batch]: the IN record of each batch frame, or
+                                      * UINT64_MAX; its verdict is written there */
 };
 
 struct ns_switch {
@@ -119,7 +121,10 @@ uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const str
                    uint8_t *out);
 /* capture.c */
 void sw_cap_free(struct sw_capture *c);
+/* batch_slot: the batch frame an IN record is (UINT32_MAX for OUT). */
 void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
-                 const uint8_t *data, uint32_t len, uint32_t wire_len);
+                 const uint8_t *data, uint32_t len, uint32_t wire_len, uint32_t batch_slot);
+/* After the pipeline ran the batch's n frames: their IN records get the verdicts. */
+void sw_cap_judged(struct ns_switch *sw, uint32_t n);
 
 #endif

@@ -4,9 +4,10 @@ packet, optionally checked against the oracle."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from .common import UsageError, add_manifest_args, load
+from .common import UsageError, add_manifest_args, cluster_config, load
 from .render_packets import PacketRenderer
 
 
@@ -20,7 +21,12 @@ def add_replay_parser(sub) -> None:
                     "source address decides and anti-spoofing cannot apply. With --check the oracle "
                     "(the model, written plainly) runs alongside; exit 1 on the first disagreement. "
                     "-o jsonl prints one flow record per packet, in the shape of `netsem up --flows`.")
-    add_manifest_args(r)
+    add_manifest_args(r, required=False)
+    r.add_argument("--generations", metavar="DIR",
+                   help="a `netsem up --pcap DIR` recording made while the tables changed (SIGHUP): "
+                        "replay each packet under the table generation that judged it (the manifests of "
+                        "each are kept in DIR), and, with --check, hold the replay's verdict to the "
+                        "switch's, noted in each packet's comment, as well as to the oracle's. Instead of -f")
     r.add_argument("--pcap", required=True, metavar="FILE", help="capture to replay (pcap or pcapng; - for stdin)")
     r.add_argument("-o", "--output", choices=("text", "jsonl"), default="text",
                    help="text: a line per packet; jsonl: a flow record per packet, the shape "
@@ -49,10 +55,16 @@ def cmd_replay(args) -> int:
     from ..dataplane.pcap import PcapError, PcapngWriter, read_capture
     from ..dataplane.replay import ReplayError, replay
 
-    cluster = load(args)
+    if bool(args.files) == bool(args.generations):
+        raise UsageError("give the manifests (-f) or a recording's generations (--generations DIR), one")
+    generations = None
     try:
-        compiled = compile_cluster(cluster)
-    except CompileError as e:
+        if args.generations:
+            generations = load_generations(args.generations, cluster_config(args))
+            compiled = generations[min(generations)]
+        else:
+            compiled = compile_cluster(load(args))
+    except (CompileError, ReplayError) as e:
         raise UsageError(str(e))
     renderer = PacketRenderer(compiled)
     flows = FlowBuilder(compiled)
@@ -69,7 +81,7 @@ def cmd_replay(args) -> int:
         capture = read_capture(args.pcap, stdin=sys.stdin.buffer)
         writer = PcapngWriter(args.write) if args.write else None
         for rp in replay(compiled, capture, check=args.check, window_ns=max(1, args.window_us) * 1000,
-                         datapath=datapath):
+                         datapath=datapath, generations=generations):
             n += 1
             r = rp.result
             counts[r.reason] = counts.get(r.reason, 0) + 1
@@ -85,6 +97,11 @@ def cmd_replay(args) -> int:
             if writer is not None and r.verdict == "forward":
                 writer.write(writer.add_interface(renderer.port_name(r.out_port)), rp.packet.timestamp_ns,
                              datapath.rewritten(rp.packet.frame, r))
+            if args.check and not rp.switch_agrees:
+                print(f"netsem replay: packet {rp.index}: the switch judged it {rp.recorded} under table "
+                      f"generation {rp.generation}; the replay: {renderer.describe(r)}", file=sys.stderr)
+                print(f"  frame:  {rp.packet.frame.hex()}", file=sys.stderr)
+                return 1
             if not rp.agrees:
                 print(f"netsem replay: packet {rp.index}: the native pipeline and the oracle disagree",
                       file=sys.stderr)
@@ -103,5 +120,38 @@ def cmd_replay(args) -> int:
               f"was taken from the source address, so anti-spoofing was not applied", file=sys.stderr)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     verdict = f"; oracle agrees on all {n}" if args.check else ""
+    if args.check and generations is not None:
+        verdict += f", and with the switch's verdict on every packet it judged ({len(generations)} table generations)"
     print(f"{n} packet(s): {summary or 'none'}{verdict}", file=sys.stderr)
     return 0
+
+
+def load_generations(directory: str, config=None) -> dict:
+    """The table generations a `netsem up --pcap DIR` recording kept: each one's
+    manifests loaded following the one before (so ports stay as the switch had them),
+    with the recording's cluster DNS, compiled. ReplayError when the recording has
+    none, or a generation came from an API server (no files were kept)."""
+    from ..dataplane.compiler import compile_cluster
+    from ..dataplane.replay import ReplayError
+    from ..load.build import load_cluster
+    from ..model.dns import add_cluster_dns
+    try:
+        with open(os.path.join(directory, "generations.json")) as f:
+            index = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ReplayError(f"{directory}: no readable generations.json (a `netsem up --pcap` recording "
+                          f"with manifest files has one): {e}") from None
+    out: dict = {}
+    previous = None
+    for gen, files in sorted(((int(g), f) for g, f in index.get("generations", {}).items())):
+        if files is None:
+            raise ReplayError(f"{directory}: generation {gen} came from an API server; its manifests "
+                              "were not kept")
+        cluster, _ = load_cluster([os.path.join(directory, f) for f in files], config, previous=previous)
+        if index.get("cluster_dns"):
+            add_cluster_dns(cluster, index["cluster_dns"])
+        out[gen] = compile_cluster(cluster)
+        previous = cluster
+    if not out:
+        raise ReplayError(f"{directory}: generations.json lists no generation")
+    return out

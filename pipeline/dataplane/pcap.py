@@ -7,6 +7,7 @@ arrival port. Classic pcap has no interface names."""
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from dataclasses import dataclass
@@ -15,7 +16,10 @@ from typing import BinaryIO, Iterator, Optional
 LINKTYPE_ETHERNET = 1
 SHB, IDB, SPB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000003, 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
-OPT_END, IF_NAME, IF_TSRESOL, EPB_FLAGS = 0, 2, 9, 2
+OPT_END, OPT_COMMENT, IF_NAME, IF_TSRESOL, EPB_FLAGS = 0, 1, 2, 9, 2
+# How `netsem up --pcap` notes, in an inbound frame's comment, the switch's verdict and
+# the table generation that decided it (`netsem replay --generations` checks both).
+JUDGED = re.compile(r"^netsem reason=(?P<reason>[a-z0-9_]+) generation=(?P<generation>[0-9]+)$")
 # epb_flags direction: the frame came in on (entered the switch from) or went out of
 # the interface; Wireshark and scapy show it.
 DIR_INBOUND, DIR_OUTBOUND = 1, 2
@@ -32,6 +36,12 @@ class CapturedPacket:
     frame: bytes
     interface: Optional[str]      # if_name, or None (classic pcap / unnamed)
     linktype: int = LINKTYPE_ETHERNET
+    comment: Optional[str] = None  # the packet's opt_comment (pcapng)
+
+    def judged(self) -> Optional[tuple[str, int]]:
+        """(reason, generation) the recording switch noted for it, if any."""
+        m = JUDGED.match(self.comment or "")
+        return (m["reason"], int(m["generation"])) if m else None
 
 
 def _pad4(n: int) -> int:
@@ -69,15 +79,18 @@ class PcapngWriter:
         return self.interfaces[name]
 
     def write(self, interface_id: int, timestamp_ns: int, frame: bytes, wire_len: int = 0,
-              direction: int = 0) -> None:
+              direction: int = 0, comment: Optional[str] = None) -> None:
         """wire_len: the frame's length on the wire when `frame` was cut short;
-        direction: DIR_INBOUND or DIR_OUTBOUND (0: not recorded)."""
+        direction: DIR_INBOUND or DIR_OUTBOUND (0: not recorded); comment: the
+        packet's opt_comment (Wireshark shows it)."""
         if not 0 <= interface_id < len(self.interfaces):
             raise ValueError(f"interface {interface_id} not added")
         frame = bytes(frame)
         body = struct.pack("<IIIII", interface_id, (timestamp_ns >> 32) & 0xFFFFFFFF, timestamp_ns & 0xFFFFFFFF,
                            len(frame), max(len(frame), wire_len)) + frame + b"\x00" * (_pad4(len(frame)) - len(frame))
         opts = [(EPB_FLAGS, struct.pack("<I", direction))] if direction else []
+        if comment:
+            opts.append((OPT_COMMENT, comment.encode()))
         self.f.write(_block(EPB, body + _options(opts)))
 
     def flush(self) -> None:
@@ -205,7 +218,9 @@ def _read_pcapng(f: BinaryIO, path: str, head: bytes) -> Iterator[CapturedPacket
             if 20 + cap > len(body):
                 raise PcapError(f"{path}: packet block shorter than its captured length")
             linktype, name, tick = interfaces[iface]
-            yield CapturedPacket(((hi << 32) | lo) * tick, body[20:20 + cap], name, linktype)
+            comment = next((v.rstrip(b"\x00").decode("utf-8", "replace")
+                            for code, v in _parse_options(body[20 + _pad4(cap):], e) if code == OPT_COMMENT), None)
+            yield CapturedPacket(((hi << 32) | lo) * tick, body[20:20 + cap], name, linktype, comment)
         elif kind == SPB:
             if not interfaces:
                 raise PcapError(f"{path}: simple packet block before any interface")

@@ -192,7 +192,8 @@ class _Allocator:
 
 
 def load_cluster(paths: Iterable[str], config: ClusterConfig | None = None, stdin=None,
-                 previous: Cluster | None = None):
-    """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors."""
-    result = load(paths, stdin=stdin)
+                 previous: Cluster | None = None, texts: dict | None = None):
+    """Loads manifests into a new Cluster: (cluster, notes). Raises ManifestErrors.
+    texts: filled with each file's text as read (manifests.load)."""
+    result = load(paths, stdin=stdin, texts=texts)
     return build_cluster(result, config, previous), result.notes

@@ -130,8 +130,10 @@ def flatten(doc: Document) -> Iterator[Document]:
         yield doc
 
 
-def load(paths: Iterable[str], stdin=None) -> LoadResult:
-    """Parses every document of `paths`; raises ManifestErrors listing every problem."""
+def load(paths: Iterable[str], stdin=None, texts: dict | None = None) -> LoadResult:
+    """Parses every document of `paths`; raises ManifestErrors listing every problem.
+    texts: when given, each file's text as read is put there by path (what a
+    recording keeps of each generation: the files may change after)."""
     errors: list[ManifestError] = []
     result = LoadResult()
     for path in expand_paths(paths):
@@ -144,6 +146,8 @@ def load(paths: Iterable[str], stdin=None) -> LoadResult:
         except (OSError, UnicodeDecodeError) as e:
             errors.append(ManifestError(path, 0, "-", f"cannot read: {e}"))
             continue
+        if texts is not None:
+            texts[path] = text
         try:
             docs = list(read_documents(path, text))
         except ManifestError as e:

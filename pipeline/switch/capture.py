@@ -16,6 +16,14 @@ nanoseconds (`if_tsresol` = 9):
                    (Ethernet rewritten, TTL decremented; proxy ARP/ND answers too):
                    what `netsem replay --write` should reproduce, minus ARP/ND.
 
+Each inbound frame the pipeline judged carries, in its comment, the verdict and the
+table generation in force: `netsem reason=new generation=3`. With manifest files
+(not --kubeconfig), each generation's files are kept as they were read, under
+DIR/generations/N/, and listed in DIR/generations.json, so that `netsem replay
+--generations DIR --pcap DIR/in.pcapng --check` replays every frame against the
+tables that judged it, and checks the switch's verdict and the oracle's against its
+own (tables swapped under load: issue 13).
+
 scapy's `rdpcap` reads both (`pkt.sniffed_on` is the interface name,
 `pkt.direction` the flag).
 
@@ -26,9 +34,11 @@ counts `capture_dropped` when it is full, it never waits for the disk.
 
 from __future__ import annotations
 
+import json
 import os
 
 from .._native import ffi, lib
+from ..dataplane.constants import REASONS
 
 from ..dataplane.pcap import DIR_INBOUND, DIR_OUTBOUND, PcapngWriter  # noqa: F401 (re-exported)
 
@@ -78,8 +88,11 @@ class Recorder:
             for i in range(n):
                 r = self._recs[i]
                 d = DIR_INBOUND if r.dir == lib.NS_SW_CAP_IN else DIR_OUTBOUND
+                judged = d == DIR_INBOUND and r.reason != lib.NS_SW_CAP_NOT_JUDGED
                 self._w[d].write(self._iface(r.port), r.ts_ns, self._buf[r.off:r.off + r.len],
-                                 wire_len=r.wire_len, direction=d)
+                                 wire_len=r.wire_len, direction=d,
+                                 comment=f"netsem reason={REASONS[r.reason]} generation={r.generation}"
+                                 if judged else None)
             total += n
             if n < self._chunk:
                 break
@@ -88,6 +101,28 @@ class Recorder:
             for w in self._w.values():
                 w.flush()
         return total
+
+    def note_generation(self, generation: int, texts: dict | None, cluster_dns: str | None) -> None:
+        """The manifests (path -> text, as read) of a table generation now in force;
+        None when they came from an API server (that generation cannot be replayed)."""
+        index_path = os.path.join(self.path, "generations.json")
+        index = self._index if hasattr(self, "_index") else {"cluster_dns": cluster_dns, "generations": {}}
+        files = None
+        if texts is not None:
+            d = os.path.join(self.path, "generations", str(generation))
+            os.makedirs(d, exist_ok=True)
+            files = []
+            for i, (path, text) in enumerate(sorted(texts.items())):
+                name = f"{i:03d}-{os.path.basename(path) or 'stdin'}"
+                with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+                    f.write(text)
+                files.append(os.path.join("generations", str(generation), name))
+        index["generations"][str(generation)] = files
+        self._index = index
+        tmp = index_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(index, f, indent=1)
+        os.replace(tmp, index_path)
 
     def close(self) -> None:
         try:

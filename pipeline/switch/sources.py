@@ -15,14 +15,19 @@ class FileSource:
     def __init__(self, files: list[str], config=None):
         self.files, self.config = files, config
         self.notes: list[str] = []
+        self.texts: dict = {}            # path -> text of the last load that succeeded
 
     def initial(self) -> Cluster:
-        cluster, self.notes = load_cluster(self.files, self.config)
+        texts: dict = {}
+        cluster, self.notes = load_cluster(self.files, self.config, texts=texts)
+        self.texts = texts
         return cluster
 
     def reload(self, previous: Cluster) -> Cluster:
         """The manifests again (ManifestErrors when they are bad), following `previous`."""
-        cluster, self.notes = load_cluster(self.files, self.config, previous=previous)
+        texts: dict = {}
+        cluster, self.notes = load_cluster(self.files, self.config, previous=previous, texts=texts)
+        self.texts = texts
         return cluster
 
     def close(self) -> None:

@@ -109,6 +109,7 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
                   + (f"; unwired ports {', '.join(map(str, gone))}" if gone else ""), file=out)
         if pcap:
             rec = Recorder(sw, pcap)
+            rec.note_generation(sw.datapath.generation, getattr(source, "texts", None), cluster_dns)
             print(f"netsem up: recording every frame in and out of the switch to {rec.path}/in.pcapng "
                   f"and out.pcapng", file=out)
         if flows:
@@ -137,7 +138,8 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
         print("netsem up: ready", file=out)
         out.flush()
         t_end = time.monotonic() + duration if duration else None
-        state = {"prev": sw.stats(), "next": time.monotonic() + stats_interval, "compiled": compiled}
+        state = {"prev": sw.stats(), "next": time.monotonic() + stats_interval, "compiled": compiled,
+                 "rec": rec, "cluster_dns": cluster_dns}
 
         def tick():
             if rec is not None:
@@ -197,7 +199,7 @@ def _reload(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) ->
         print("netsem up: reload failed; old tables kept", file=out)
         out.flush()
         return
-    _rewire(new_cluster, sw, state, out, cluster_dns, dns, "reloaded")
+    _rewire(new_cluster, sw, state, out, cluster_dns, dns, "reloaded", texts=source.texts)
 
 
 def _follow(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) -> None:
@@ -217,7 +219,8 @@ def _follow(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) ->
         out.flush()
 
 
-def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: str, delta=None) -> None:
+def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: str, delta=None,
+            texts=None) -> None:
     """delta: sources.delta_of's account of the change; the tables follow as a delta
     of the running ones where it is one (compiler/delta.py)."""
     try:
@@ -232,6 +235,8 @@ def _rewire(new_cluster, sw: Switch, state: dict, out, cluster_dns, dns, verb: s
         out.flush()
         return
     state["compiled"] = new
+    if state.get("rec") is not None:
+        state["rec"].note_generation(sw.datapath.generation, texts, state.get("cluster_dns"))
     if dns is not None:
         dns.write(new_cluster)
     parts = [f"generation {sw.generation}" + (", tables as a delta" if new.delta else "")]

@@ -52,12 +52,13 @@ class Up:
     """`netsem up` over the four pods, as a user starts it; close() stops it and removes
     everything it made, whatever happened."""
 
-    def __init__(self, tmp: str, *flags: str):
+    def __init__(self, tmp: str, *flags: str, manifests: str = None):
         self.prefix = "nsm" + secrets.token_hex(2)
         self.metrics_port = _free_port()
-        path = os.path.join(tmp, f"{self.prefix}.yaml")
-        with open(path, "w") as f:
-            f.write(PODS)
+        path = manifests or os.path.join(tmp, f"{self.prefix}.yaml")
+        if manifests is None:
+            with open(path, "w") as f:
+                f.write(PODS)
         self.proc = subprocess.Popen(
             NETSEM + ["up", "-f", path, "--prefix", self.prefix, "--cluster-dns", "none",
                       "--metrics-port", str(self.metrics_port), "--stats-interval", "0.2", *flags],
