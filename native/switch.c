@@ -19,7 +19,7 @@
 static const char *const counter_name[NS_SW_C_COUNT] = {
     "ttl_exceeded", "no_port", "no_neighbor", "oversize", "arp_replies",
     "nd_replies", "local_ignored", "wakeups", "batches", "captured", "capture_dropped",
-    "rewrite_failed", "rejects",
+    "rewrite_failed", "rejects", "port_errors",
 };
 
 uint64_t sw_mono_ns(void)
@@ -295,6 +295,26 @@ static void act(struct ns_switch *sw, uint32_t n)
     transmit(sw, ntx);
 }
 
+/* poll() said a port was ready and nothing could be read. A device that went down
+ * or away under the switch (a link flap; its run taken down by another process)
+ * leaves an error on the packet socket that poll() reports until it is read: read
+ * it (SO_ERROR clears it), or the loop spins at full CPU. A descriptor that is
+ * hung up or invalid is no longer polled. */
+static void clear_port_errors(struct ns_switch *sw)
+{
+    for (uint32_t k = 0; k < sw->nports; k++) {
+        short ev = sw->pfd[k].revents;
+        if (sw->pfd[k].fd < 0 || !(ev & (POLLERR | POLLHUP | POLLNVAL)))
+            continue;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(sw->pfd[k].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (ev & (POLLHUP | POLLNVAL))
+            sw->pfd[k].fd = -1;
+        sw->counter[NS_SW_C_PORT_ERRORS]++;
+    }
+}
+
 int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
 {
     uint32_t n = drain(sw);
@@ -305,6 +325,8 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
         if (r == 0)
             return 0;
         n = drain(sw);
+        if (n == 0)
+            clear_port_errors(sw);
     }
     if (n == 0)
         return 0;

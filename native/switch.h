@@ -39,6 +39,7 @@ enum ns_switch_counter {
     NS_SW_C_CAPTURE_DROPPED,    /* frames not captured because the capture ring was full */
     NS_SW_C_REWRITE_FAILED,     /* a translated frame ns_rewrite_frame could not rewrite */
     NS_SW_C_REJECTS,            /* TCP resets / ICMP port unreachables for service_no_backend */
+    NS_SW_C_PORT_ERRORS,        /* errors a port's socket reported: its device went down or away */
     NS_SW_C_COUNT
 };
 

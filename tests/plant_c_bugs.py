@@ -111,6 +111,12 @@ BUGS = [
      "tests/test_ct_file.py"),
     ("native/ct_store.c", "            ct->free_head = i;", "            ;", "tests/test_ct_file.py"),
     ("native/ct_store.c", "        ct->file->bump = ct->bump;", "        ;", "tests/test_ct_file.py"),
+    # a device gone under the switch: the error never read (the loop spins); the
+    # capture noting generation 1 for every judged frame
+    ("native/switch.c", "            clear_port_errors(sw);", "            (void)clear_port_errors;",
+     "tests/switch/test_attach.py -k spinning"),
+    ("native/capture.c", "            r->generation = gen;", "            r->generation = gen > 0;",
+     "tests/switch/test_churn.py"),
     # Equivalent but for 32-bit hash collisions (the hash is seeded by the zone);
     # kept so the list says so rather than hiding it.
     ("native/tables.h", "if (e->zone == zone && memcmp", "if (memcmp",

@@ -68,6 +68,11 @@ def read_documents(source: str, text: str) -> Iterator[Document]:
         for i, b in enumerate(body if isinstance(body, list) else [body]):
             yield Document(source, i, b)
         return
+    if text.startswith(("apiVersion:", "items:", "kind:", "metadata:")) and "\nitems:\n- " in text:
+        items = _list_items(source, text)
+        if items is not None:
+            yield from items
+            return
     index = 0
     try:
         if _ALIAS.search(text):
@@ -114,6 +119,62 @@ def _check_aliasing(source: str, text: str) -> None:
                                                     f"nodes expand to {size:,} through aliases; refused")
 
 
+def _list_items(source: str, text: str):
+    """A `kubectl get -o yaml` List (one document: top-level keys at column 0, its
+    items a block sequence at column 0 under `items:`) read item by item, lazily, so
+    that only one item's YAML nodes exist at a time: a 100,000-object dump composed
+    whole would take gigabytes, and three times as long. None when the text is not
+    exactly that shape, or has aliases: the whole-document parse then decides."""
+    if _ALIAS.search(text):
+        return None
+    lines = text.split("\n")
+    header, chunks, in_items = [], [], False          # chunks: [first line, end) of each item
+    for n, ln in enumerate(lines):
+        if in_items:
+            if ln.startswith("- "):
+                if chunks:
+                    chunks[-1][1] = n
+                chunks.append([n, len(lines)])
+                continue
+            if ln.startswith("  ") or not ln.strip():
+                if not chunks and ln.strip():
+                    return None                       # an indented sequence: not kubectl's shape
+                continue
+            if chunks:                                # a top-level key ends the items
+                chunks[-1][1] = n
+            in_items = False
+        if ln.startswith("items:"):
+            if ln.strip() != "items:" or chunks:
+                return None
+            in_items = True
+        elif ln.startswith(("#", "---", "...", "%", "-")):
+            return None                               # comments, directives, a second document
+        else:
+            header.append(ln)
+    try:
+        head = yaml.load("\n".join(header), Loader=_SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(head, dict) or not str(head.get("kind", "")).endswith("List"):
+        return None
+    return _read_items(source, head, lines, chunks)
+
+
+def _read_items(source: str, head: dict, lines: list, chunks: list) -> Iterator[Document]:
+    item_kind, api = head["kind"][:-4], head.get("apiVersion")
+    for i, (a, b) in enumerate(chunks):
+        try:
+            item = yaml.load("\n".join(ln[2:] for ln in lines[a:b]) + "\n", Loader=_SafeLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {a + mark.line + 1}" if mark else ""
+            raise ManifestError(source, 0, f"items[{i}]",
+                                f"YAML syntax error{where}: {getattr(e, 'problem', None) or e}") from None
+        if isinstance(item, dict) and item_kind and "kind" not in item:
+            item = {"apiVersion": api, "kind": item_kind, **item}   # kubectl omits them in typed lists
+        yield Document(source, 0, item, i)
+
+
 def flatten(doc: Document) -> Iterator[Document]:
     """Expands `kind: List` and `*List` (PodList, NetworkPolicyList, ...) into items."""
     body = doc.body
@@ -148,12 +209,10 @@ def load(paths: Iterable[str], stdin=None, texts: dict | None = None) -> LoadRes
             continue
         if texts is not None:
             texts[path] = text
-        try:
-            docs = list(read_documents(path, text))
+        try:                      # lazily: a big List is parsed item by item
+            _parse_all(read_documents(path, text), result, errors)
         except ManifestError as e:
             errors.append(e)
-            continue
-        _parse_all(docs, result, errors)
     if errors:
         raise ManifestErrors(errors)
     return result

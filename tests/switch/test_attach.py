@@ -167,3 +167,26 @@ def test_a_run_killed_at_a_random_point_leaves_nothing_once_stopped(runs, seed):
     else:
         assert "Traceback" not in p.stderr.read()
     assert leftovers(runs.prefix) == []
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_run_taken_down_under_its_switch_leaves_it_idle_not_spinning(runs):
+    # The devices vanish under the live switch: their sockets report an error that
+    # poll() repeats until it is read (native/switch.c clear_port_errors).
+    p = runs.up()
+    r = subprocess.run(NETSEM + ["down", "--prefix", runs.prefix], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.0)
+    c0 = cpu_seconds(p.pid)
+    time.sleep(3.0)
+    used = cpu_seconds(p.pid) - c0
+    assert p.poll() is None and used < 0.5, f"{used:.2f} s of CPU in 3 s"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30) == 0
+    assert leftovers(runs.prefix) == []
