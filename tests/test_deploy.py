@@ -4,7 +4,7 @@ import os
 
 import yaml
 
-from pipeline.cli.main import build_parser
+from pipeline.cli.app import build_parser
 from pipeline.load.kube import KINDS
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy")
