@@ -145,10 +145,13 @@ int64_t ct_init_file(struct ct_table *ct, uint32_t cap, uint32_t per_port, struc
         return -err;
     }
     uint64_t bytes = CT_FILE_HEADER + (uint64_t)cap * sizeof(struct ct_entry);
-    void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* MAP_POPULATE: every page of the file exists and is mapped now, not faulted in
+     * on the packet path (as ns_table_alloc touches the in-process table) */
+    void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return -errno;
+    madvise(map, bytes, MADV_HUGEPAGE);   /* where tmpfs allows huge pages (shmem_enabled) */
     ct->file = map;
     ct->file_bytes = bytes;
     ct->cap = cap;
@@ -216,12 +219,16 @@ uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
 }
 
 /* Frees one expired entry if there is any: only entries whose queued stamp has
- * passed can have expired, and they are at the FIFO heads. */
+ * passed can have expired, and they are at the FIFO heads. The stamps (ms mod 2^32)
+ * compare right within 24.8 days; an entry queued longer ago than that (an idle
+ * month, a clock that jumped) is judged by its expiry, or "full" would not mean
+ * every entry is live (found by the libFuzzer harness, native/fuzz/regressions/). */
 int ct_reclaim_one(struct ct_table *ct, uint64_t now)
 {
     uint32_t now_ms = ms_stamp(now);
     for (int c = 0; c < CT_TCLASS_COUNT; c++) {
-        for (uint32_t i = ct->fifo[c].head; i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms);
+        for (uint32_t i = ct->fifo[c].head;
+             i != NS_NONE32 && (ct->e[i].expiry <= now || stamp_passed(ct->e[i].qexp_ms, now_ms));
              i = ct->e[i].next) {
             if (ct->e[i].expiry <= now) {
                 ct_report(ct, i, NS_EV_EXPIRED, now);
@@ -241,7 +248,7 @@ static void ct_reclaim_all(struct ct_table *ct, uint64_t now)
     uint32_t now_ms = ms_stamp(now);
     for (int c = 0; c < CT_TCLASS_COUNT; c++) {
         uint32_t i = ct->fifo[c].head;
-        while (i != NS_NONE32 && stamp_passed(ct->e[i].qexp_ms, now_ms)) {
+        while (i != NS_NONE32 && (ct->e[i].expiry <= now || stamp_passed(ct->e[i].qexp_ms, now_ms))) {
             uint32_t next = ct->e[i].next;
             if (ct->e[i].expiry <= now) {
                 ct_report(ct, i, NS_EV_EXPIRED, now);
