@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     print("| churn | swaps (generations) | TCP stream lost | UDP stream lost | new b -> d opened / refused "
           "| offline check |")
     print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| SIGHUP every {args.period * 1000:.0f} ms for {args.seconds:g} s | {r['sighups']} SIGHUPs, "
+    print(f"| SIGHUP every {args.period * 1000:.0f} ms for {args.seconds:g} s | {r['changes']} changes, "
           f"{r['generations']} generations | {r['tcp_lost']:,} of {r['tcp_sent']:,} bytes"
           f"{' (' + r['tcp_error'] + ')' if r['tcp_error'] else ''} | {r['udp_lost']} of {r['udp_sent']:,} "
           f"| {r['opened']} / {r['refused']} | exit {r['check_exit']} in {r['check_s']:.1f} s |")

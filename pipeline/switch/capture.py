@@ -103,8 +103,8 @@ class Recorder:
         return total
 
     def note_generation(self, generation: int, texts: dict | None, cluster_dns: str | None) -> None:
-        """The manifests (path -> text, as read) of a table generation now in force;
-        None when they came from an API server (that generation cannot be replayed)."""
+        """The manifests (path -> text, as read; the API server's objects as one List)
+        of a table generation now in force."""
         index_path = os.path.join(self.path, "generations.json")
         index = self._index if hasattr(self, "_index") else {"cluster_dns": cluster_dns, "generations": {}}
         files = None

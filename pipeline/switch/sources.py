@@ -5,6 +5,7 @@ only the pods that came and went (Switch.rewire)."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Optional
 
 from ..load.build import load_cluster
@@ -88,6 +89,13 @@ class ApiSource:
         if changed:
             self.delta = delta_of(applied)
         return (self.live.cluster if changed else None), [(ch, a.rejected) for ch, a in zip(waiting, applied)]
+
+    @property
+    def texts(self) -> dict:
+        """The objects the cluster is built from, as one JSON List: what a recording
+        (`netsem up --pcap`) keeps of each generation, so that it can be replayed."""
+        return {"api-server.json": json.dumps({"apiVersion": "v1", "kind": "List",
+                                               "items": list(self.live.objects.values())}, default=str)}
 
     def close(self) -> None:
         self.watcher.stop()

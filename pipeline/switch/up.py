@@ -214,7 +214,8 @@ def _follow(source, sw: Switch, state: dict, out, cluster_dns=None, dns=None) ->
         else:
             print(f"netsem up: {ch.kind} {name} {ch.type.lower()}{why}", file=out)
     if new_cluster is not None:
-        _rewire(new_cluster, sw, state, out, cluster_dns, dns, "applied", source.delta)
+        _rewire(new_cluster, sw, state, out, cluster_dns, dns, "applied", source.delta,
+                texts=source.texts if state.get("rec") is not None else None)
     elif seen:
         out.flush()
 

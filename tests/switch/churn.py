@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+import yaml
+
 from .flood import D, PODS, ROOT, Stream, Up, _sock
 
 POLICY_SETS = [
@@ -117,13 +119,62 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)      # a reload never reads half a file
 
 
-def run_churn(tmp: str, seconds: float, period: float = 0.1) -> dict:
-    manifests, rec = os.path.join(tmp, "manifests"), os.path.join(tmp, "rec")
-    os.makedirs(manifests, exist_ok=True)
-    _write(os.path.join(manifests, "pods.yaml"), PODS)
-    policy = os.path.join(manifests, "policy.yaml")
-    _write(policy, POLICY_SETS[0])
-    up = Up(tmp, "--pcap", rec, manifests=manifests)
+class FileChanges:
+    """The policy file rewritten, then SIGHUP."""
+
+    def __init__(self, tmp: str, rec: str):
+        manifests = os.path.join(tmp, "manifests")
+        os.makedirs(manifests, exist_ok=True)
+        _write(os.path.join(manifests, "pods.yaml"), PODS)
+        self.policy = os.path.join(manifests, "policy.yaml")
+        _write(self.policy, POLICY_SETS[0])
+        self.up = Up(tmp, "--pcap", rec, manifests=manifests)
+
+    def change(self, i: int) -> None:
+        _write(self.policy, POLICY_SETS[i % len(POLICY_SETS)])
+        self.up.proc.send_signal(signal.SIGHUP)
+
+    def close(self) -> None:
+        self.up.close()
+
+
+class ApiChanges:
+    """The API server (the test's, tests/kube_api.py): the previous set's policy
+    deleted and the next one created, which `netsem up --kubeconfig` watches."""
+
+    def __init__(self, tmp: str, rec: str):
+        from ..kube_api import FakeApiServer
+        self.api = FakeApiServer()
+        for doc in yaml.safe_load_all(PODS):
+            self.api.apply(doc)
+        self.current = None
+        try:
+            self.up = Up(tmp, "--pcap", rec, kubeconfig=self.api.kubeconfig(os.path.join(tmp, "kubeconfig")))
+        except BaseException:
+            self.api.close()
+            raise
+
+    def change(self, i: int) -> None:
+        if self.current is not None:
+            self.api.delete("NetworkPolicy", "t", self.current)
+            self.current = None
+        text = POLICY_SETS[i % len(POLICY_SETS)]
+        if text:
+            obj = yaml.safe_load(text)
+            self.api.apply(obj)
+            self.current = obj["metadata"]["name"]
+
+    def close(self) -> None:
+        try:
+            self.up.close()
+        finally:
+            self.api.close()
+
+
+def run_churn(tmp: str, seconds: float, period: float = 0.1, via: str = "files") -> dict:
+    rec = os.path.join(tmp, "rec")
+    changes = (FileChanges if via == "files" else ApiChanges)(tmp, rec)
+    up = changes.up
     try:
         srv = _sock(up, "d", socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -138,8 +189,7 @@ def run_churn(tmp: str, seconds: float, period: float = 0.1) -> dict:
         sighups, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < seconds:
             sighups += 1
-            _write(policy, POLICY_SETS[sighups % len(POLICY_SETS)])
-            up.proc.send_signal(signal.SIGHUP)
+            changes.change(sighups)
             time.sleep(max(0.0, t0 + sighups * period - time.monotonic()))
         stop.set()
         t.join(10)
@@ -152,8 +202,8 @@ def run_churn(tmp: str, seconds: float, period: float = 0.1) -> dict:
             pass
         srv.close()
     finally:
-        up.close()
-    out["sighups"] = sighups
+        changes.close()
+    out["changes"] = sighups
     with open(os.path.join(rec, "generations.json")) as f:
         out["generations"] = len(json.load(f)["generations"])
     t1 = time.monotonic()

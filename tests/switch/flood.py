@@ -52,15 +52,16 @@ class Up:
     """`netsem up` over the four pods, as a user starts it; close() stops it and removes
     everything it made, whatever happened."""
 
-    def __init__(self, tmp: str, *flags: str, manifests: str = None):
+    def __init__(self, tmp: str, *flags: str, manifests: str = None, kubeconfig: str = None):
         self.prefix = "nsm" + secrets.token_hex(2)
         self.metrics_port = _free_port()
         path = manifests or os.path.join(tmp, f"{self.prefix}.yaml")
-        if manifests is None:
+        if manifests is None and kubeconfig is None:
             with open(path, "w") as f:
                 f.write(PODS)
+        source = ["--kubeconfig", kubeconfig] if kubeconfig else ["-f", path]
         self.proc = subprocess.Popen(
-            NETSEM + ["up", "-f", path, "--prefix", self.prefix, "--cluster-dns", "none",
+            NETSEM + ["up", *source, "--prefix", self.prefix, "--cluster-dns", "none",
                       "--metrics-port", str(self.metrics_port), "--stats-interval", "0.2", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             preexec_fn=lambda: os.sched_setaffinity(0, {_cpus()[1]}))
