@@ -85,11 +85,12 @@ def run(tmp: str, n: int, keep: bool) -> dict:
         for cl, _ in pairs:
             cl.sendall(b"x")                           # into the dead switch: TCP retransmits
         procs.append(subprocess.Popen(base + ["--attach", prefix],
-                                      stderr=subprocess.PIPE, text=True, cwd=ROOT))
+                                      stderr=open(os.path.join(tmp, "attach.log"), "w"), cwd=ROOT))
         try:
             wait_ready(prefix, 60)
         except LookupError:
-            return {"keep": keep, "connections": n, "attach_failed": procs[1].stderr.read().strip()[-300:]}
+            with open(os.path.join(tmp, "attach.log")) as f:
+                return {"keep": keep, "connections": n, "attach_failed": f.read().strip()[-300:]}
         ready = time.monotonic() - killed
         tcp_kept, last = 0, 0.0
         deadline = time.monotonic() + 20

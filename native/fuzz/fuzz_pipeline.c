@@ -79,7 +79,8 @@ static const uint64_t steps[16] = {
     121 * NS_SEC, 179 * NS_SEC, 181 * NS_SEC, 86399 * NS_SEC, 86401 * NS_SEC, UINT64_MAX / 2,
 };
 
-/* Capacities from two header bytes: small ones, so that full tables are met. */
+/* Capacities from two header bytes: small ones, so that full tables (and ports at
+ * their connection limit) are met. */
 static void limits_of(const uint8_t *h, struct ns_ct_limits *lim)
 {
     /* (a fresh pair of pipelines per input: their allocation is much of an input's cost) */
@@ -92,6 +93,7 @@ static void limits_of(const uint8_t *h, struct ns_ct_limits *lim)
     lim->reclaim_per_batch = reclaim[(h[1] >> 4) & 3];
     lim->events = events[(h[1] >> 6) & 3];
     lim->affinity = aff[h[3] & 3];
+    lim->per_port = (h[3] >> 2) & 1 ? 1 + ((h[3] >> 3) & 7) : 0;   /* --max-connections-per-pod */
 }
 
 static uint64_t clock_start(uint8_t c)

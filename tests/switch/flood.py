@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NETSEM = [sys.executable, "-m", "pipeline.cli"]
 A, B, C, D = "198.18.0.10", "198.18.0.11", "198.18.0.12", "198.18.0.13"
 FLOW_PORT, LISTEN_PORT, CLOSED_PORT = 7000, 7001, 9
+SO_RCVBUFFORCE = 33          # Linux; the socket module does not name it
 
 PODS = "\n---\n".join(
     ["apiVersion: v1\nkind: Namespace\nmetadata: {name: t}"] +
@@ -63,7 +64,8 @@ class Up:
         self.proc = subprocess.Popen(
             NETSEM + ["up", *source, "--prefix", self.prefix, "--cluster-dns", "none",
                       "--metrics-port", str(self.metrics_port), "--stats-interval", "0.2", *flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            # a file, not a pipe nobody reads: a full pipe would block `up` mid-run
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"{self.prefix}.log"), "w"), cwd=ROOT,
             preexec_fn=lambda: os.sched_setaffinity(0, {_cpus()[1]}))
         try:
             self.state = wait_ready(self.prefix, 60)
@@ -127,6 +129,9 @@ class Stream:
 
     def __init__(self, up: Up, rate: int = 5000):
         self.tx, self.rx = _sock(up, "c"), _sock(up, "d")
+        # Room for seconds of the stream, so that a receiving thread the flood keeps
+        # off the CPU loses nothing in d's own socket: what is lost is the switch's.
+        self.rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
         self.rx.bind((D, FLOW_PORT))
         self.rx.settimeout(2)
         self.tx.bind((C, FLOW_PORT))
