@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     need=""
-    for pkg in gcc libc6-dev python3-dev python3-pip iproute2 iperf3 procps iptables nftables clang libclang-rt-14-dev; do
+    for pkg in gcc libc6-dev python3-dev python3-pip iproute2 iperf3 procps iptables nftables clang libclang-rt-14-dev valgrind; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
     done
     if [ -n "$need" ]; then

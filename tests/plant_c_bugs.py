@@ -117,6 +117,8 @@ BUGS = [
      "tests/switch/test_attach.py -k spinning"),
     ("native/capture.c", "            r->generation = gen;", "            r->generation = gen > 0;",
      "tests/switch/test_churn.py"),
+    # a leak: the tables' port-zone map never freed (valgrind)
+    ("native/tables.c", "    free(t->port_zone);", "", "tests/test_leaks.py"),
     # Equivalent but for 32-bit hash collisions (the hash is seeded by the zone);
     # kept so the list says so rather than hiding it.
     ("native/tables.h", "if (e->zone == zone && memcmp", "if (memcmp",
