@@ -264,7 +264,9 @@ def _parse_document(doc: Document, result: LoadResult, errors: list[ManifestErro
     if fe.errors:
         errors.extend(fe.errors)
     elif obj is not None:
-        result.objects.append((doc, obj))
+        # Where it came from, without its body: the raw objects of a big dump
+        # (managedFields, annotations) would otherwise stay in memory to the end.
+        result.objects.append((Document(doc.source, doc.index, None, doc.item), obj))
 
 
 class _Prefixed:
