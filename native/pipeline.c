@@ -303,7 +303,9 @@ static void result_finish(struct ns_pipeline *p, const struct ns_pkt *pkt, int r
     if (!ev)
         return;
     ev->time_ns = now;
-    ev->type = (r == NS_R_DENIED_EGRESS || r == NS_R_DENIED_INGRESS) ? NS_EV_DENIED : NS_EV_DROP;
+    /* every policy tier's denial is a denial (the tiers' reasons follow one another) */
+    ev->type = (r == NS_R_DENIED_EGRESS || r == NS_R_DENIED_INGRESS ||
+                (r >= NS_R_DENIED_ADMIN_EGRESS && r <= NS_R_DENIED_BASELINE_INGRESS)) ? NS_EV_DENIED : NS_EV_DROP;
     ev->generation = p->generation;
     ev->reason = (uint8_t)r;
     ev->egress_rule = o->egress_rule;

@@ -48,6 +48,7 @@ def test_every_kind_of_event_with_its_rules_and_generation():
     assert new.generation == 1 and new.reason == "new" and new.tcp_flags == 0x02
     assert (denied.reason, denied.in_port, denied.ingress_rule) == ("denied_ingress", PC, None)
     assert dropped.reason == "spoofed_source"
+
     # RST closes; the reply's flags come along
     dp.run_batch([bytes(ether() / IP(src=B, dst=A) / TCP(sport=80, dport=1, flags="R"))], [PB], SEC)
     (closed,) = dp.events()
@@ -101,3 +102,21 @@ def test_flow_records_name_the_deciding_rule_or_the_isolating_policies():
     assert denied["verdict"] == "DROPPED" and denied["drop_reason_desc"] == "POLICY_DENIED"
     assert denied["traffic_direction"] == "INGRESS"
     assert denied["ingress_denied_by"] == [{"kind": "NetworkPolicy", "namespace": "t", "name": "b-from-a"}]
+
+
+def test_a_cluster_wide_deny_is_a_denied_event():
+    anp = """
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: no-c}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  ingress: [{name: deny-c, action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: c}}}}]}]
+"""
+    dp = Datapath(events=64)
+    dp.install(compile_cluster(cluster_from(PODS + anp)))
+    res = dp.run_batch([tcp(C, B, 2, "S")], [PC], SEC)
+    assert res[0].reason == "denied_admin_ingress"
+    assert [e.type for e in dp.events()] == ["denied"]

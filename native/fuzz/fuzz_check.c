@@ -178,6 +178,8 @@ static void check_events(const struct fz_run *run, uint32_t n, uint64_t when)
             CHECK(ns_reason_verdict(e->reason) == NS_DROP, "a drop event for a packet not dropped");
         if (e->type == NS_EV_DENIED)
             CHECK(!strcmp(ns_reason_stage(e->reason), "policy"), "a denial event not decided by policy");
+        if (e->type == NS_EV_DROP)
+            CHECK(strcmp(ns_reason_stage(e->reason), "policy"), "a policy denial reported as a plain drop");
         CHECK(e->generation <= run->generation, "an event of a table set not yet swapped in");
         CHECK(e->time_ns == when, "an event not stamped with its batch's now");
         CHECK(!(e->xlated & ~(NS_XLATE_DST | NS_XLATE_SRC)), "stray translation bits in an event");
