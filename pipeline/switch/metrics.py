@@ -92,6 +92,9 @@ class Metrics:
         yield drops
         yield CounterMetricFamily("netsem_capture_missed", "Forwarded frames the capture ring had no room to record",
                                   value=s["switch"]["capture_dropped"])
+        yield CounterMetricFamily("netsem_port_errors",
+                                  "Errors a port's socket reported (its device went down or away under the switch)",
+                                  value=s["switch"]["port_errors"])
         yield CounterMetricFamily("netsem_service_rejects",
                                   "TCP resets and ICMP port unreachables sent for Service ports without a ready backend",
                                   value=s["switch"]["rejects"])
