@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from .flood import D, PODS, ROOT, Stream, Up, _sock
+from .flood import D, LISTEN_PORT, PODS, ROOT, Stream, Up, _sock, listen, unlisten
 
 POLICY_SETS = [
     "",
@@ -46,7 +46,7 @@ spec:
   policyTypes: [Egress]
   egress: [{to: [{podSelector: {matchLabels: {app: d}}}], ports: [{port: 7001}]}]""",
 ]
-STREAM_PORT, NEW_PORT = 7003, 7001
+STREAM_PORT = 7003
 
 
 class TcpStream:
@@ -176,11 +176,7 @@ def run_churn(tmp: str, seconds: float, period: float = 0.1, via: str = "files")
     changes = (FileChanges if via == "files" else ApiChanges)(tmp, rec)
     up = changes.up
     try:
-        srv = _sock(up, "d", socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((D, NEW_PORT))
-        srv.listen(512)
-        threading.Thread(target=_accept_all, args=(srv,), daemon=True).start()
+        srv = listen(up)                 # d accepts (and closes) b's new connections
         tcp, udp = TcpStream(up), Stream(up, rate=2000)
         stop = threading.Event()
         tries = {"opened": 0, "refused": 0}
@@ -196,11 +192,7 @@ def run_churn(tmp: str, seconds: float, period: float = 0.1, via: str = "files")
         out = tcp.stop()
         out["udp_sent"], out["udp_lost"] = udp.sent, udp.stop()
         out.update(tries)
-        try:
-            srv.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        srv.close()
+        unlisten(srv)
     finally:
         changes.close()
     out["changes"] = sighups
@@ -215,22 +207,13 @@ def run_churn(tmp: str, seconds: float, period: float = 0.1, via: str = "files")
     return out
 
 
-def _accept_all(srv):
-    while True:
-        try:
-            c, _ = srv.accept()
-            c.close()
-        except OSError:
-            return
-
-
 def _open_new(up: Up, stop: threading.Event, tries: dict) -> None:
     """b -> d, a new connection every 50 ms: allowed or refused by the generation in force."""
     while not stop.is_set():
         s = _sock(up, "b", socket.SOCK_STREAM)
         s.settimeout(0.2)
         try:
-            s.connect((D, NEW_PORT))
+            s.connect((D, LISTEN_PORT))
             tries["opened"] += 1
         except OSError:
             tries["refused"] += 1
