@@ -54,11 +54,14 @@ TESTS = {"udp1": 1, "udp10k": 10000, "new": 0}
 SWITCH_CONNECTIONS = 1 << 22       # room for every flow of the "new" test
 
 
-def pods_manifest(n_policies: int) -> list[dict]:
+def pods_manifest(n_policies: int, idle: int = 0) -> list[dict]:
+    """pA and pB, n_policies policies selecting pB, and `idle` more pods that send
+    nothing (their ports only cost the switch what an idle port costs)."""
+    pods = [("a", A), ("b", B)] + [(f"i{k:04d}", f"198.18.{16 + k // 250}.{k % 250 + 1}") for k in range(idle)]
     docs = [{"apiVersion": "v1", "kind": "Pod",
              "metadata": {"name": name, "namespace": "bench", "labels": {"app": name}},
              "spec": {"containers": [{"name": "c", "image": "x"}]},
-             "status": {"podIPs": [{"ip": ip}]}} for name, ip in (("a", A), ("b", B))]
+             "status": {"podIPs": [{"ip": ip}]}} for name, ip in pods]
     for i in range(n_policies):
         docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                      "metadata": {"name": f"p{i}", "namespace": "bench"},
@@ -208,20 +211,21 @@ class Bench:
             srv.wait()
 
     # -- one configuration ---------------------------------------------------------
-    def config(self, kind: str, n: int) -> list[dict]:
+    def config(self, kind: str, n: int, ports: int = 2) -> list[dict]:
         from pipeline.load.build import load_cluster
         from pipeline.dataplane.compiler import compile_cluster
         from pipeline.switch.process import start_switch, stop_switch
         from pipeline.switch.switch import topology_pods
         import yaml
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-            yaml.safe_dump_all(pods_manifest(n if kind == "switch" else 0), f)
+            yaml.safe_dump_all(pods_manifest(n if kind == "switch" else 0, max(0, ports - 2)), f)
             f.flush()
             cluster, _ = load_cluster([f.name])
         t = time.monotonic()
         compiled = compile_cluster(cluster)
         compile_s = time.monotonic() - t
         topo = Topology.build(topology_pods(compiled), static_neighbors=True)
+        assert topo.ports[1].key == "bench/a" and topo.ports[2].key == "bench/b", "pA, pB are ports 1, 2"
         rows = []
         pid = None
         try:
@@ -257,7 +261,7 @@ class Bench:
                             fwd = m["busy_s"] - self.gen_cost.get(test, 0.0) * m["sent"]
                             m["cpu_us_per_packet"] = max(0.0, fwd) / m["received"] * 1e6
                     reps.append(m)
-                rows.append(summarize(kind, n, test, reps, compile_s))
+                rows.append(dict(summarize(kind, n, test, reps, compile_s), ports=ports))
             if self.tcp:
                 gbps, cps = [], []
                 for _ in range(self.reps):
@@ -322,28 +326,30 @@ def kernel_forwarding(topo: Topology) -> None:
 
 
 def label(r: dict) -> str:
-    return "kernel" if r["forwarder"] == "kernel" else f"{r['forwarder']} N={r['policies']}"
+    if r["forwarder"] == "kernel":
+        return "kernel"
+    return f"{r['forwarder']} N={r['policies']}" + (f" ports={r['ports']}" if r.get("ports", 2) > 2 else "")
 
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     base = {r["test"]: r for r in rows if r["forwarder"] == "kernel"}
-    print(f"{'configuration':<20} {'test':<7} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
+    print(f"{'configuration':<26} {'test':<7} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
           f"{'µs/pkt':>7}  the switch's verdicts", file=out)
     for r in rows:
         b = base.get(r["test"])
         if r["test"] == "conn/s":
             r["ratio_to_kernel"] = r["cps"] / b["cps"] if b and b["cps"] else None
-            print(f"{label(r):<20} {'conn/s':<7} {'':>10} {r['cps']:>10.0f} "
+            print(f"{label(r):<26} {'conn/s':<7} {'':>10} {r['cps']:>10.0f} "
                   f"{r['ratio_to_kernel'] or 0:>6.2f}", file=out)
             continue
         if r["test"] == "tcp":
             r["ratio_to_kernel"] = r["gbps"] / b["gbps"] if b and b["gbps"] else None
-            print(f"{label(r):<20} {'tcp':<7} {'':>10} {r['gbps']:>8.2f}Gb "
+            print(f"{label(r):<26} {'tcp':<7} {'':>10} {r['gbps']:>8.2f}Gb "
                   f"{r['ratio_to_kernel'] or 0:>6.2f}", file=out)
             continue
         r["ratio_to_kernel"] = r["rx_pps"] / b["rx_pps"] if b and b["rx_pps"] else None
         cpu = r.get("cpu_us_per_packet")
-        print(f"{label(r):<20} {r['test']:<7} {r['sent_pps']:>10.0f} {r['rx_pps']:>10.0f} "
+        print(f"{label(r):<26} {r['test']:<7} {r['sent_pps']:>10.0f} {r['rx_pps']:>10.0f} "
               f"{r['ratio_to_kernel'] or 0:>6.2f} {r['loss']:>6.1%} {'' if cpu is None else f'{cpu:.2f}':>7}"
               f"  {verdict_mix(r.get('verdicts'))}", file=out)
 
@@ -364,6 +370,9 @@ def main(argv=None) -> int:
     ap.add_argument("--policies", default="10,1000,10000", help="comma-separated N for iptables and switch rows")
     ap.add_argument("--only", default="kernel,iptables,switch", help="forwarders to run")
     ap.add_argument("--tcp", action="store_true", help="also TCP throughput with iperf3")
+    ap.add_argument("--ports", default="2", help="comma-separated switch port counts: pA and pB, plus idle pods "
+                                                 "to make up the number (e.g. 2,1000: CPU per packet should not "
+                                                 "grow with idle ports)")
     ap.add_argument("--json", metavar="FILE", help="default: bench/results/switch-<time>.json")
     args = ap.parse_args(argv)
     only = args.only.split(",")
@@ -376,11 +385,13 @@ def main(argv=None) -> int:
     bench = Bench(build_tools(tmp), args.seconds, args.reps, args.tcp)
     rows: list[dict] = []
     try:
-        configs = [("kernel", 0)] + [(k, n) for k in ("iptables", "switch") if k in only for n in ns]
-        for kind, n in configs:
+        ports = [int(x) for x in args.ports.split(",") if x]
+        configs = [("kernel", 0, 2)] + [("iptables", n, 2) for n in ns if "iptables" in only] + \
+            [("switch", n, p) for n in ns for p in ports if "switch" in only]
+        for kind, n, p in configs:
             t = time.monotonic()
-            rows += bench.config(kind, n)
-            print(f"  {kind} N={n}: {time.monotonic() - t:.0f} s", file=sys.stderr)
+            rows += bench.config(kind, n, p)
+            print(f"  {kind} N={n} ports={p}: {time.monotonic() - t:.0f} s", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows)
