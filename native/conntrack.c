@@ -217,7 +217,7 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
 {
     uint32_t i;
     if (ct->free_head == NS_NONE32 && ct->bump == ct->cap)
-        ct_reclaim_one(ct, now);   /* "full" means every entry is live (docs/pipeline.md) */
+        ct_reclaim_expired(ct, now, 1);   /* "full" means every entry is live (docs/pipeline.md) */
     if (ct->free_head != NS_NONE32) {
         i = ct->free_head;
         ct->free_head = ct->e[i].next;

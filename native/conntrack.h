@@ -178,8 +178,10 @@ struct ns_event *ct_report(struct ct_table *ct, uint32_t i, uint8_t type, uint64
 void ct_refresh(struct ct_table *ct, uint32_t i, uint8_t state, uint64_t now);
 /* Reclaims (reports and deletes) up to `budget` expired entries from the FIFO heads. */
 uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget);
-/* Frees one expired entry if there is any (an insert into a full table). */
-int ct_reclaim_one(struct ct_table *ct, uint64_t now);
+/* Frees up to max expired entries, wherever they are queued (ct_reclaim stops at
+ * the first head not expired): 1 for an insert into a full table, all for the
+ * per-port limit. Returns how many. */
+uint32_t ct_reclaim_expired(struct ct_table *ct, uint64_t now, uint32_t max);
 /* The reply key of entry e: the original key reversed, its source the translated
  * destination and its destination the translated source, where there are. */
 void ct_reply_key(const struct ct_entry *e, struct ct_key *r);

@@ -218,51 +218,35 @@ uint32_t ct_reclaim(struct ct_table *ct, uint64_t now, uint32_t budget)
     return done;
 }
 
-/* Frees one expired entry if there is any: only entries whose queued stamp has
- * passed can have expired, and they are at the FIFO heads. The stamps (ms mod 2^32)
+/* Frees up to `max` expired entries. Only entries whose queued stamp has passed
+ * can have expired, and they are at the FIFO heads (those there not yet expired are
+ * in their last CT_REQUEUE_MS, so the walk stays short). The stamps (ms mod 2^32)
  * compare right within 24.8 days; an entry queued longer ago than that (an idle
  * month, a clock that jumped) is judged by its expiry, or "full" would not mean
  * every entry is live (found by the libFuzzer harness, native/fuzz/regressions/). */
-int ct_reclaim_one(struct ct_table *ct, uint64_t now)
+uint32_t ct_reclaim_expired(struct ct_table *ct, uint64_t now, uint32_t max)
 {
-    uint32_t now_ms = ms_stamp(now);
-    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
-        for (uint32_t i = ct->fifo[c].head;
-             i != NS_NONE32 && (ct->e[i].expiry <= now || stamp_passed(ct->e[i].qexp_ms, now_ms));
-             i = ct->e[i].next) {
-            if (ct->e[i].expiry <= now) {
-                ct_report(ct, i, NS_EV_EXPIRED, now);
-                ct_delete(ct, i);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Every expired entry: they are among those whose queued stamp has passed, which
- * sit at the FIFO heads (the ones not yet expired there are in their last
- * CT_REQUEUE_MS, so the walk stays short). */
-static void ct_reclaim_all(struct ct_table *ct, uint64_t now)
-{
-    uint32_t now_ms = ms_stamp(now);
-    for (int c = 0; c < CT_TCLASS_COUNT; c++) {
+    uint32_t now_ms = ms_stamp(now), done = 0;
+    for (int c = 0; c < CT_TCLASS_COUNT && done < max; c++) {
         uint32_t i = ct->fifo[c].head;
-        while (i != NS_NONE32 && (ct->e[i].expiry <= now || stamp_passed(ct->e[i].qexp_ms, now_ms))) {
+        while (i != NS_NONE32 && done < max &&
+               (ct->e[i].expiry <= now || stamp_passed(ct->e[i].qexp_ms, now_ms))) {
             uint32_t next = ct->e[i].next;
             if (ct->e[i].expiry <= now) {
                 ct_report(ct, i, NS_EV_EXPIRED, now);
                 ct_delete(ct, i);
+                done++;
             }
             i = next;
         }
     }
+    return done;
 }
 
 int ct_port_full(struct ct_table *ct, uint16_t in_port, uint64_t now)
 {
     if (!ct->port_count || ct->port_count[in_port] < ct->per_port)
         return 0;
-    ct_reclaim_all(ct, now);
+    ct_reclaim_expired(ct, now, UINT32_MAX);   /* so that the count is exact */
     return ct->port_count[in_port] >= ct->per_port;
 }

@@ -97,8 +97,8 @@ BUGS = [
      "    if (!tiers || (local < pt->identities && ((pt->isolation[local] & bit) || 1))) {",
      "tests/test_compiler_grid.py -k cluster_wide"),
     # --max-connections-per-pod: no reclaim before refusing, no uncounting, no check
-    ("native/ct_store.c", "    ct_reclaim_all(ct, now);\n    return ct->port_count",
-     "    (void)ct_reclaim_all;\n    return ct->port_count",
+    ("native/ct_store.c", "    ct_reclaim_expired(ct, now, UINT32_MAX);   /* so that the count is exact */",
+     "",
      "tests/test_pod_limit.py"),
     ("native/conntrack.c", "        ct->port_count[e->in_port]--;", "        ;", "tests/test_pod_limit.py"),
     ("native/pipeline.c", "if (ct_port_full(&p->ct, arrival, now))", "if (0)", "tests/test_pod_limit.py"),
@@ -119,6 +119,9 @@ BUGS = [
      "tests/switch/test_churn.py"),
     # a leak: the tables' port-zone map never freed (valgrind)
     ("native/tables.c", "    free(t->port_zone);", "", "tests/test_leaks.py"),
+    # an insert into a full table that reclaims nothing first
+    ("native/conntrack.c", "ct_reclaim_expired(ct, now, 1);", "ct_reclaim_expired(ct, now, 0);",
+     "tests/test_stateful.py tests/test_pod_limit.py"),
     # Equivalent but for 32-bit hash collisions (the hash is seeded by the zone);
     # kept so the list says so rather than hiding it.
     ("native/tables.h", "if (e->zone == zone && memcmp", "if (memcmp",

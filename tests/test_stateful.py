@@ -375,3 +375,17 @@ def test_a_recheck_leaves_out_connections_that_expired_at_the_last_packets_insta
     after = cluster_from(PODS + DENY_INGRESS)
     assert both.dp.install(compile_cluster(after), recheck=True) == 1
     assert both.oracle.install(after, recheck=True) == 1
+
+
+def test_a_full_table_finds_an_expired_entry_behind_a_live_head():
+    # The per-batch reclaim stops at a FIFO head that has not expired: a SYN refreshed
+    # by its retransmission less than a second after it was queued keeps its place
+    # with a later expiry, in front of a UDP entry that has expired. The insert into
+    # the full table must still find that one (ct_reclaim_expired), or "full" would
+    # not mean every entry is live.
+    both = _small(2)
+    assert both.run(*tcp("S"), now=SEC).reason == "new"                            # expires 31 s
+    assert both.run(*_udp(2), now=SEC + SEC // 5).reason == "new"                  # 31.2 s
+    assert both.run(*tcp("S"), now=SEC + 9 * SEC // 10).reason == "established"    # now 31.9 s
+    assert both.run(*_udp(3), now=31 * SEC + SEC // 2).reason == "new"
+    assert both.run(*_udp(4), now=31 * SEC + SEC // 2).reason == "conntrack_full"

@@ -170,9 +170,14 @@ def _read_items(source: str, head: dict, lines: list, chunks: list) -> Iterator[
             where = f" at line {a + mark.line + 1}" if mark else ""
             raise ManifestError(source, 0, f"items[{i}]",
                                 f"YAML syntax error{where}: {getattr(e, 'problem', None) or e}") from None
-        if isinstance(item, dict) and item_kind and "kind" not in item:
-            item = {"apiVersion": api, "kind": item_kind, **item}   # kubectl omits them in typed lists
-        yield Document(source, 0, item, i)
+        yield Document(source, 0, _typed(item, api, item_kind), i)
+
+
+def _typed(item, api, item_kind: str):
+    """An item of a typed List (PodList, ...): kubectl omits its apiVersion and kind."""
+    if isinstance(item, dict) and item_kind and "kind" not in item:
+        return {"apiVersion": api, "kind": item_kind, **item}
+    return item
 
 
 def flatten(doc: Document) -> Iterator[Document]:
@@ -183,10 +188,7 @@ def flatten(doc: Document) -> Iterator[Document]:
         item_kind = body["kind"][:-4]
         api = body.get("apiVersion")
         for i, item in enumerate(body["items"]):
-            if isinstance(item, dict) and item_kind and "kind" not in item:
-                # kubectl omits apiVersion/kind on items of typed lists.
-                item = {"apiVersion": api, "kind": item_kind, **item}
-            yield Document(doc.source, doc.index, item, i)
+            yield Document(doc.source, doc.index, _typed(item, api, item_kind), i)
     else:
         yield doc
 

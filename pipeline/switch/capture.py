@@ -67,6 +67,7 @@ class Recorder:
         self._buf = bytearray(chunk * lib.NS_SW_FRAME_MAX)
         self._cbuf = ffi.from_buffer(self._buf)
         self.frames = 0
+        self._index: dict | None = None     # generations.json, once a generation is noted
 
     def _add(self, port: int, name: str) -> None:
         ids = {w.add_interface(name) for w in self._w.values()}
@@ -106,7 +107,7 @@ class Recorder:
         """The manifests (path -> text, as read; the API server's objects as one List)
         of a table generation now in force."""
         index_path = os.path.join(self.path, "generations.json")
-        index = self._index if hasattr(self, "_index") else {"cluster_dns": cluster_dns, "generations": {}}
+        index = self._index or {"cluster_dns": cluster_dns, "generations": {}}
         files = None
         if texts is not None:
             d = os.path.join(self.path, "generations", str(generation))
