@@ -142,7 +142,7 @@ def preflight(name: str, tools: list[str]) -> bool:
 def build_tools(directory: str) -> dict:
     """Compiles bench/gen/*.c into `directory`; name -> path."""
     out = {}
-    for name in ("udpgen", "tcpconn"):
+    for name in ("udpgen", "tcpconn", "udprr"):
         out[name] = os.path.join(directory, name)
         subprocess.run(["gcc", "-O2", "-Wall", "-o", out[name],
                         os.path.join(ROOT, "bench", "gen", name + ".c")], check=True)

@@ -32,7 +32,8 @@ int ns_switch_set_capture(struct ns_switch *sw, uint32_t frames)
 
 /* Copies one frame into the ring, or counts it as capture_dropped. */
 void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
-                 const uint8_t *data, uint32_t len, uint32_t wire_len, uint32_t batch_slot)
+                 const uint8_t *data, uint32_t len, uint32_t wire_len, uint32_t batch_slot,
+                 const struct ns_offload *ol)
 {
     struct sw_capture *c = &sw->cap;
     if (batch_slot < sw->batch)
@@ -49,7 +50,11 @@ void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_n
     memcpy(c->data + (size_t)i * NS_SW_FRAME_MAX, data, len);
     c->rec[i].ts_ns = ts_ns;
     c->rec[i].len = (uint16_t)len;
-    c->rec[i].wire_len = (uint16_t)(wire_len > 65535 ? 65535 : wire_len);
+    c->rec[i].wire_len = wire_len;
+    if (ol)
+        c->rec[i].ol = *ol;
+    else
+        memset(&c->rec[i].ol, 0, sizeof(c->rec[i].ol));
     c->rec[i].port = port;
     c->rec[i].dir = dir;
     c->rec[i].reason = NS_SW_CAP_NOT_JUDGED;

@@ -18,6 +18,9 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
     int sndbuf = 4 << 20;
     if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof(ver)) < 0)
         goto fail;
+    /* before the ring: the kernel refuses it on a socket that has one */
+    if (sw->offload && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0)
+        goto fail;
     /* best effort: older kernels lack these; the switch still works without */
     setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
@@ -27,8 +30,8 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
     size_t ring_len;
     if (ver == TPACKET_V2) {
         struct tpacket_req req = {0};
-        req.tp_block_size = 1u << 16;
-        req.tp_frame_size = SW_V2_FRAME;
+        req.tp_block_size = sw->offload ? 2 * SW_BIG_FRAME : 1u << 16;
+        req.tp_frame_size = sw->offload ? SW_BIG_FRAME : SW_V2_FRAME;
         req.tp_block_nr = sw->ring_bytes / req.tp_block_size;
         req.tp_frame_nr = req.tp_block_nr * (req.tp_block_size / req.tp_frame_size);
         if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
@@ -38,8 +41,8 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
         ring_len = (size_t)req.tp_block_nr * req.tp_block_size;
     } else {
         struct tpacket_req3 req = {0};
-        req.tp_block_size = SW_V3_BLOCK;
-        req.tp_frame_size = SW_V2_FRAME;
+        req.tp_block_size = sw->offload ? 4 * SW_BIG_FRAME : SW_V3_BLOCK;
+        req.tp_frame_size = sw->offload ? SW_BIG_FRAME : SW_V2_FRAME;
         req.tp_block_nr = sw->ring_bytes / req.tp_block_size;
         req.tp_frame_nr = req.tp_block_nr * (req.tp_block_size / req.tp_frame_size);
         req.tp_retire_blk_tov = sw->retire_ms;
@@ -68,31 +71,48 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
     pt->ring = ring;
     pt->ring_len = ring_len;
     pt->version = ver == TPACKET_V3 ? NS_SW_RING_V3 : NS_SW_RING_V2;
-    sw_commit_slot(sw, pt);
-    return 0;
+    rc = sw_commit_slot(sw, pt);
+    if (rc) {
+        munmap(ring, ring_len);
+        close(fd);
+    }
+    return rc;
 fail:
     rc = -errno;
     close(fd);
     return rc;
 }
 
-/* Copies one frame into batch slot n; returns 1 if taken. */
+/* Copies one frame into batch slot n; returns 1 if taken. With offloads, its
+ * virtio-net header sits just before it in the ring. */
 static inline int take(struct ns_switch *sw, struct sw_port *pt, uint32_t n,
                        const uint8_t *data, uint32_t snaplen, uint32_t wirelen, uint64_t ts_ns)
 {
     pt->st.rx_packets++;
     pt->st.rx_bytes += wirelen;
+    if (sw->offload) {
+        memcpy(&sw->ol[n], data - sizeof(struct ns_offload), sizeof(struct ns_offload));
+        sw->counter[NS_SW_C_SUPER_FRAMES] += sw->ol[n].gso_type != NS_GSO_NONE;
+    }
     if (NS_UNLIKELY(sw->cap.slots))
-        sw_cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen, n);
-    if (NS_UNLIKELY(wirelen > NS_SW_FRAME_MAX || snaplen < wirelen)) {
+        sw_cap_push(sw, pt->port, NS_SW_CAP_IN, ts_ns, data, snaplen, wirelen, n,
+                    sw->offload ? &sw->ol[n] : NULL);
+    if (NS_UNLIKELY(wirelen > sw_frame_max(sw) || snaplen < wirelen)) {
         sw->counter[NS_SW_C_OVERSIZE]++;
         pt->st.drops++;
         return 0;
     }
+    sw->off[n] = sw_slot_for(sw, n, snaplen);
     memcpy(sw->buf + sw->off[n], data, snaplen);
     sw->len[n] = snaplen;
     sw->in_port[n] = pt->port;
     return 1;
+}
+
+/* A super-frame the batch has no room for stays in the ring until the next one. */
+static inline int no_room(const struct ns_switch *sw, uint32_t snaplen)
+{
+    return snaplen > NS_SW_FRAME_MAX && sw->big_used >= NS_SW_BIG_SLOTS;
 }
 
 static uint32_t drain_v2(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
@@ -100,7 +120,7 @@ static uint32_t drain_v2(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
     while (n < sw->batch) {
         struct tpacket2_hdr *h = (struct tpacket2_hdr *)(pt->ring + (size_t)pt->cur * pt->slot_size);
         uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
-        if (!(status & TP_STATUS_USER))
+        if (!(status & TP_STATUS_USER) || NS_UNLIKELY(no_room(sw, h->tp_snaplen)))
             break;
         n += take(sw, pt, n, (uint8_t *)h + h->tp_mac, h->tp_snaplen, h->tp_len,
                   (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
@@ -124,6 +144,8 @@ static uint32_t drain_v3(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
         }
         while (pt->v3_left && n < sw->batch) {
             struct tpacket3_hdr *h = (struct tpacket3_hdr *)pt->v3_pkt;
+            if (NS_UNLIKELY(no_room(sw, h->tp_snaplen)))
+                break;
             n += take(sw, pt, n, pt->v3_pkt + h->tp_mac, h->tp_snaplen, h->tp_len,
                       (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
             pt->v3_pkt += h->tp_next_offset;
@@ -147,8 +169,15 @@ uint32_t sw_send_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t start
 {
     uint32_t cnt = end - start, sent = 0;
     for (uint32_t i = 0; i < cnt; i++) {
-        sw->iov[i].iov_base = sw->tx_sorted[start + i].data;
-        sw->iov[i].iov_len = sw->tx_sorted[start + i].len;
+        const struct tx_ent *t = &sw->tx_sorted[start + i];
+        struct iovec *v = &sw->iov[2 * i];
+        if (sw->offload) {      /* the virtio-net header goes first */
+            v->iov_base = (void *)t->ol;
+            v->iov_len = sizeof(struct ns_offload);
+            v++;
+        }
+        v->iov_base = t->data;
+        v->iov_len = t->len;
     }
     while (sent < cnt) {
         int r = sendmmsg(pt->fd, sw->msg + sent, cnt - sent, MSG_DONTWAIT);

@@ -292,10 +292,43 @@ struct ns_tables *ns_pipeline_swap_tables(struct ns_pipeline *p, struct ns_table
 uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
                          const uint32_t *len, const uint16_t *in_port, uint32_t n,
                          uint64_t now_ns, struct ns_result *res);
+/* A frame's offload metadata: the virtio-net header (struct virtio_net_hdr, host
+ * byte order) that AF_PACKET (PACKET_VNET_HDR) and TAP (IFF_VNET_HDR) carry with
+ * it. A GSO super-frame (gso_type != NONE) is one TCP or UDP segment of up to 64 KB
+ * the kernel splits into gso_size pieces where it must; NEEDS_CSUM means its L4
+ * checksum field holds only the pseudo-header sum (CHECKSUM_PARTIAL), to be
+ * completed from csum_start, stored at csum_start + csum_offset. */
+struct ns_offload {
+    uint8_t flags;           /* NS_OFFLOAD_* */
+    uint8_t gso_type;        /* NS_GSO_* (| NS_GSO_ECN) */
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+};
+#define NS_OFFLOAD_NEEDS_CSUM 1
+#define NS_OFFLOAD_DATA_VALID 2
+#define NS_GSO_NONE 0
+#define NS_GSO_TCPV4 1
+#define NS_GSO_UDP 3
+#define NS_GSO_TCPV6 4
+#define NS_GSO_UDP_L4 5
+#define NS_GSO_ECN 128
+/* ns_pipeline_run with each frame's offload metadata (ol[i]; ol == NULL: none).
+ * The sanity filter checks that it describes the frame (else bad_offload); a
+ * super-frame is then judged once, as the one segment it is. */
+uint32_t ns_pipeline_run_offload(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
+                                 const uint32_t *len, const uint16_t *in_port,
+                                 const struct ns_offload *ol, uint32_t n, uint64_t now_ns,
+                                 struct ns_result *res);
 /* Writes the translation a result names into its frame (addresses, ports, and the
  * IPv4 header, TCP, UDP, ICMPv6 and SCTP checksums). 0, or -1 when the frame is not
  * the one the result was computed for. */
 int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r);
+/* The same for a frame whose L4 checksum is partial (NS_OFFLOAD_NEEDS_CSUM): the
+ * field holds the pseudo-header sum, so an address change updates it without the
+ * complement and a port change leaves it (the sum over the segment is made later). */
+int ns_rewrite_frame_offload(uint8_t *frame, uint32_t len, const struct ns_result *r, int partial);
 /* Per-reason packet counters since creation. */
 uint64_t ns_pipeline_counter(const struct ns_pipeline *p, int reason);
 uint32_t ns_pipeline_connections(const struct ns_pipeline *p);

@@ -325,6 +325,14 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
                          const uint32_t *len, const uint16_t *in_port, uint32_t n,
                          uint64_t now_ns, struct ns_result *res)
 {
+    return ns_pipeline_run_offload(p, buf, off, len, in_port, NULL, n, now_ns, res);
+}
+
+uint32_t ns_pipeline_run_offload(struct ns_pipeline *p, const uint8_t *buf, const uint32_t *off,
+                                 const uint32_t *len, const uint16_t *in_port,
+                                 const struct ns_offload *ol, uint32_t n, uint64_t now_ns,
+                                 struct ns_result *res)
+{
     p->last_now = now_ns;
     ct_reclaim(&p->ct, now_ns, p->lim.reclaim_per_batch);
     frag_reclaim(&p->frag, now_ns, p->lim.reclaim_per_batch);
@@ -334,6 +342,8 @@ uint32_t ns_pipeline_run(struct ns_pipeline *p, const uint8_t *buf, const uint32
         for (uint32_t j = 0; j < m; j++) {
             struct ns_pkt *pkt = &p->pkt[j];
             p->parsed[j] = sanity_parse(buf + off[base + j], len[base + j], pkt);
+            if (ol && p->parsed[j] == NS_R_CONTINUE)
+                p->parsed[j] = sanity_offload(pkt, &ol[base + j]);
             ns_make_key(&p->key[j], tables_port_zone(p->tables, in_port[base + j]), pkt->src,
                      pkt->dst, pkt->sport, pkt->dport, pkt->proto, pkt->echo);
             if (p->parsed[j] == NS_R_CONTINUE) {

@@ -74,7 +74,12 @@
     /* a new connection from a port (a pod's interface, or the uplink) that already  */ \
     /* holds --max-connections-per-pod live connections: one pod cannot exhaust     */ \
     /* the table for the others                                                      */ \
-    _(CONNTRACK_POD_LIMIT,     "conntrack_pod_limit",     NS_DROP,    "commit")
+    _(CONNTRACK_POD_LIMIT,     "conntrack_pod_limit",     NS_DROP,    "commit")       \
+    /* a frame whose virtio-net header (GSO super-frame, partial checksum) does not  */ \
+    /* describe it: wrong protocol or family for its GSO type, a checksum start or  */ \
+    /* offset that is not its L4 checksum, GSO without a partial checksum, a        */ \
+    /* fragment: forwarding it would have the kernel segment or sum the wrong bytes */ \
+    _(BAD_OFFLOAD,             "bad_offload",             NS_DROP,    "sanity")
 
 enum ns_reason {
 #define NS_REASON_ENUM(e, name, verdict, stage) NS_R_##e,

@@ -40,10 +40,23 @@ static uint32_t crc32c(const uint8_t *p, uint32_t n)
     return c ^ 0xFFFFFFFFu;
 }
 
+/* A partial checksum field (CHECKSUM_PARTIAL) holds the pseudo-header sum itself,
+ * not its complement: complementing around csum_replace updates it the same way
+ * (Linux's inet_proto_csum_replace4 with pseudohdr set). */
+static void csum_replace_partial(uint8_t *field, const uint8_t *old, const uint8_t *new, uint32_t len)
+{
+    field[0] = (uint8_t)~field[0];
+    field[1] = (uint8_t)~field[1];
+    csum_replace(field, old, new, len);
+    field[0] = (uint8_t)~field[0];
+    field[1] = (uint8_t)~field[1];
+}
+
 /* Replaces one address (4 or 16 bytes at a) and/or port (at port, may be NULL),
- * fixing the checksums that cover them. */
+ * fixing the checksums that cover them. partial: the L4 checksum is partial, so it
+ * covers the addresses (its pseudo-header) but not yet the ports. */
 static void replace_end(uint8_t *ip, uint8_t *a, const uint8_t *new16, uint8_t *l4,
-                        uint8_t *port, uint16_t new_port, const struct ns_pkt *pkt)
+                        uint8_t *port, uint16_t new_port, const struct ns_pkt *pkt, int partial)
 {
     const int v4 = pkt->family == 4;
     const uint32_t alen = v4 ? 4 : 16;
@@ -61,16 +74,16 @@ static void replace_end(uint8_t *ip, uint8_t *a, const uint8_t *new16, uint8_t *
         if (v4)
             csum_replace(ip + 10, a, na, 4);
         if (l4sum)
-            csum_replace(l4sum, a, na, alen);
+            (partial ? csum_replace_partial : csum_replace)(l4sum, a, na, alen);
         memcpy(a, na, alen);
     }
     if (port && rd16(port) != new_port) {
         uint8_t np[2] = {(uint8_t)(new_port >> 8), (uint8_t)new_port};
-        if (l4sum)
+        if (l4sum && !partial)
             csum_replace(l4sum, port, np, 2);
         memcpy(port, np, 2);
     }
-    if (l4sum && pkt->proto == NS_PROTO_UDP && rd16(l4sum) == 0)
+    if (l4sum && !partial && pkt->proto == NS_PROTO_UDP && rd16(l4sum) == 0)
         l4sum[0] = l4sum[1] = 0xff;   /* a computed 0 is sent as all ones */
 }
 
@@ -99,9 +112,9 @@ static void rewrite_quote(uint8_t *ip, uint8_t *icmp, uint32_t icmp_len, const s
                            : inner.proto == NS_PROTO_UDP ? 8 : 0;
     uint8_t *l4 = sum_end && l4room >= sum_end ? ql4 : NULL;
     if (r->rewrite & NS_REWRITE_DST)
-        replace_end(q, q + (v4 ? 12 : 8), r->dst, l4, ports ? ql4 : NULL, r->dport, &inner);
+        replace_end(q, q + (v4 ? 12 : 8), r->dst, l4, ports ? ql4 : NULL, r->dport, &inner, 0);
     if (r->rewrite & NS_REWRITE_SRC)
-        replace_end(q, q + (v4 ? 16 : 24), r->src, l4, ports ? ql4 + 2 : NULL, r->sport, &inner);
+        replace_end(q, q + (v4 ? 16 : 24), r->src, l4, ports ? ql4 + 2 : NULL, r->sport, &inner, 0);
     icmp[2] = icmp[3] = 0;
     uint32_t sum = ns_csum_add(0, icmp, icmp_len);
     if (!v4) {   /* ICMPv6: the pseudo-header too */
@@ -114,6 +127,11 @@ static void rewrite_quote(uint8_t *ip, uint8_t *icmp, uint32_t icmp_len, const s
 }
 
 int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r)
+{
+    return ns_rewrite_frame_offload(frame, len, r, 0);
+}
+
+int ns_rewrite_frame_offload(uint8_t *frame, uint32_t len, const struct ns_result *r, int partial)
 {
     if (!r->rewrite)
         return 0;
@@ -128,9 +146,9 @@ int ns_rewrite_frame(uint8_t *frame, uint32_t len, const struct ns_result *r)
     uint8_t *src = ip + (pkt.family == 4 ? 12 : 8);
     uint8_t *dst = ip + (pkt.family == 4 ? 16 : 24);
     if (r->rewrite & NS_REWRITE_SRC)
-        replace_end(ip, src, r->src, l4, ports ? l4 : NULL, r->sport, &pkt);
+        replace_end(ip, src, r->src, l4, ports ? l4 : NULL, r->sport, &pkt, partial);
     if (r->rewrite & NS_REWRITE_DST)
-        replace_end(ip, dst, r->dst, l4, ports ? l4 + 2 : NULL, r->dport, &pkt);
+        replace_end(ip, dst, r->dst, l4, ports ? l4 + 2 : NULL, r->dport, &pkt, partial);
     if (l4 && pkt.icmp_kind == NS_ICMP_ERROR) {
         uint32_t end = pkt.family == 4 ? pkt.l3 + rd16(ip + 2) : pkt.l3 + 40 + rd16(ip + 4);
         rewrite_quote(ip, l4, end - pkt.l4, &pkt, r);

@@ -345,3 +345,26 @@ int sanity_parse(const uint8_t *frame, uint32_t len, struct ns_pkt *pkt)
         return NS_R_BAD_DESTINATION_ADDRESS;
     return NS_R_CONTINUE;
 }
+
+/* The virtio-net header must describe the frame, or the kernel would segment or sum
+ * the wrong bytes on the way out (and a rewrite would update the wrong field). */
+int sanity_offload(const struct ns_pkt *pkt, const struct ns_offload *ol)
+{
+    const uint8_t gso = ol->gso_type & (uint8_t)~NS_GSO_ECN;
+    if (!(ol->flags & NS_OFFLOAD_NEEDS_CSUM) && ol->gso_type == NS_GSO_NONE)
+        return NS_R_CONTINUE;   /* nothing asked (DATA_VALID only says it was checked) */
+    if (!(ol->flags & NS_OFFLOAD_NEEDS_CSUM))
+        return NS_R_BAD_OFFLOAD;   /* the kernel builds GSO only with a partial checksum */
+    const int tcp = pkt->proto == NS_PROTO_TCP, udp = pkt->proto == NS_PROTO_UDP;
+    if (pkt->frag != NS_FRAG_NONE || !pkt->l4 || !(tcp || udp) || ol->csum_start != pkt->l4 ||
+        ol->csum_offset != (tcp ? 16 : 6))
+        return NS_R_BAD_OFFLOAD;
+    if (ol->gso_type == NS_GSO_NONE)
+        return NS_R_CONTINUE;
+    if (ol->gso_size == 0 || ((ol->gso_type & NS_GSO_ECN) && !tcp))
+        return NS_R_BAD_OFFLOAD;
+    if ((gso == NS_GSO_TCPV4 && tcp && pkt->family == 4) || (gso == NS_GSO_TCPV6 && tcp && pkt->family == 6) ||
+        (gso == NS_GSO_UDP_L4 && udp))
+        return NS_R_CONTINUE;
+    return NS_R_BAD_OFFLOAD;
+}

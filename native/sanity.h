@@ -58,5 +58,8 @@ struct ns_pkt {
  * with the right version, ports once the L4 header is parsed. The result
  * reports them as they are (the oracle does the same). */
 int sanity_parse(const uint8_t *frame, uint32_t len, struct ns_pkt *pkt);
+/* A parsed packet's offload metadata (see struct ns_offload): NS_R_CONTINUE when it
+ * describes the packet (or asks nothing), else NS_R_BAD_OFFLOAD. */
+int sanity_offload(const struct ns_pkt *pkt, const struct ns_offload *ol);
 
 #endif

@@ -19,7 +19,7 @@
 static const char *const counter_name[NS_SW_C_COUNT] = {
     "ttl_exceeded", "no_port", "no_neighbor", "oversize", "arp_replies",
     "nd_replies", "local_ignored", "wakeups", "batches", "captured", "capture_dropped",
-    "rewrite_failed", "rejects", "port_errors",
+    "rewrite_failed", "rejects", "port_errors", "super_frames", "sleeps",
 };
 
 uint64_t sw_mono_ns(void)
@@ -50,9 +50,13 @@ struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint3
     sw->ring_bytes = 4u << 20;
     sw->retire_ms = 1;
     memset(sw->slot_of, 0xFF, sizeof(sw->slot_of));
+    sw->epfd = epoll_create1(EPOLL_CLOEXEC);
     sw->ports = calloc(max_ports, sizeof(*sw->ports));
-    sw->pfd = calloc(max_ports, sizeof(*sw->pfd));
+    sw->evs = calloc(SW_EP_EVENTS, sizeof(*sw->evs));
+    sw->pending = calloc(max_ports, sizeof(*sw->pending));
+    sw->still = calloc(max_ports, sizeof(*sw->still));
     sw->buf = malloc((size_t)batch * NS_SW_FRAME_MAX);
+    sw->ol = calloc(batch, sizeof(*sw->ol));
     sw->off = calloc(batch, sizeof(*sw->off));
     sw->len = calloc(batch, sizeof(*sw->len));
     sw->in_port = calloc(batch, sizeof(*sw->in_port));
@@ -62,16 +66,16 @@ struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint3
     sw->tx_sorted = calloc(batch, sizeof(*sw->tx_sorted));
     sw->tx_count = calloc(max_ports + 1, sizeof(*sw->tx_count));
     sw->msg = calloc(batch, sizeof(*sw->msg));
-    sw->iov = calloc(batch, sizeof(*sw->iov));
-    if (!sw->ports || !sw->pfd || !sw->buf || !sw->off || !sw->len || !sw->in_port ||
-        !sw->res || !sw->reply || !sw->tx || !sw->tx_sorted || !sw->tx_count || !sw->msg ||
-        !sw->iov) {
+    sw->iov = calloc(2 * (size_t)batch, sizeof(*sw->iov));
+    if (sw->epfd < 0 || !sw->ports || !sw->evs || !sw->pending || !sw->still || !sw->buf || !sw->ol || !sw->off ||
+        !sw->len || !sw->in_port || !sw->res || !sw->reply || !sw->tx || !sw->tx_sorted ||
+        !sw->tx_count || !sw->msg || !sw->iov) {
         ns_switch_free(sw);
         return NULL;
     }
     for (uint32_t i = 0; i < batch; i++) {
         sw->off[i] = i * NS_SW_FRAME_MAX;
-        sw->msg[i].msg_hdr.msg_iov = &sw->iov[i];
+        sw->msg[i].msg_hdr.msg_iov = &sw->iov[2 * i];
         sw->msg[i].msg_hdr.msg_iovlen = 1;
     }
     return sw;
@@ -88,9 +92,14 @@ void ns_switch_free(struct ns_switch *sw)
         if (!pt->is_tap && pt->fd >= 0)
             close(pt->fd);
     }
+    if (sw->epfd >= 0)
+        close(sw->epfd);
     free(sw->ports);
-    free(sw->pfd);
+    free(sw->evs);
+    free(sw->pending);
+    free(sw->still);
     free(sw->buf);
+    free(sw->ol);
     free(sw->off);
     free(sw->len);
     free(sw->in_port);
@@ -111,6 +120,11 @@ int ns_switch_remove_port(struct ns_switch *sw, uint16_t port)
         return -ENOENT;
     const uint32_t i = sw->slot_of[port], last = sw->nports - 1;
     struct sw_port *pt = &sw->ports[i];
+    if (pt->fd >= 0)
+        epoll_ctl(sw->epfd, EPOLL_CTL_DEL, pt->fd, NULL);   /* a TAP fd outlives the port */
+    for (uint32_t k = 0; k < sw->npending; k++)
+        if (sw->pending[k] == port)
+            sw->pending[k--] = sw->pending[--sw->npending];
     if (pt->ring)
         munmap(pt->ring, pt->ring_len);
     if (!pt->is_tap && pt->fd >= 0)
@@ -118,7 +132,6 @@ int ns_switch_remove_port(struct ns_switch *sw, uint16_t port)
     sw->slot_of[port] = SW_NO_SLOT;
     if (i != last) {                  /* the last slot moves in: slots stay dense */
         sw->ports[i] = sw->ports[last];
-        sw->pfd[i] = sw->pfd[last];
         sw->slot_of[sw->ports[i].port] = (uint16_t)i;
     }
     sw->nports--;
@@ -161,35 +174,56 @@ int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
     return 0;
 }
 
-void sw_commit_slot(struct ns_switch *sw, struct sw_port *pt)
+int sw_commit_slot(struct ns_switch *sw, struct sw_port *pt)
 {
-    sw->pfd[sw->nports].fd = pt->fd;
-    sw->pfd[sw->nports].events = POLLIN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = pt->port};
+    if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, pt->fd, &ev) < 0)
+        return -errno;
     sw->slot_of[pt->port] = (uint16_t)sw->nports;
     sw->nports++;
+    sw->pending[sw->npending++] = pt->port;   /* frames may have come before it was watched */
+    pt->pending = 1;
+    return 0;
 }
 
-static uint32_t drain(struct ns_switch *sw)
+int ns_switch_set_offload(struct ns_switch *sw, int on)
 {
-    uint32_t n = 0, np = sw->nports;
-    for (uint32_t k = 0; k < np && n < sw->batch; k++) {
-        struct sw_port *pt = &sw->ports[(sw->rr + k) % np];
-        n = pt->is_tap ? sw_drain_tap(sw, pt, n) : sw_drain_packet(sw, pt, n);
+    if (sw->nports)
+        return -EBUSY;
+    if (on && !sw->offload) {
+        uint8_t *b = realloc(sw->buf, (size_t)sw->batch * NS_SW_FRAME_MAX +
+                                      (size_t)NS_SW_BIG_SLOTS * SW_BIG_FRAME);
+        if (!b)
+            return -ENOMEM;
+        sw->buf = b;
     }
-    if (np)
-        sw->rr = (sw->rr + 1) % np;
-    return n;
+    sw->offload = !!on;
+    for (uint32_t i = 0; i < sw->batch; i++)
+        sw->msg[i].msg_hdr.msg_iovlen = on ? 2 : 1;
+    return 0;
+}
+
+uint32_t sw_slot_for(struct ns_switch *sw, uint32_t n, uint32_t bytes)
+{
+    if (bytes <= NS_SW_FRAME_MAX)
+        return n * NS_SW_FRAME_MAX;
+    if (!sw->offload || sw->big_used >= NS_SW_BIG_SLOTS)
+        return UINT32_MAX;
+    return sw->batch * NS_SW_FRAME_MAX + sw->big_used++ * SW_BIG_FRAME;
 }
 
 /* ---- actions ---- */
 
+static const struct ns_offload no_offload;   /* the switch's own frames: complete */
+
 static inline void queue_tx(struct ns_switch *sw, uint32_t *ntx, uint16_t slot, uint8_t *data,
-                            uint32_t len)
+                            uint32_t len, const struct ns_offload *ol)
 {
     struct tx_ent *e = &sw->tx[(*ntx)++];
     e->slot = slot;
     e->data = data;
     e->len = len;
+    e->ol = ol;
 }
 
 static void transmit(struct ns_switch *sw, uint32_t ntx)
@@ -219,7 +253,8 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
             bytes += sw->tx_sorted[i].len;
             if (NS_UNLIKELY(sw->cap.slots))   /* what went out, as it went */
                 sw_cap_push(sw, pt->port, NS_SW_CAP_OUT, cap_ts, sw->tx_sorted[i].data,
-                            sw->tx_sorted[i].len, sw->tx_sorted[i].len, UINT32_MAX);
+                            sw->tx_sorted[i].len, sw->tx_sorted[i].len, UINT32_MAX,
+                            sw->offload ? sw->tx_sorted[i].ol : NULL);
         }
         pt->st.tx_packets += sent;
         pt->st.tx_bytes += bytes;
@@ -228,7 +263,7 @@ static void transmit(struct ns_switch *sw, uint32_t ntx)
     }
 }
 
-static void act(struct ns_switch *sw, uint32_t n)
+void sw_act(struct ns_switch *sw, uint32_t n)
 {
     uint32_t ntx = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -248,7 +283,9 @@ static void act(struct ns_switch *sw, uint32_t n)
                 in->st.drops++;
                 continue;
             }
-            if (NS_UNLIKELY(r->rewrite) && ns_rewrite_frame(f, sw->len[i], r) != 0) {
+            if (NS_UNLIKELY(r->rewrite) &&
+                ns_rewrite_frame_offload(f, sw->len[i], r,
+                                         sw->offload && (sw->ol[i].flags & NS_OFFLOAD_NEEDS_CSUM)) != 0) {
                 sw->counter[NS_SW_C_REWRITE_FAILED]++;
                 in->st.drops++;
                 continue;
@@ -260,7 +297,7 @@ static void act(struct ns_switch *sw, uint32_t n)
             }
             memcpy(f, out->pod_mac, 6);
             memcpy(f + 6, out->gw_mac, 6);
-            queue_tx(sw, &ntx, slot, f, sw->len[i]);
+            queue_tx(sw, &ntx, slot, f, sw->len[i], &sw->ol[i]);
         } else if (r->verdict == NS_LOCAL) {
             uint8_t *out = sw->reply + (size_t)i * SW_REPLY_MAX;
             uint16_t rl = 0;
@@ -276,7 +313,7 @@ static void act(struct ns_switch *sw, uint32_t n)
                     sw->counter[NS_SW_C_ND_REPLIES]++;
             }
             if (rl)
-                queue_tx(sw, &ntx, sw->slot_of[in->port], out, rl);
+                queue_tx(sw, &ntx, sw->slot_of[in->port], out, rl, &no_offload);
             else if (ignored)
                 sw->counter[NS_SW_C_LOCAL_IGNORED]++;
         } else {
@@ -287,75 +324,12 @@ static void act(struct ns_switch *sw, uint32_t n)
                 uint16_t rl = sw_reject(in, f, sw->len[i], r, out);
                 if (rl && in->pod_mac_known) {
                     sw->counter[NS_SW_C_REJECTS]++;
-                    queue_tx(sw, &ntx, sw->slot_of[in->port], out, rl);
+                    queue_tx(sw, &ntx, sw->slot_of[in->port], out, rl, &no_offload);
                 }
             }
         }
     }
     transmit(sw, ntx);
-}
-
-/* poll() said a port was ready and nothing could be read. A device that went down
- * or away under the switch (a link flap; its run taken down by another process)
- * leaves an error on the packet socket that poll() reports until it is read: read
- * it (SO_ERROR clears it), or the loop spins at full CPU. A descriptor that is
- * hung up or invalid is no longer polled. */
-static void clear_port_errors(struct ns_switch *sw)
-{
-    for (uint32_t k = 0; k < sw->nports; k++) {
-        short ev = sw->pfd[k].revents;
-        if (sw->pfd[k].fd < 0 || !(ev & (POLLERR | POLLHUP | POLLNVAL)))
-            continue;
-        int err = 0;
-        socklen_t len = sizeof(err);
-        getsockopt(sw->pfd[k].fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (ev & (POLLHUP | POLLNVAL))
-            sw->pfd[k].fd = -1;
-        sw->counter[NS_SW_C_PORT_ERRORS]++;
-    }
-}
-
-int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
-{
-    uint32_t n = drain(sw);
-    if (n == 0 && timeout_ms != 0) {
-        int r = poll(sw->pfd, sw->nports, timeout_ms);
-        if (r < 0)
-            return errno == EINTR ? 0 : -errno;
-        if (r == 0)
-            return 0;
-        n = drain(sw);
-        if (n == 0)
-            clear_port_errors(sw);
-    }
-    if (n == 0)
-        return 0;
-    sw->counter[NS_SW_C_WAKEUPS]++;
-    sw->counter[NS_SW_C_BATCHES]++;
-    ns_pipeline_run(sw->p, sw->buf, sw->off, sw->len, sw->in_port, n,
-                    now_ns ? now_ns : sw_mono_ns(), sw->res);
-    if (NS_UNLIKELY(sw->cap.slots))
-        sw_cap_judged(sw, n);
-    act(sw, n);
-    return (int)n;
-}
-
-int64_t ns_switch_run(struct ns_switch *sw, uint32_t duration_ms)
-{
-    uint64_t end = sw_mono_ns() + (uint64_t)duration_ms * 1000000ull;
-    int64_t total = 0;
-    sw->stop = 0;
-    for (;;) {
-        uint64_t now = sw_mono_ns();
-        if (now >= end || sw->stop)
-            break;
-        uint64_t left_ms = (end - now + 999999) / 1000000;
-        int r = ns_switch_poll(sw, (int)(left_ms > 50 ? 50 : left_ms), 0);
-        if (r < 0)
-            return r;
-        total += r;
-    }
-    return total;
 }
 
 void ns_switch_stop(struct ns_switch *sw)

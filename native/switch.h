@@ -8,7 +8,9 @@
 
 #define NS_SW_RING_V2 2      /* TPACKET_V2: one wake-up per frame at low load */
 #define NS_SW_RING_V3 3      /* TPACKET_V3: block ring, woken per retired block */
-#define NS_SW_FRAME_MAX 2048 /* largest frame the switch carries (MTU 1500 + headers) */
+#define NS_SW_FRAME_MAX 2048 /* largest frame carried without offloads (MTU 1500 + headers);
+                              * with them, GSO super-frames up to NS_FRAME_MAX */
+#define NS_SW_BIG_SLOTS 64   /* super-frames one batch holds (64 KiB each) */
 
 /* Per-port counters. rx_* counts frames taken from the port; drops = frames that
  * arrived on the port and were dropped (pipeline reason or switch counter);
@@ -40,6 +42,8 @@ enum ns_switch_counter {
     NS_SW_C_REWRITE_FAILED,     /* a translated frame ns_rewrite_frame could not rewrite */
     NS_SW_C_REJECTS,            /* TCP resets / ICMP port unreachables for service_no_backend */
     NS_SW_C_PORT_ERRORS,        /* errors a port's socket reported: its device went down or away */
+    NS_SW_C_SUPER_FRAMES,       /* GSO super-frames received (offloads on) */
+    NS_SW_C_SLEEPS,             /* epoll_wait calls that blocked (no port had frames) */
     NS_SW_C_COUNT
 };
 
@@ -54,6 +58,17 @@ void ns_switch_free(struct ns_switch *sw);
  * Default: V2, 4 MiB. 0 or -EINVAL. */
 int ns_switch_set_ring(struct ns_switch *sw, uint32_t version, uint32_t ring_bytes,
                        uint32_t retire_ms);
+/* Offloads (before any port is added): on != 0 carries virtio-net headers on every
+ * port (PACKET_VNET_HDR; TAP fds must be opened with IFF_VNET_HDR), so pods keep
+ * TSO, GSO and checksum offload: GSO super-frames (up to 64 KB) and partial
+ * checksums are received, judged once per super-frame, and sent on as they are;
+ * the kernel segments only where it must. AF_PACKET rings then hold 64 KiB frames.
+ * 0, or -EBUSY once ports exist. */
+int ns_switch_set_offload(struct ns_switch *sw, int on);
+/* Wake-ups: busy_us > 0 spins on the rings (no system call while frames come) and
+ * sleeps in epoll_wait only after busy_us microseconds without a frame (the bounded
+ * idle back-off); 0 (default) sleeps whenever no port has frames. */
+void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us);
 /* Adds an AF_PACKET port bound to ifname, in the network namespace of the
  * calling thread (the caller enters the switch namespace first). gw_mac: the MAC
  * the switch answers with on this port (the device's own); pod_mac: the pod's MAC
@@ -88,13 +103,15 @@ void ns_switch_stop(struct ns_switch *sw);
 struct ns_switch_capture {
     uint64_t ts_ns;          /* CLOCK_REALTIME: RX ring timestamp for IN, send time for OUT */
     uint32_t off;            /* where the frame starts in the caller's buffer */
+    uint32_t wire_len;       /* bytes on the wire (> len for oversize frames and for
+                              * super-frames: at most NS_SW_FRAME_MAX bytes are kept) */
     uint16_t len;            /* bytes captured */
-    uint16_t wire_len;       /* bytes on the wire (> len only for oversize frames) */
     uint16_t port;
     uint8_t dir;             /* NS_SW_CAP_IN or NS_SW_CAP_OUT */
     uint8_t reason;          /* IN: the pipeline's reason (enum ns_reason), or
                               * NS_SW_CAP_NOT_JUDGED (the switch dropped it first) */
     uint32_t generation;     /* IN, judged: the table set in force when it was */
+    struct ns_offload ol;    /* its virtio-net header (offloads on; else zero) */
 };
 #define NS_SW_CAP_NOT_JUDGED 0xFF
 

@@ -11,6 +11,7 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@
 #define SW_REPLY_MAX 128       /* room for one ARP / NA reply */
 #define SW_V2_FRAME 2048       /* TPACKET_V2 frame size (header + NS_SW_FRAME_MAX data) */
 #define SW_V3_BLOCK (1u << 17) /* 128 KiB blocks */
+#define SW_BIG_FRAME (1u << 16) /* ring frame and batch slot of a super-frame (offloads on):
+                                 * room for a 64 KB GSO frame after the ring's headers */
+#define SW_EP_EVENTS 256       /* epoll events taken per wait */
 
 struct sw_port {
     int fd;
@@ -51,6 +55,7 @@ struct sw_port {
     uint32_t slot_size;
     uint32_t cur;          /* next V2 frame / current V3 block */
     uint32_t v3_left;      /* V3: packets left in the current block (0: not opened) */
+    uint8_t pending;       /* on the pending list: may hold frames */
     uint8_t *v3_pkt;       /* V3: next packet in the current block */
     struct ns_switch_port_stats st;
 };
@@ -60,6 +65,7 @@ struct tx_ent {
     uint16_t pad;
     uint32_t len;
     uint8_t *data;
+    const struct ns_offload *ol;   /* its virtio-net header (offloads on) */
 };
 
 /* Capture ring: single producer (the hot path), single consumer (the owner, same
@@ -81,9 +87,20 @@ struct ns_switch {
     volatile int stop;
     struct sw_port *ports;
     uint16_t slot_of[65536];         /* port number -> index in ports[] */
-    struct pollfd *pfd;
+    int epfd;                        /* every port's fd; data = port number */
+    struct epoll_event *evs;         /* SW_EP_EVENTS */
+    uint16_t *pending;               /* ports that may hold frames (max_ports) */
+    uint16_t *still;                 /* drain's scratch: those it left pending (max_ports) */
+    uint32_t npending;
+    int offload;                     /* virtio-net headers on every port */
+    uint32_t busy_us;                /* spin this long without frames before sleeping */
+    uint64_t last_frame_ns;          /* busy poll: when frames last came */
+    uint32_t big_used;               /* super-frame slots taken in this batch */
+    uint32_t cursor_small;           /* next small slot */
     /* batch state, allocated once */
-    uint8_t *buf;                    /* batch * NS_SW_FRAME_MAX */
+    uint8_t *buf;                    /* batch * NS_SW_FRAME_MAX small slots, then
+                                      * NS_SW_BIG_SLOTS * SW_BIG_FRAME (offloads on) */
+    struct ns_offload *ol;           /* [batch] each frame's virtio-net header */
     uint32_t *off;
     uint32_t *len;
     uint16_t *in_port;
@@ -92,7 +109,7 @@ struct ns_switch {
     struct tx_ent *tx, *tx_sorted;   /* batch entries each */
     uint32_t *tx_count;              /* per slot, max_ports + 1 */
     struct mmsghdr *msg;
-    struct iovec *iov;
+    struct iovec *iov;               /* 2 per message: virtio-net header, frame */
     uint64_t counter[NS_SW_C_COUNT];
     struct sw_capture cap;           /* slots == 0: capture off */
 };
@@ -102,11 +119,22 @@ uint64_t sw_mono_ns(void);
 uint64_t sw_real_ns(void);
 int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
                 const uint8_t *pod_mac, struct sw_port **out);
-void sw_commit_slot(struct ns_switch *sw, struct sw_port *pt);
+/* Watches the port (epoll) and takes it into the tables. 0 or -errno. */
+int sw_commit_slot(struct ns_switch *sw, struct sw_port *pt);
+/* After the pipeline ran the batch's n frames: rewrite, answer, transmit. */
+void sw_act(struct ns_switch *sw, uint32_t n);
 /* io_packet.c: drain an AF_PACKET ring into the batch from slot n (returns the new
  * n); send frames [start, end) of tx_sorted on a port (returns how many went). */
 uint32_t sw_drain_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t n);
 uint32_t sw_send_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end);
+/* Where batch frame n of `bytes` goes: its offset in buf, or UINT32_MAX when the
+ * batch has no room for it (a super-frame past NS_SW_BIG_SLOTS: it waits). */
+uint32_t sw_slot_for(struct ns_switch *sw, uint32_t n, uint32_t bytes);
+/* The largest frame a port carries: NS_SW_FRAME_MAX, or NS_FRAME_MAX with offloads. */
+static inline uint32_t sw_frame_max(const struct ns_switch *sw)
+{
+    return sw->offload ? NS_FRAME_MAX : NS_SW_FRAME_MAX;
+}
 /* io_tap.c: the same for TAP ports. */
 uint32_t sw_drain_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t n);
 uint32_t sw_send_tap(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end);
@@ -123,7 +151,8 @@ uint16_t sw_reject(struct sw_port *pt, const uint8_t *f, uint32_t len, const str
 void sw_cap_free(struct sw_capture *c);
 /* batch_slot: the batch frame an IN record is (UINT32_MAX for OUT). */
 void sw_cap_push(struct ns_switch *sw, uint16_t port, uint8_t dir, uint64_t ts_ns,
-                 const uint8_t *data, uint32_t len, uint32_t wire_len, uint32_t batch_slot);
+                 const uint8_t *data, uint32_t len, uint32_t wire_len, uint32_t batch_slot,
+                 const struct ns_offload *ol);
 /* After the pipeline ran the batch's n frames: their IN records get the verdicts. */
 void sw_cap_judged(struct ns_switch *sw, uint32_t n);
 

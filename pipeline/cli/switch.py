@@ -65,6 +65,8 @@ def _run_up(args, run_up) -> int:
     from ..switch.sources import ApiSource, FileSource
     if bool(args.files) == bool(args.kubeconfig):
         raise UsageError("give the manifests (-f) or a cluster to follow (--kubeconfig), one of them")
+    if not 0 <= args.busy_poll <= 10_000_000:
+        raise UsageError(f"--busy-poll: {args.busy_poll} microseconds is not between 0 and 10,000,000")
     if not 0 <= args.max_ports <= 65535:
         raise UsageError(f"--max-ports: {args.max_ports} is not between 1 and 65535 (or 0, the default)")
     if args.attach and (args.prefix or args.port_type != "veth"):
@@ -78,6 +80,7 @@ def _run_up(args, run_up) -> int:
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
                   max_connections=args.max_connections,
                   max_connections_per_pod=args.max_connections_per_pod, attach=bool(args.attach),
+                  offloads=args.offloads == "on", busy_poll_us=args.busy_poll or 0,
                   cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
@@ -193,6 +196,16 @@ def add_switch_parsers(sub) -> None:
                          f"(allow egress to k8s-app=kube-dns in kube-system on 53). none: no DNS")
     up.add_argument("--ring", choices=("v2", "v3"), default="v2",
                     help="AF_PACKET RX ring: v2 wakes per frame (low latency, default), v3 per block")
+    up.add_argument("--offloads", choices=("on", "off"), default="on",
+                    help="on (default): pods keep their default offloads (TSO, GSO, checksum); the switch "
+                         "carries virtio-net headers, receives 64 KB GSO super-frames and partial "
+                         "checksums, judges each super-frame once and sends it on whole, so the kernel "
+                         "segments only where it must. off: offloads off on every link, frames of at "
+                         "most 2 KiB")
+    up.add_argument("--busy-poll", type=int, nargs="?", const=1000, default=0, metavar="US",
+                    help="spin on the rings instead of sleeping while frames come, and sleep only after "
+                         "US microseconds (default 1000) without one: lower latency and more "
+                         "connections per second, for a core kept busy (default: off, sleep when idle)")
     up.add_argument("--duration", type=float, default=None, metavar="S",
                     help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
     up.set_defaults(func=cmd_up)

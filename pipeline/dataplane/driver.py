@@ -59,6 +59,7 @@ class Packet:
     in_port: int
     time_ns: int
     ref: object = None
+    offload: Optional[tuple] = None   # its virtio-net header (see OraclePipeline.process)
 
 
 def batches(packets: Iterable, max_batch: int, window_ns: int) -> Iterator[list]:
@@ -187,7 +188,9 @@ class Datapath:
         return out
 
     # -- packets ---------------------------------------------------------------------
-    def run_batch(self, frames: Sequence[bytes], in_ports: Sequence[int], now_ns: int) -> list[Result]:
+    def run_batch(self, frames: Sequence[bytes], in_ports: Sequence[int], now_ns: int,
+                  offloads: Optional[Sequence[Optional[tuple]]] = None) -> list[Result]:
+        """offloads: each frame's virtio-net header tuple, or None (none at all)."""
         n = len(frames)
         if n > self.max_batch:
             raise ValueError(f"batch of {n} > max_batch {self.max_batch}")
@@ -204,21 +207,31 @@ class Datapath:
             self._len[i] = ln
             self._port[i] = in_ports[i]
             pos += ln
-        lib.ns_pipeline_run(self._p, ffi.from_buffer("uint8_t[]", self._buf),
-                            ffi.from_buffer("uint32_t[]", self._off), ffi.from_buffer("uint32_t[]", self._len),
-                            ffi.from_buffer("uint16_t[]", self._port), n, now_ns, self._res)
+        ol = ffi.NULL
+        if offloads is not None and any(offloads):
+            ol = ffi.new("struct ns_offload[]", n)
+            for i, o in enumerate(offloads):
+                if o:
+                    (ol[i].flags, ol[i].gso_type, ol[i].hdr_len, ol[i].gso_size, ol[i].csum_start,
+                     ol[i].csum_offset) = o
+        lib.ns_pipeline_run_offload(self._p, ffi.from_buffer("uint8_t[]", self._buf),
+                                    ffi.from_buffer("uint32_t[]", self._off),
+                                    ffi.from_buffer("uint32_t[]", self._len),
+                                    ffi.from_buffer("uint16_t[]", self._port), ol, n, now_ns, self._res)
         return [result_from_c(self._res[i]) for i in range(n)]
 
     def run(self, packets: Iterable[Packet], window_ns: int = 1) -> Iterator[tuple[Packet, Result, int]]:
         """Every packet's (packet, result, the now it ran with), batched by `batches`."""
         for batch in batches(packets, self.max_batch, window_ns):
             now = batch[0].time_ns
-            results = self.run_batch([p.frame for p in batch], [p.in_port for p in batch], now)
+            results = self.run_batch([p.frame for p in batch], [p.in_port for p in batch], now,
+                                     [p.offload for p in batch])
             for p, r in zip(batch, results):
                 yield p, r, now
 
-    def rewritten(self, frame: bytes, r: Result) -> bytes:
-        """The frame as it leaves the pipeline: the result's translation applied."""
+    def rewritten(self, frame: bytes, r: Result, partial: bool = False) -> bytes:
+        """The frame as it leaves the pipeline: the result's translation applied
+        (partial: its L4 checksum is partial, NS_OFFLOAD_NEEDS_CSUM)."""
         if not r.rewrite:
             return frame
         c = ffi.new("struct ns_result *")
@@ -227,7 +240,7 @@ class Datapath:
         ffi.memmove(c.src, addr16(r.src), 16)
         ffi.memmove(c.dst, addr16(r.dst), 16)
         out = bytearray(frame)
-        if lib.ns_rewrite_frame(ffi.from_buffer(out), len(out), c) != 0:
+        if lib.ns_rewrite_frame_offload(ffi.from_buffer(out), len(out), c, int(partial)) != 0:
             raise ValueError("the frame does not match its result")
         return bytes(out)
 

@@ -19,7 +19,11 @@ BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_COMMENT, IF_NAME, IF_TSRESOL, EPB_FLAGS = 0, 1, 2, 9, 2
 # How `netsem up --pcap` notes, in an inbound frame's comment, the switch's verdict and
 # the table generation that decided it (`netsem replay --generations` checks both).
-JUDGED = re.compile(r"^netsem reason=(?P<reason>[a-z0-9_]+) generation=(?P<generation>[0-9]+)$")
+# With offloads on, the frame's virtio-net header follows (offload=flags,gso_type,
+# hdr_len,gso_size,csum_start,csum_offset); a super-frame's payload past the capture
+# slot is not kept (its wire length says how long it was).
+JUDGED = re.compile(r"^netsem reason=(?P<reason>[a-z0-9_]+) generation=(?P<generation>[0-9]+)"
+                    r"(?: offload=(?P<offload>[0-9]+(?:,[0-9]+){5}))?$")
 # epb_flags direction: the frame came in on (entered the switch from) or went out of
 # the interface; Wireshark and scapy show it.
 DIR_INBOUND, DIR_OUTBOUND = 1, 2
@@ -37,11 +41,25 @@ class CapturedPacket:
     interface: Optional[str]      # if_name, or None (classic pcap / unnamed)
     linktype: int = LINKTYPE_ETHERNET
     comment: Optional[str] = None  # the packet's opt_comment (pcapng)
+    wire_len: int = 0             # its length on the wire (0: as captured)
 
     def judged(self) -> Optional[tuple[str, int]]:
         """(reason, generation) the recording switch noted for it, if any."""
         m = JUDGED.match(self.comment or "")
         return (m["reason"], int(m["generation"])) if m else None
+
+    def offload(self) -> Optional[tuple]:
+        """The virtio-net header the recording switch noted for it (offloads on)."""
+        m = JUDGED.match(self.comment or "")
+        return tuple(int(x) for x in m["offload"].split(",")) if m and m["offload"] else None
+
+    def whole_frame(self) -> bytes:
+        """The frame at its wire length: a GSO super-frame's payload that the capture
+        did not keep is zeros (the pipeline reads only its headers)."""
+        ol = self.offload()
+        if ol and ol[1] and self.wire_len > len(self.frame):
+            return self.frame + bytes(self.wire_len - len(self.frame))
+        return self.frame
 
 
 def _pad4(n: int) -> int:
@@ -212,7 +230,7 @@ def _read_pcapng(f: BinaryIO, path: str, head: bytes) -> Iterator[CapturedPacket
         elif kind == EPB:
             if len(body) < 20:
                 raise PcapError(f"{path}: truncated packet block")
-            iface, hi, lo, cap, _orig = struct.unpack(e + "IIIII", body[:20])
+            iface, hi, lo, cap, wire = struct.unpack(e + "IIIII", body[:20])
             if iface >= len(interfaces):
                 raise PcapError(f"{path}: packet names interface {iface}, which is not described")
             if 20 + cap > len(body):
@@ -220,7 +238,7 @@ def _read_pcapng(f: BinaryIO, path: str, head: bytes) -> Iterator[CapturedPacket
             linktype, name, tick = interfaces[iface]
             comment = next((v.rstrip(b"\x00").decode("utf-8", "replace")
                             for code, v in _parse_options(body[20 + _pad4(cap):], e) if code == OPT_COMMENT), None)
-            yield CapturedPacket(((hi << 32) | lo) * tick, body[20:20 + cap], name, linktype, comment)
+            yield CapturedPacket(((hi << 32) | lo) * tick, body[20:20 + cap], name, linktype, comment, wire)
         elif kind == SPB:
             if not interfaces:
                 raise PcapError(f"{path}: simple packet block before any interface")

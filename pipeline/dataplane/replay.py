@@ -85,7 +85,8 @@ def replay(compiled: Compiled, packets: Iterator[CapturedPacket], check: bool = 
 
     def segment(items, tables):
         for _, p, judged in items:
-            yield Packet(p.frame, arrival_port(tables, p.interface), p.timestamp_ns, ref=(p, judged))
+            yield Packet(p.whole_frame(), arrival_port(tables, p.interface), p.timestamp_ns, ref=(p, judged),
+                         offload=p.offload())
 
     index = 0
     for gen, items in itertools.groupby(numbered(), key=lambda t: t[0]):
@@ -101,7 +102,7 @@ def replay(compiled: Compiled, packets: Iterator[CapturedPacket], check: bool = 
             current["installed"] = gen
         for pk, r, now in dp.run(segment(items, current["compiled"]), window_ns=window_ns):
             index += 1
-            o = oracle.process(pk.frame, pk.in_port, now) if oracle is not None else None
+            o = oracle.process(pk.frame, pk.in_port, now, pk.offload) if oracle is not None else None
             p, judged = pk.ref
             yield Replayed(index, p, pk.in_port, now, r, o, judged[0] if judged else None, gen or 0)
 

@@ -43,6 +43,16 @@ from ..dataplane.constants import REASONS
 from ..dataplane.pcap import DIR_INBOUND, DIR_OUTBOUND, PcapngWriter  # noqa: F401 (re-exported)
 
 
+def _judged_comment(r) -> str:
+    """An inbound frame's comment: the verdict, the table generation, and with
+    offloads on its virtio-net header (what `netsem replay --generations` reads)."""
+    text = f"netsem reason={REASONS[r.reason]} generation={r.generation}"
+    o = r.ol
+    if o.flags or o.gso_type:
+        text += f" offload={o.flags},{o.gso_type},{o.hdr_len},{o.gso_size},{o.csum_start},{o.csum_offset}"
+    return text
+
+
 class Recorder:
     """Enables the capture ring of a `Switch` and writes what it holds to
     DIR/in.pcapng and DIR/out.pcapng each time `drain()` is called (between run
@@ -92,8 +102,7 @@ class Recorder:
                 judged = d == DIR_INBOUND and r.reason != lib.NS_SW_CAP_NOT_JUDGED
                 self._w[d].write(self._iface(r.port), r.ts_ns, self._buf[r.off:r.off + r.len],
                                  wire_len=r.wire_len, direction=d,
-                                 comment=f"netsem reason={REASONS[r.reason]} generation={r.generation}"
-                                 if judged else None)
+                                 comment=_judged_comment(r) if judged else None)
             total += n
             if n < self._chunk:
                 break

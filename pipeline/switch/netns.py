@@ -33,6 +33,11 @@ MTU = 1500
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 = 0x01, 0x02, 0x04, 0x20, 0x40
+VNET_HDR_LEN = 10             # struct virtio_net_hdr (struct ns_offload)
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17
 ETHTOOL_SSG = 0x19
@@ -112,11 +117,22 @@ def _mac(ipr: IPRoute, idx: int) -> bytes:
     return bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
 
 
-def _open_tap(name: str) -> int:
-    """Creates TAP `name` in the calling thread's namespace; returns the fd that owns it."""
+def _open_tap(name: str, offloads: bool = False) -> int:
+    """Creates TAP `name` in the calling thread's namespace; returns the fd that owns it.
+    offloads: every frame read or written carries a virtio-net header, and the pod's
+    device keeps checksum offload, TSO (and UDP segmentation where the kernel has it)."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI) + b"\0" * 22)
+        flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if offloads else 0)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags) + b"\0" * 22)
+        if offloads:
+            fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            try:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6)
+            except OSError as e:      # kernels before 6.2 have no UDP segmentation offload
+                if e.errno != errno.EINVAL:
+                    raise
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
     except BaseException:
         os.close(fd)
         raise

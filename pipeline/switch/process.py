@@ -15,10 +15,12 @@ from .topology import Topology
 
 
 def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Optional[str] = None,
-                 connections: int = 0, counters: Optional[str] = None) -> int:
+                 connections: int = 0, counters: Optional[str] = None, busy_poll_us: int = 0,
+                 ring_bytes: int = 0) -> int:
     """Forks the switch; returns its pid once its ports are open. connections: the
     conntrack capacity (0: the pipeline's default); counters: a file the switch writes
-    its packet counters to (per reason, and the switch's own) as JSON when it stops."""
+    its packet counters to (per reason, and the switch's own) as JSON when it stops;
+    busy_poll_us, ring_bytes: as Switch's."""
     from .capture import Recorder
     from .switch import Switch
     r, w = os.pipe()
@@ -35,7 +37,8 @@ def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Opti
                     os.sched_setaffinity(0, {cpu})
                 except OSError:
                     pass
-            sw = Switch(compiled, topo, connections=connections)
+            sw = Switch(compiled, topo, connections=connections, busy_poll_us=busy_poll_us,
+                        ring_bytes=ring_bytes)
             rec = Recorder(sw, pcap) if pcap else None
             os.write(w, b"ok")
             os.close(w)

@@ -76,11 +76,13 @@ class Switch:
     tables installed."""
 
     def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
-                 ring_bytes: int = 4 << 20, connections: int = 0, events: int = 0,
+                 ring_bytes: int = 0, connections: int = 0, events: int = 0,
                  max_ports: int = 0, per_port: int = 0, ct_file: Optional[str] = None,
-                 attach: bool = False):
+                 attach: bool = False, busy_poll_us: int = 0):
         """ct_file: the connection table's shared file (netns.conntrack_path); attach:
-        take over the connections a killed switch left in it."""
+        take over the connections a killed switch left in it. Offloads (virtio-net
+        headers on every port) follow the topology's. busy_poll_us: spin on the rings,
+        sleeping only after that long without a frame (0: sleep when idle)."""
         self.topo = topo
         self.datapath = Datapath(connections=connections, events=events, per_port=per_port,
                                  ct_file=ct_file, attach=attach)
@@ -94,9 +96,16 @@ class Switch:
         if sw == ffi.NULL:
             raise MemoryError("ns_switch_new failed")
         self._sw = ffi.gc(sw, lib.ns_switch_free)
+        # With offloads a ring frame is 64 KiB (room for a super-frame): more bytes
+        # keep the ring from filling in a burst of small frames.
+        ring_bytes = ring_bytes or ((8 << 20) if topo.offloads else (4 << 20))
         rc = lib.ns_switch_set_ring(self._sw, RING_VERSIONS[ring], ring_bytes, 1)
         if rc:
             raise OSError(-rc, os.strerror(-rc), "ns_switch_set_ring")
+        rc = lib.ns_switch_set_offload(self._sw, int(topo.offloads))
+        if rc:
+            raise OSError(-rc, os.strerror(-rc), "ns_switch_set_offload")
+        lib.ns_switch_set_busy_poll(self._sw, busy_poll_us)
         self.add_ports(ports)
         self._pstats = ffi.new("struct ns_switch_port_stats *")
         self._lock = threading.Lock()

@@ -83,6 +83,9 @@ class Topology:
     port_type: str = "veth"
     static_neighbors: bool = False
     ready: bool = False
+    # Pods keep their default offloads (TSO, GSO, checksum) and the switch carries
+    # virtio-net headers; False: offloads off on both ends of every link.
+    offloads: bool = True
 
     @property
     def switch_netns(self) -> str:
@@ -107,14 +110,14 @@ class Topology:
     # -- build ---------------------------------------------------------------------
     @classmethod
     def build(cls, wires: Iterable[tuple], prefix: Optional[str] = None, port_type: str = "veth",
-              static_neighbors: bool = False) -> "Topology":
+              static_neighbors: bool = False, offloads: bool = True) -> "Topology":
         """wires: Wire tuples, or (key, port, [addresses]) for one-interface pods. On any
         failure everything already made is removed and the error re-raised."""
         prefix = prefix or new_prefix()
         check_prefix(prefix)
         if port_type not in ("veth", "tap"):
             raise ValueError(f"port type {port_type!r}: veth or tap")
-        topo = cls(prefix=prefix, port_type=port_type, static_neighbors=static_neighbors)
+        topo = cls(prefix=prefix, port_type=port_type, static_neighbors=static_neighbors, offloads=offloads)
         specs = [_spec(Wire(*w)) for w in wires]
         pods: dict[str, list[PodPort]] = {}
         for pp in specs:
@@ -152,7 +155,7 @@ class Topology:
         if state.get("port_type", "veth") != "veth":
             raise LookupError(f"run {prefix} has TAP ports: they closed with the process that held them; "
                               f"`netsem down --prefix {prefix}` and start anew")
-        topo = cls(prefix=prefix, port_type="veth")
+        topo = cls(prefix=prefix, port_type="veth", offloads=state.get("offloads", False))
         if not os.path.exists(_ns_path(topo.switch_netns)):
             raise LookupError(f"run {prefix}: its switch namespace {topo.switch_netns} is gone")
         with IPRoute(netns=topo.switch_netns) as sw:
@@ -251,15 +254,17 @@ class Topology:
                 idx = ipr.link_lookup(ifname=pp.sw_ifname)[0]
                 ipr.link("set", index=idx, mtu=MTU, state="up")
                 pp.gw_mac = _mac(ipr, idx)
-            with in_netns(self.switch_netns):
-                offloads_off(pp.sw_ifname)
+            if not self.offloads:
+                with in_netns(self.switch_netns):
+                    offloads_off(pp.sw_ifname)
         else:
             with in_netns(pp.netns):
-                pp.tap_fd = _open_tap(pp.ifname)
+                pp.tap_fd = _open_tap(pp.ifname, self.offloads)
             # The switch answers as gateway with a locally administered MAC of its own.
             pp.gw_mac = bytes([0x02, 0x6e, 0x73, 0x00, pp.port >> 8, pp.port & 0xFF])
-        with in_netns(pp.netns):
-            offloads_off(pp.ifname)
+        if not self.offloads:
+            with in_netns(pp.netns):
+                offloads_off(pp.ifname)
         with IPRoute(netns=pp.netns) as ipr:
             idx = ipr.link_lookup(ifname=pp.ifname)[0]
             ipr.link("set", index=idx, mtu=MTU, state="up")
@@ -300,7 +305,8 @@ class Topology:
             first["interfaces"][pp.ifname] = {"key": pp.key, "port": pp.port, "switch_ifname": pp.sw_ifname,
                                               "ips": [str(i) for i in pp.ips],
                                               "routes": [str(r) for r in pp.routes]}
-        return {"prefix": self.prefix, "port_type": self.port_type, "switch_netns": self.switch_netns,
+        return {"prefix": self.prefix, "port_type": self.port_type, "offloads": self.offloads,
+                "switch_netns": self.switch_netns,
                 "pid": os.getpid(), "ready": self.ready, "dns": getattr(self, "dns", None),
                 "pods": pods}
 

@@ -63,7 +63,8 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
            duration: Optional[float] = None, pcap: Optional[str] = None, flows: Optional[str] = None,
            metrics_port: Optional[int] = None, metrics_address: str = "127.0.0.1",
            max_connections: int = 0, cluster_dns: Optional[str] = DEFAULT_DNS_ADDRESS,
-           max_ports: int = 0, max_connections_per_pod: int = 0, attach: bool = False) -> int:
+           max_ports: int = 0, max_connections_per_pod: int = 0, attach: bool = False,
+           offloads: bool = True, busy_poll_us: int = 0) -> int:
     """source: manifest paths (a list), or a FileSource / ApiSource (sources.py).
     attach: take over run `prefix`, whose switch was killed: its namespaces and links
     as they are, and the connections in its shared connection table; then brought to
@@ -94,14 +95,16 @@ def run_up(source, config=None, port_type: str = "veth", stats_interval: float =
         if attach:
             topo = Topology.attach(prefix)
         else:
-            topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type)
+            topo = Topology.build(topology_pods(compiled), prefix=prefix, port_type=port_type,
+                                  offloads=offloads)
         if cluster_dns:
             dns = ClusterDNS(STATE_DIR, topo.prefix, cluster_dns)
             dns.write(cluster)
             topo.dns = cluster_dns
         sw = Switch(compiled, topo, ring=ring, connections=max_connections,
                     events=EVENT_RING if flows else 0, max_ports=max_ports,
-                    per_port=max_connections_per_pod, ct_file=conntrack_path(topo.prefix), attach=attach)
+                    per_port=max_connections_per_pod, ct_file=conntrack_path(topo.prefix), attach=attach,
+                    busy_poll_us=busy_poll_us)
         if attach:
             gone, added = sw.rewire(compiled)
             print(f"netsem up: attached to run {topo.prefix}: {sw.datapath.adopted} connections taken "

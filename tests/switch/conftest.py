@@ -43,17 +43,19 @@ TWO_PODS = """
 class Run:
     """A running switch over a topology built from manifests."""
 
-    def __init__(self, text: str, port_type: str = "veth", pcap: str = None):
+    def __init__(self, text: str, port_type: str = "veth", pcap: str = None, offloads: bool = True,
+                 busy_poll_us: int = 0):
         self.cluster = cluster_from(text)
         self.compiled = compile_cluster(self.cluster)
         self.prefix = "nsm" + secrets.token_hex(3)
-        self.topo = Topology.build(topology_pods(self.compiled), prefix=self.prefix, port_type=port_type)
+        self.topo = Topology.build(topology_pods(self.compiled), prefix=self.prefix, port_type=port_type,
+                                   offloads=offloads)
         self.stop = threading.Event()
         self.thread = None
         self.sw = None
         self.rec = None
         try:
-            self.sw = Switch(self.compiled, self.topo)
+            self.sw = Switch(self.compiled, self.topo, busy_poll_us=busy_poll_us)
             if pcap:
                 from pipeline.switch.capture import Recorder
                 self.rec = Recorder(self.sw, pcap)
@@ -123,8 +125,8 @@ class Run:
 def switch_run():
     runs = []
 
-    def make(text: str = TWO_PODS, port_type: str = "veth", pcap: str = None) -> Run:
-        r = Run(text, port_type, pcap)
+    def make(text: str = TWO_PODS, port_type: str = "veth", pcap: str = None, **kw) -> Run:
+        r = Run(text, port_type, pcap, **kw)
         runs.append(r)
         return r
     try:

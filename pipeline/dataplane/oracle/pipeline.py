@@ -18,7 +18,7 @@ from ..zones import zone_numbers
 from . import conntrack as ct
 from .frag import FragTable
 from .policy import decide, routes_from_outside
-from .sanity import Drop, Packet, parse
+from .sanity import Drop, Packet, check_offload, parse
 from .service import Affinity, ServiceMapper
 
 CT_STATE_OF_REASON = {"new": "new", "established": "established", "reply": "reply", "related": "related"}
@@ -75,13 +75,17 @@ class OraclePipeline:
             raise RuntimeError("conntrack full or clash")
 
     # -- the pipeline ----------------------------------------------------------------
-    def process(self, frame: bytes, in_port: int, now: int) -> Result:
+    def process(self, frame: bytes, in_port: int, now: int, offload: tuple | None = None) -> Result:
+        """offload: the frame's virtio-net header (flags, gso_type, hdr_len, gso_size,
+        csum_start, csum_offset), when it came with one: a GSO super-frame is judged
+        once, as the one segment it is."""
         self.last_now = now
         pkt = Packet()
         out = _Out()
         zone = self._zone_of(in_port)
         try:
             parse(frame, pkt)
+            check_offload(pkt, offload)
             out.src, out.dst, out.sport, out.dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
             reason = self._run(pkt, in_port, zone, now, out)
         except Drop as d:

@@ -31,6 +31,7 @@ class Packet:
     inner: Optional[tuple] = None  # ICMP error: (src, dst, sport, dport, proto, echo)
     fragment: str = ""            # "" | first | later
     frag_key: Optional[tuple] = None
+    l4_at: int = 0                # offset of the L4 header in the frame
 
 
 def parse(frame: bytes, pkt: Packet) -> None:
@@ -51,6 +52,7 @@ def parse(frame: bytes, pkt: Packet) -> None:
         l4, l4len = parse_ipv6(frame[l3:], pkt)
     else:
         raise Drop("unsupported_ethertype")
+    pkt.l4_at += l3
     if pkt.fragment != "later":
         parse_l4(pkt, l4[:l4len])
     check_addresses(pkt)
@@ -81,6 +83,7 @@ def parse_ipv4(ip: bytes, pkt: Packet):
         pkt.fragment = "first"
     if pkt.fragment:
         pkt.frag_key = (4, pkt.src, pkt.dst, ident, pkt.proto)
+    pkt.l4_at = hlen
     return ip[hlen:], total - hlen
 
 
@@ -120,6 +123,7 @@ def parse_ipv6(ip: bytes, pkt: Packet):
             nh = ip[off]
             off += hl
     pkt.proto = nh
+    pkt.l4_at = off
     return ip[off:end], end - off
 
 
@@ -229,3 +233,29 @@ def check_addresses(pkt: Packet) -> None:
         raise Drop("neighbor_discovery")
     if _bad_destination(pkt.dst):
         raise Drop("bad_destination_address")
+
+
+NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 1, 1, 4, 5, 0x80
+
+
+def check_offload(pkt: Packet, offload: Optional[tuple]) -> None:
+    """A frame's virtio-net header (flags, gso_type, hdr_len, gso_size, csum_start,
+    csum_offset) must describe it: a partial checksum is the TCP or UDP checksum of
+    a whole packet, and a GSO super-frame is TCP of its family or UDP, with one."""
+    if not offload:
+        return
+    flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = offload
+    if not flags & NEEDS_CSUM:
+        if gso_type:
+            raise Drop("bad_offload")
+        return
+    tcp, udp = pkt.proto == TCP, pkt.proto == UDP
+    if pkt.fragment or not (tcp or udp) or csum_start != pkt.l4_at or csum_offset != (16 if tcp else 6):
+        raise Drop("bad_offload")
+    if not gso_type:
+        return
+    kind = gso_type & ~GSO_ECN
+    if gso_size == 0 or (gso_type & GSO_ECN and not tcp) or not (
+            (kind == GSO_TCPV4 and tcp and pkt.family == 4) or (kind == GSO_TCPV6 and tcp and pkt.family == 6)
+            or (kind == GSO_UDP_L4 and udp)):
+        raise Drop("bad_offload")
