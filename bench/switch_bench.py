@@ -14,8 +14,15 @@ neighbour entry), wired by veths (TX offloads off) to a switch namespace. Rows:
                   process pinned to the last CPU
 
 Tests: udp1 / udp10k (64-byte UDP, 1 or 10,000 flows), new (every packet a new
-flow), and with --tcp, TCP throughput (iperf3, 1 stream) and TCP connections per
-second (bench/gen/tcpconn.c: connect, server closes, client closes). The generator is
+flow), and with --tcp, TCP throughput (iperf3, 1 stream), TCP connections per
+second (bench/gen/tcpconn.c: connect, server closes, client closes) and UDP
+request/response latency (bench/gen/udprr.c: one 64-byte datagram at a time, echoed;
+p50 and p99 of the round trip).
+
+--offloads off,on runs every configuration with pod offloads off (AF_PACKET-only
+frames, as the anchors) and on (kernel defaults: TSO/GSO, the switch carries
+virtio-net headers); --busy-poll 0,1000 runs the switch rows sleeping when idle and
+spinning up to 1,000 µs; --ports 2,1000 adds idle pods. The generator is
 bench/gen/udpgen.c (one-thread AF_PACKET sendmmsg, batch 64, PACKET_QDISC_BYPASS),
 compiled with gcc at run time, in pA pinned to CPU 0. Received = pB eth0's
 rx_packets; an nftables netdev ingress rule in pB drops the UDP test traffic before
@@ -154,8 +161,8 @@ def mac(b: bytes) -> str:
 
 
 class Bench:
-    def __init__(self, tools: dict, seconds: float, reps: int, tcp: bool):
-        self.tools, self.seconds, self.reps, self.tcp = tools, seconds, reps, tcp
+    def __init__(self, tools: dict, seconds: float, reps: int, tcp: bool, udp: bool = True):
+        self.tools, self.seconds, self.reps, self.tcp, self.udp = tools, seconds, reps, tcp, udp
         self.gen = tools["udpgen"]
         cpus = sorted(os.sched_getaffinity(0))
         self.gen_cpu, self.sw_cpu = cpus[0], cpus[-1]
@@ -210,8 +217,22 @@ class Bench:
             srv.kill()
             srv.wait()
 
+    def latency(self, topo: Topology) -> tuple[float, float]:
+        """UDP request/response through the forwarder: (p50, p99) round trip in µs."""
+        pa, pb = topo.ports[1], topo.ports[2]
+        srv = subprocess.Popen([self.tools["udprr"], "server", B, "7"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
+        try:
+            time.sleep(0.2)
+            out = run_in(pa.netns, [self.tools["udprr"], "client", B, "7", str(self.seconds)],
+                         cpu=self.gen_cpu, timeout=self.seconds + 30).split()
+            return float(out[3]), float(out[5])
+        finally:
+            srv.kill()
+            srv.wait()
+
     # -- one configuration ---------------------------------------------------------
-    def config(self, kind: str, n: int, ports: int = 2) -> list[dict]:
+    def config(self, kind: str, n: int, ports: int = 2, offloads: bool = False, busy_us: int = 0) -> list[dict]:
         from pipeline.load.build import load_cluster
         from pipeline.dataplane.compiler import compile_cluster
         from pipeline.switch.process import start_switch, stop_switch
@@ -224,28 +245,31 @@ class Bench:
         t = time.monotonic()
         compiled = compile_cluster(cluster)
         compile_s = time.monotonic() - t
-        topo = Topology.build(topology_pods(compiled), static_neighbors=True)
+        topo = Topology.build(topology_pods(compiled), static_neighbors=True, offloads=offloads)
+        tag = {"ports": ports, "offloads": offloads, "busy_us": busy_us if kind == "switch" else 0}
+        # a thousand ports: a smaller ring each (a 64 KiB frame per slot with offloads)
+        ring = (1 << 20) if ports > 64 else 0
         assert topo.ports[1].key == "bench/a" and topo.ports[2].key == "bench/b", "pA, pB are ports 1, 2"
         rows = []
         pid = None
         try:
             pb = topo.ports[2].netns
             run_in(pb, ["nft", "-f", "-"], stdin='table netdev bench {\n chain in {\n  type filter hook ingress '
-                   'device "eth0" priority 0;\n  ip protocol udp counter drop\n }\n}\n')
+                   'device "eth0" priority 0;\n  udp dport != 7 counter drop\n }\n}\n')
             if kind != "switch":
                 kernel_forwarding(topo)
             if kind == "iptables":
                 run_in(topo.switch_netns, ["iptables-legacy-restore"], stdin=iptables_rules(n), timeout=300)
-            if kind == "kernel":
+            if kind == "kernel" and self.udp:
                 self.calibrate(topo)
-            for test, flows in TESTS.items():
+            for test, flows in (TESTS.items() if self.udp else ()):
                 reps = []
                 for _ in range(self.reps):
                     counters = os.path.join(self.tmp, "counters.json")
                     if kind == "switch":
                         # a fresh switch per repetition: every rep starts with empty conntrack
                         pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
-                                           counters=counters)
+                                           counters=counters, busy_poll_us=busy_us, ring_bytes=ring)
                     try:
                         m = self.measure(topo, flows, self.sw_cpu if kind == "switch" else self.gen_cpu)
                     finally:
@@ -261,23 +285,27 @@ class Bench:
                             fwd = m["busy_s"] - self.gen_cost.get(test, 0.0) * m["sent"]
                             m["cpu_us_per_packet"] = max(0.0, fwd) / m["received"] * 1e6
                     reps.append(m)
-                rows.append(dict(summarize(kind, n, test, reps, compile_s), ports=ports))
+                rows.append(dict(summarize(kind, n, test, reps, compile_s), **tag))
             if self.tcp:
-                gbps, cps = [], []
+                gbps, cps, lat = [], [], []
                 for _ in range(self.reps):
                     if kind == "switch":
-                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS)
+                        pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
+                                           busy_poll_us=busy_us, ring_bytes=ring)
                     try:
                         gbps.append(self.iperf(topo))
                         cps.append(self.conn_rate(topo))
+                        lat.append(self.latency(topo))
                     finally:
                         if pid:
                             stop_switch(pid)
                             pid = None
                 rows.append({"forwarder": kind, "policies": n, "test": "tcp", "gbps": statistics.median(gbps),
-                             "reps": gbps})
+                             "reps": gbps, **tag})
                 rows.append({"forwarder": kind, "policies": n, "test": "conn/s", "cps": statistics.median(cps),
-                             "reps": cps})
+                             "reps": cps, **tag})
+                rows.append({"forwarder": kind, "policies": n, "test": "rr", "p50_us": statistics.median(
+                    p for p, _ in lat), "p99_us": statistics.median(q for _, q in lat), "reps": lat, **tag})
         finally:
             if pid:
                 stop_switch(pid)
@@ -326,17 +354,27 @@ def kernel_forwarding(topo: Topology) -> None:
 
 
 def label(r: dict) -> str:
+    extra = (" offl" if r.get("offloads") else "") + (f" busy={r['busy_us']}" if r.get("busy_us") else "")
     if r["forwarder"] == "kernel":
-        return "kernel"
-    return f"{r['forwarder']} N={r['policies']}" + (f" ports={r['ports']}" if r.get("ports", 2) > 2 else "")
+        return "kernel" + extra
+    return f"{r['forwarder']} N={r['policies']}" + (f" ports={r['ports']}" if r.get("ports", 2) > 2 else "") + extra
+
+
+def _key(r: dict) -> tuple:
+    return r["test"], bool(r.get("offloads"))
 
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
-    base = {r["test"]: r for r in rows if r["forwarder"] == "kernel"}
+    base = {_key(r): r for r in rows if r["forwarder"] == "kernel"}
     print(f"{'configuration':<26} {'test':<7} {'sent pps':>10} {'rx pps':>10} {'ratio':>6} {'loss':>6} "
           f"{'µs/pkt':>7}  the switch's verdicts", file=out)
     for r in rows:
-        b = base.get(r["test"])
+        b = base.get(_key(r))
+        if r["test"] == "rr":
+            r["ratio_to_kernel"] = r["p50_us"] / b["p50_us"] if b and b["p50_us"] else None
+            print(f"{label(r):<26} {'rr µs':<7} {'p50':>10} {r['p50_us']:>10.1f} {r['ratio_to_kernel'] or 0:>6.2f}"
+                  f"  p99 {r['p99_us']:.1f}" + (f" ({r['p99_us'] / b['p99_us']:.2f})" if b else ""), file=out)
+            continue
         if r["test"] == "conn/s":
             r["ratio_to_kernel"] = r["cps"] / b["cps"] if b and b["cps"] else None
             print(f"{label(r):<26} {'conn/s':<7} {'':>10} {r['cps']:>10.0f} "
@@ -369,7 +407,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--policies", default="10,1000,10000", help="comma-separated N for iptables and switch rows")
     ap.add_argument("--only", default="kernel,iptables,switch", help="forwarders to run")
-    ap.add_argument("--tcp", action="store_true", help="also TCP throughput with iperf3")
+    ap.add_argument("--tcp", action="store_true",
+                    help="also TCP throughput (iperf3), TCP connections per second and UDP request/response latency")
+    ap.add_argument("--no-udp", action="store_true", help="skip the 64-byte UDP tests")
+    ap.add_argument("--offloads", default="off", help="comma-separated: off (pod offloads off, as the anchors), "
+                                                      "on (kernel defaults; the switch carries GSO frames)")
+    ap.add_argument("--busy-poll", default="0", help="comma-separated busy-poll budgets (µs) for the switch rows")
     ap.add_argument("--ports", default="2", help="comma-separated switch port counts: pA and pB, plus idle pods "
                                                  "to make up the number (e.g. 2,1000: CPU per packet should not "
                                                  "grow with idle ports)")
@@ -382,16 +425,19 @@ def main(argv=None) -> int:
     if not preflight("switch_bench", need):
         return 2
     tmp = tempfile.mkdtemp(prefix="netsem-bench-")
-    bench = Bench(build_tools(tmp), args.seconds, args.reps, args.tcp)
+    bench = Bench(build_tools(tmp), args.seconds, args.reps, args.tcp, not args.no_udp)
     rows: list[dict] = []
     try:
         ports = [int(x) for x in args.ports.split(",") if x]
-        configs = [("kernel", 0, 2)] + [("iptables", n, 2) for n in ns if "iptables" in only] + \
-            [("switch", n, p) for n in ns for p in ports if "switch" in only]
-        for kind, n, p in configs:
+        offl = [x == "on" for x in args.offloads.split(",") if x]
+        busy = [int(x) for x in args.busy_poll.split(",") if x]
+        configs = [("kernel", 0, 2, o, 0) for o in offl] + \
+            [("iptables", n, 2, o, 0) for n in ns for o in offl if "iptables" in only] + \
+            [("switch", n, p, o, b) for n in ns for p in ports for o in offl for b in busy if "switch" in only]
+        for kind, n, p, o, b in configs:
             t = time.monotonic()
-            rows += bench.config(kind, n, p)
-            print(f"  {kind} N={n} ports={p}: {time.monotonic() - t:.0f} s", file=sys.stderr)
+            rows += bench.config(kind, n, p, o, b)
+            print(f"  {kind} N={n} ports={p} offloads={o} busy={b}: {time.monotonic() - t:.0f} s", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows)

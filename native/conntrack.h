@@ -147,12 +147,15 @@ uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
                    int *dir);
 /* Same, read-only: expired matches are skipped. */
 uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
-/* Prefetch hints for a batch: the index slot of a hash, then the entry it names. */
-static inline void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
+/* Prefetch hints for a batch: the index slot of a hash, then the entry it names.
+ * always_inline: GCC (12) finds a function of loads and prefetches "pure" and deletes
+ * calls to it as dead code when it is not inlined early; the entry prefetch was so
+ * lost from the packet path. */
+static inline __attribute__((always_inline)) void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
 {
     __builtin_prefetch(&ct->idx.slots[h & ct->idx.mask]);
 }
-static inline void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
+static inline __attribute__((always_inline)) void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
 {
     const struct hslot *s = &ct->idx.slots[h & ct->idx.mask];
     if (s->ref) {

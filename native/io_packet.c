@@ -67,6 +67,14 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
         close(fd);
         return -e;
     }
+    /* workers: the port's sockets share its fanout group (one id per port) */
+    int fanout = (int)port | (PACKET_FANOUT_HASH << 16);
+    if (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0) {
+        int e = errno;
+        munmap(ring, ring_len);
+        close(fd);
+        return -e;
+    }
     pt->fd = fd;
     pt->ring = ring;
     pt->ring_len = ring_len;

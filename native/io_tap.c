@@ -11,6 +11,8 @@ int ns_switch_add_tap(struct ns_switch *sw, uint16_t port, int fd, const uint8_t
         return rc;
     if (fd < 0)
         return -EBADF;
+    if (sw->shared)
+        return -EOPNOTSUPP;      /* one reader per TAP fd: no fanout */
     pt->fd = fd;
     pt->is_tap = 1;
     return sw_commit_slot(sw, pt);

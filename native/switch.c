@@ -1,8 +1,9 @@
 /* netsem soft switch: AF_PACKET (TPACKET_V2/V3 RX ring, sendmmsg TX) and TAP
  * ports around ns_pipeline_run. See switch.h for the API.
  *
- * One wake-up: drain every port's ring round-robin into one contiguous batch
- * buffer (frames copied, ring slots released at once), one ns_pipeline_run,
+ * One wake-up (switch_wake.c: epoll, the pending list, busy poll, workers): drain
+ * the ports that have frames, round-robin, into one batch buffer (frames copied,
+ * ring slots released at once; super-frames into 64 KiB slots), one pipeline run,
  * then per result: FORWARD -> the translation the result names (ns_rewrite_frame),
  * Ethernet rewrite (dst = pod MAC of the out port, src = the switch port's MAC,
  * i.e. the gateway), TTL/hop limit - 1, queue for TX; LOCAL -> proxy ARP /
@@ -51,6 +52,7 @@ struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint3
     sw->retire_ms = 1;
     memset(sw->slot_of, 0xFF, sizeof(sw->slot_of));
     sw->epfd = epoll_create1(EPOLL_CLOEXEC);
+    sw->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     sw->ports = calloc(max_ports, sizeof(*sw->ports));
     sw->evs = calloc(SW_EP_EVENTS, sizeof(*sw->evs));
     sw->pending = calloc(max_ports, sizeof(*sw->pending));
@@ -67,7 +69,8 @@ struct ns_switch *ns_switch_new(struct ns_pipeline *p, uint32_t max_ports, uint3
     sw->tx_count = calloc(max_ports + 1, sizeof(*sw->tx_count));
     sw->msg = calloc(batch, sizeof(*sw->msg));
     sw->iov = calloc(2 * (size_t)batch, sizeof(*sw->iov));
-    if (sw->epfd < 0 || !sw->ports || !sw->evs || !sw->pending || !sw->still || !sw->buf || !sw->ol || !sw->off ||
+    struct epoll_event wake = {.events = EPOLLIN, .data.u32 = SW_WAKE_EVENT};
+    if (sw->epfd < 0 || sw->wakefd < 0 || epoll_ctl(sw->epfd, EPOLL_CTL_ADD, sw->wakefd, &wake) < 0 || !sw->ports || !sw->evs || !sw->pending || !sw->still || !sw->buf || !sw->ol || !sw->off ||
         !sw->len || !sw->in_port || !sw->res || !sw->reply || !sw->tx || !sw->tx_sorted ||
         !sw->tx_count || !sw->msg || !sw->iov) {
         ns_switch_free(sw);
@@ -94,6 +97,12 @@ void ns_switch_free(struct ns_switch *sw)
     }
     if (sw->epfd >= 0)
         close(sw->epfd);
+    if (sw->wakefd >= 0)
+        close(sw->wakefd);
+    if (sw->shared && __atomic_sub_fetch(&sw->shared->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_destroy(&sw->shared->mu);
+        free(sw->shared);
+    }
     free(sw->ports);
     free(sw->evs);
     free(sw->pending);
@@ -335,6 +344,10 @@ void sw_act(struct ns_switch *sw, uint32_t n)
 void ns_switch_stop(struct ns_switch *sw)
 {
     sw->stop = 1;
+    uint64_t one = 1;            /* a worker asleep in epoll_wait wakes at once */
+    if (write(sw->wakefd, &one, sizeof(one)) < 0) {
+        /* the counter is already non-zero: it wakes anyway */
+    }
 }
 
 int ns_switch_port_stats(struct ns_switch *sw, uint16_t port, struct ns_switch_port_stats *out)

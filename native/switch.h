@@ -1,9 +1,10 @@
 /* netsem soft switch: packet I/O around the pipeline (native/switch.c).
  * Public API in the cdef() subset (plain structs, enums, prototypes, integer
  * #defines; no #include or #ifdef): build_ffi.py feeds it to cdef() after
- * netsem.h. One wake-up = poll every port, drain every ring into one batch,
- * one ns_pipeline_run, then rewrite and transmit (or answer ARP/ND locally).
- * Files: switch.c (loop, actions), io_packet.c, io_tap.c, switch_local.c, capture.c.
+ * netsem.h. One wake-up = drain the ports epoll says have frames into one batch,
+ * one pipeline run, then rewrite and transmit (or answer ARP/ND locally).
+ * Files: switch.c (ports, actions), switch_wake.c (wake-ups, workers), io_packet.c,
+ * io_tap.c, switch_local.c, capture.c.
  * The switch never prints; everything it does is counted. */
 
 #define NS_SW_RING_V2 2      /* TPACKET_V2: one wake-up per frame at low load */
@@ -69,6 +70,19 @@ int ns_switch_set_offload(struct ns_switch *sw, int on);
  * sleeps in epoll_wait only after busy_us microseconds without a frame (the bounded
  * idle back-off); 0 (default) sleeps whenever no port has frames. */
 void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us);
+/* Workers: more switches over the same pipeline, each run by a thread of its own
+ * (before any port is added). ns_switch_set_workers(sw, leader) makes sw one of
+ * leader's workers (leader == sw: the first). Every worker opens its own socket on
+ * each port, in the port's PACKET_FANOUT group (the kernel's symmetric flow hash: a
+ * flow's packets stay on one worker, in order); the pipeline (tables, conntrack,
+ * events) is shared and a lock serializes its batches, while receiving, rewriting
+ * and sending run in parallel. AF_PACKET ports only. 0, -EBUSY (ports exist),
+ * -EINVAL, -ENOMEM. */
+int ns_switch_set_workers(struct ns_switch *sw, struct ns_switch *leader);
+/* The pipeline lock (no-op without workers): hold it to swap tables, drain events
+ * or read the pipeline while workers run. */
+void ns_switch_lock(struct ns_switch *sw);
+void ns_switch_unlock(struct ns_switch *sw);
 /* Adds an AF_PACKET port bound to ifname, in the network namespace of the
  * calling thread (the caller enters the switch namespace first). gw_mac: the MAC
  * the switch answers with on this port (the device's own); pod_mac: the pod's MAC

@@ -11,6 +11,8 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/epoll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,8 +81,18 @@ struct sw_capture {
                                       * UINT64_MAX; its verdict is written there */
 };
 
+/* The pipeline lock workers share; freed by the last switch that holds it. */
+struct sw_shared {
+    pthread_mutex_t mu;
+    int refs;
+};
+
+#define SW_WAKE_EVENT 0x10000u   /* epoll data of the wake-up eventfd (ports are 16-bit) */
+
 struct ns_switch {
     struct ns_pipeline *p;
+    struct sw_shared *shared;        /* workers: the pipeline lock (NULL: one switch) */
+    int wakefd;                      /* eventfd: ns_switch_stop wakes a sleeping epoll_wait */
     uint32_t max_ports, nports, batch;
     uint32_t ring_version, ring_bytes, retire_ms;
     uint32_t rr;                     /* round-robin start for draining */

@@ -64,6 +64,13 @@ static int collect(struct ns_switch *sw, int timeout_ms)
     if (r < 0)
         return errno == EINTR ? 0 : -errno;
     for (int k = 0; k < r; k++) {
+        if (NS_UNLIKELY(sw->evs[k].data.u32 == SW_WAKE_EVENT)) {
+            uint64_t v;
+            if (read(sw->wakefd, &v, sizeof(v)) < 0) {
+                /* already read: nothing to clear */
+            }
+            continue;
+        }
         uint16_t port = (uint16_t)sw->evs[k].data.u32;
         if (NS_UNLIKELY(sw->evs[k].events & (EPOLLERR | EPOLLHUP)))
             port_error(sw, port, sw->evs[k].events);
@@ -120,7 +127,9 @@ static uint32_t drain(struct ns_switch *sw)
     return n;
 }
 
-static uint32_t busy_spin(struct ns_switch *sw, int timeout_ms)
+/* Spins until frames come (returns how many were drained), the idle budget is
+ * spent (returns 0, *idle set: the caller may sleep), or the timeout or a stop. */
+static uint32_t busy_spin(struct ns_switch *sw, int timeout_ms, int *idle)
 {
     uint64_t now = sw_mono_ns();
     const uint64_t idle_end = sw->last_frame_ns + (uint64_t)sw->busy_us * 1000u;
@@ -137,6 +146,7 @@ static uint32_t busy_spin(struct ns_switch *sw, int timeout_ms)
             cpu_relax();
         now = sw_mono_ns();
     }
+    *idle = now >= idle_end;
     return 0;
 }
 
@@ -147,9 +157,10 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
     if (sw->npending && (r = collect(sw, 0)) < 0)
         return r;
     uint32_t n = drain(sw);
+    int may_sleep = 1;
     if (n == 0 && sw->busy_us)
-        n = busy_spin(sw, timeout_ms);
-    if (n == 0 && timeout_ms != 0) {
+        n = busy_spin(sw, timeout_ms, &may_sleep);
+    if (n == 0 && timeout_ms != 0 && may_sleep) {
         if ((r = collect(sw, timeout_ms)) < 0)
             return r;
         n = drain(sw);
@@ -160,10 +171,13 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
         sw->last_frame_ns = sw_mono_ns();
     sw->counter[NS_SW_C_WAKEUPS]++;
     sw->counter[NS_SW_C_BATCHES]++;
+    /* workers: one batch in the shared pipeline at a time; I/O runs in parallel */
+    ns_switch_lock(sw);
     ns_pipeline_run_offload(sw->p, sw->buf, sw->off, sw->len, sw->in_port, sw->offload ? sw->ol : NULL,
                             n, now_ns ? now_ns : sw_mono_ns(), sw->res);
     if (NS_UNLIKELY(sw->cap.slots))
         sw_cap_judged(sw, n);
+    ns_switch_unlock(sw);
     sw_act(sw, n);
     return (int)n;
 }
@@ -172,10 +186,17 @@ int64_t ns_switch_run(struct ns_switch *sw, uint32_t duration_ms)
 {
     uint64_t end = sw_mono_ns() + (uint64_t)duration_ms * 1000000ull;
     int64_t total = 0;
-    sw->stop = 0;
+    if (sw->stop) {              /* stopped before it ran: that stop is for this run */
+        sw->stop = 0;
+        return 0;
+    }
     for (;;) {
         uint64_t now = sw_mono_ns();
-        if (now >= end || sw->stop)
+        if (sw->stop) {
+            sw->stop = 0;        /* this run answered it */
+            break;
+        }
+        if (now >= end)
             break;
         uint64_t left_ms = (end - now + 999999) / 1000000;
         int r = ns_switch_poll(sw, (int)(left_ms > 50 ? 50 : left_ms), 0);
@@ -190,4 +211,42 @@ void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us)
 {
     sw->busy_us = busy_us;
     sw->last_frame_ns = sw_mono_ns();
+}
+
+/* ---- workers: the shared pipeline lock ---- */
+int ns_switch_set_workers(struct ns_switch *sw, struct ns_switch *leader)
+{
+    if (!leader || sw->shared || leader->p != sw->p)
+        return -EINVAL;
+    if (sw->nports || leader->nports)
+        return -EBUSY;
+    if (!leader->shared) {
+        if (leader != sw)
+            return -EINVAL;      /* the leader is made first */
+        struct sw_shared *sh = calloc(1, sizeof(*sh));
+        if (!sh || pthread_mutex_init(&sh->mu, NULL) != 0) {
+            free(sh);
+            return -ENOMEM;
+        }
+        sh->refs = 1;
+        sw->shared = sh;
+        return 0;
+    }
+    if (leader == sw)
+        return 0;
+    __atomic_add_fetch(&leader->shared->refs, 1, __ATOMIC_ACQ_REL);
+    sw->shared = leader->shared;
+    return 0;
+}
+
+void ns_switch_lock(struct ns_switch *sw)
+{
+    if (sw->shared)
+        pthread_mutex_lock(&sw->shared->mu);
+}
+
+void ns_switch_unlock(struct ns_switch *sw)
+{
+    if (sw->shared)
+        pthread_mutex_unlock(&sw->shared->mu);
 }

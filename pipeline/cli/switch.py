@@ -65,6 +65,11 @@ def _run_up(args, run_up) -> int:
     from ..switch.sources import ApiSource, FileSource
     if bool(args.files) == bool(args.kubeconfig):
         raise UsageError("give the manifests (-f) or a cluster to follow (--kubeconfig), one of them")
+    if not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers: {args.workers} is not between 1 and 64")
+    if args.workers > 1 and (args.port_type != "veth" or args.pcap):
+        raise UsageError("--workers N > 1 spreads each veth port over N threads (PACKET_FANOUT): "
+                         "not with --port-type tap, nor --pcap (one capture ring)")
     if not 0 <= args.busy_poll <= 10_000_000:
         raise UsageError(f"--busy-poll: {args.busy_poll} microseconds is not between 0 and 10,000,000")
     if not 0 <= args.max_ports <= 65535:
@@ -80,7 +85,7 @@ def _run_up(args, run_up) -> int:
                   metrics_port=args.metrics_port, metrics_address=args.metrics_address,
                   max_connections=args.max_connections,
                   max_connections_per_pod=args.max_connections_per_pod, attach=bool(args.attach),
-                  offloads=args.offloads == "on", busy_poll_us=args.busy_poll or 0,
+                  offloads=args.offloads == "on", busy_poll_us=args.busy_poll or 0, workers=args.workers,
                   cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
@@ -206,6 +211,11 @@ def add_switch_parsers(sub) -> None:
                     help="spin on the rings instead of sleeping while frames come, and sleep only after "
                          "US microseconds (default 1000) without one: lower latency and more "
                          "connections per second, for a core kept busy (default: off, sleep when idle)")
+    up.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="switch threads (default 1): each port's frames are spread over them by "
+                         "PACKET_FANOUT with the kernel's symmetric flow hash, so a flow stays on one; "
+                         "receiving, rewriting and sending run in parallel, the pipeline's batches one "
+                         "at a time. veth only")
     up.add_argument("--duration", type=float, default=None, metavar="S",
                     help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
     up.set_defaults(func=cmd_up)

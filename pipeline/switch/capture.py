@@ -63,6 +63,8 @@ class Recorder:
         self.path = directory
         self.paths = {DIR_INBOUND: os.path.join(directory, "in.pcapng"),
                       DIR_OUTBOUND: os.path.join(directory, "out.pcapng")}
+        if switch.workers > 1:
+            raise ValueError("a recording is one switch's capture ring: --pcap needs --workers 1")
         rc = lib.ns_switch_set_capture(switch._sw, ring_frames)
         if rc:
             raise OSError(-rc, os.strerror(-rc), "ns_switch_set_capture")

@@ -16,11 +16,11 @@ from .topology import Topology
 
 def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Optional[str] = None,
                  connections: int = 0, counters: Optional[str] = None, busy_poll_us: int = 0,
-                 ring_bytes: int = 0) -> int:
+                 ring_bytes: int = 0, workers: int = 1) -> int:
     """Forks the switch; returns its pid once its ports are open. connections: the
     conntrack capacity (0: the pipeline's default); counters: a file the switch writes
     its packet counters to (per reason, and the switch's own) as JSON when it stops;
-    busy_poll_us, ring_bytes: as Switch's."""
+    busy_poll_us, ring_bytes, workers: as Switch's (workers > 1: not pinned to one core)."""
     from .capture import Recorder
     from .switch import Switch
     r, w = os.pipe()
@@ -32,13 +32,13 @@ def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Opti
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *a: stop.set())
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            if cpu is not None:
+            if cpu is not None and workers == 1:
                 try:
                     os.sched_setaffinity(0, {cpu})
                 except OSError:
                     pass
             sw = Switch(compiled, topo, connections=connections, busy_poll_us=busy_poll_us,
-                        ring_bytes=ring_bytes)
+                        ring_bytes=ring_bytes, workers=workers)
             rec = Recorder(sw, pcap) if pcap else None
             os.write(w, b"ok")
             os.close(w)

@@ -10,6 +10,7 @@ run it. Tables change only by whole swap between batches (style P7).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import threading
@@ -78,11 +79,17 @@ class Switch:
     def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
                  ring_bytes: int = 0, connections: int = 0, events: int = 0,
                  max_ports: int = 0, per_port: int = 0, ct_file: Optional[str] = None,
-                 attach: bool = False, busy_poll_us: int = 0):
+                 attach: bool = False, busy_poll_us: int = 0, workers: int = 1):
         """ct_file: the connection table's shared file (netns.conntrack_path); attach:
         take over the connections a killed switch left in it. Offloads (virtio-net
         headers on every port) follow the topology's. busy_poll_us: spin on the rings,
-        sleeping only after that long without a frame (0: sleep when idle)."""
+        sleeping only after that long without a frame (0: sleep when idle). workers:
+        switches over the one pipeline, each in a thread of its own, the ports'
+        frames spread over them by PACKET_FANOUT (veth only)."""
+        if workers < 1 or workers > 64:
+            raise ValueError(f"workers: {workers} is not between 1 and 64")
+        if workers > 1 and topo.port_type != "veth":
+            raise ValueError("workers share a port through PACKET_FANOUT: veth ports only")
         self.topo = topo
         self.datapath = Datapath(connections=connections, events=events, per_port=per_port,
                                  ct_file=ct_file, attach=attach)
@@ -92,22 +99,31 @@ class Switch:
         # Room for pods that come later (netsem up follows its cluster): a bounded
         # table; when full, a new pod is reported and left unwired.
         self.max_ports = max_ports or max(1024, 2 * len(ports))
-        sw = lib.ns_switch_new(self.datapath.pipeline, self.max_ports, batch)
-        if sw == ffi.NULL:
-            raise MemoryError("ns_switch_new failed")
-        self._sw = ffi.gc(sw, lib.ns_switch_free)
         # With offloads a ring frame is 64 KiB (room for a super-frame): more bytes
         # keep the ring from filling in a burst of small frames.
         ring_bytes = ring_bytes or ((8 << 20) if topo.offloads else (4 << 20))
-        rc = lib.ns_switch_set_ring(self._sw, RING_VERSIONS[ring], ring_bytes, 1)
-        if rc:
-            raise OSError(-rc, os.strerror(-rc), "ns_switch_set_ring")
-        rc = lib.ns_switch_set_offload(self._sw, int(topo.offloads))
-        if rc:
-            raise OSError(-rc, os.strerror(-rc), "ns_switch_set_offload")
-        lib.ns_switch_set_busy_poll(self._sw, busy_poll_us)
+        self._workers: list = []
+        for _ in range(workers):
+            sw = lib.ns_switch_new(self.datapath.pipeline, self.max_ports, batch)
+            if sw == ffi.NULL:
+                self.close()
+                raise MemoryError("ns_switch_new failed")
+            self._workers.append(sw)
+            for rc, what in ((lib.ns_switch_set_ring(sw, RING_VERSIONS[ring], ring_bytes, 1), "set_ring"),
+                             (lib.ns_switch_set_offload(sw, int(topo.offloads)), "set_offload"),
+                             (lib.ns_switch_set_workers(sw, self._workers[0]) if workers > 1 else 0,
+                              "set_workers")):
+                if rc:
+                    self.close()
+                    raise OSError(-rc, os.strerror(-rc), "ns_switch_" + what)
+            lib.ns_switch_set_busy_poll(sw, busy_poll_us)
+        self._sw = self._workers[0]
+        self._go = threading.Event()          # cleared: workers park (ports change)
+        self._go.set()
+        self._parked = [threading.Event() for _ in self._workers]
         self.add_ports(ports)
         self._pstats = ffi.new("struct ns_switch_port_stats *")
+        self._threads: list = []
         self._lock = threading.Lock()
         self._pending: list = []
 
@@ -115,22 +131,69 @@ class Switch:
     def compiled(self):
         return self.datapath.compiled
 
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
     def add_ports(self, ports) -> None:
-        """Attaches the switch to wired interfaces (PodPorts); between runs."""
+        """Attaches the switch (every worker) to wired interfaces (PodPorts); between runs."""
         with in_netns(self.topo.switch_netns):
             for pp in ports:
                 pod_mac = pp.pod_mac if pp.pod_mac else ffi.NULL
-                if pp.tap_fd >= 0:
-                    rc = lib.ns_switch_add_tap(self._sw, pp.port, pp.tap_fd, pp.gw_mac, pod_mac)
-                else:
-                    rc = lib.ns_switch_add_port(self._sw, pp.port, pp.sw_ifname.encode(), pp.gw_mac, pod_mac)
-                if rc:
-                    raise OSError(-rc, f"{pp.key}: {os.strerror(-rc)}", pp.sw_ifname)
+                for sw in self._workers:
+                    if pp.tap_fd >= 0:
+                        rc = lib.ns_switch_add_tap(sw, pp.port, pp.tap_fd, pp.gw_mac, pod_mac)
+                    else:
+                        rc = lib.ns_switch_add_port(sw, pp.port, pp.sw_ifname.encode(), pp.gw_mac, pod_mac)
+                    if rc:
+                        raise OSError(-rc, f"{pp.key}: {os.strerror(-rc)}", pp.sw_ifname)
 
     def remove_ports(self, ports) -> None:
         """Detaches the switch from ports (numbers) before their interfaces go."""
         for port in ports:
-            lib.ns_switch_remove_port(self._sw, port)
+            for sw in self._workers:
+                lib.ns_switch_remove_port(sw, port)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """The pipeline to oneself while workers run (swaps, event drains)."""
+        lib.ns_switch_lock(self._sw)
+        try:
+            yield
+        finally:
+            lib.ns_switch_unlock(self._sw)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Every worker but the caller's parked (ports change under them)."""
+        if len(self._workers) == 1 or not self._threads:
+            yield
+            return
+        self._go.clear()
+        try:
+            for k in range(1, len(self._workers)):
+                lib.ns_switch_stop(self._workers[k])
+            for k in range(1, len(self._workers)):
+                while not self._parked[k].wait(0.1) and self._threads[k - 1].is_alive():
+                    lib.ns_switch_stop(self._workers[k])
+            yield
+        finally:
+            self._go.set()
+
+    def _work(self, k: int, stop: threading.Event, slice_s: float) -> None:
+        sw = self._workers[k]
+        while not stop.is_set():
+            if not self._go.is_set():
+                self._parked[k].set()
+                self._go.wait(0.05)
+                continue
+            self._parked[k].clear()
+            if not self._go.is_set():
+                continue
+            n = lib.ns_switch_run(sw, max(1, int(slice_s * 1000)))
+            if n < 0:
+                raise OSError(-n, os.strerror(-n), "ns_switch_run")
+        self._parked[k].set()
 
     def rewire(self, compiled, recheck: bool = False) -> tuple[list, list]:
         """Brings the running switch to `compiled`: the ports of interfaces that went
@@ -142,12 +205,13 @@ class Switch:
         gone = [p for p, pp in self.topo.ports.items() if p not in want or not _same(pp, want[p])]
         if len(want) > self.max_ports:       # before anything changes: all or nothing
             raise OSError(f"switch full: {len(want)} ports wanted, {self.max_ports} at most (--max-ports)")
-        self.remove_ports(gone)
-        self.topo.remove(gone)
-        self.install(compiled, recheck)
-        new = [w for p, w in sorted(want.items()) if p not in self.topo.ports]
-        added = self.topo.add(new)
-        self.add_ports(added)
+        with self.paused():
+            self.remove_ports(gone)
+            self.topo.remove(gone)
+            self.install(compiled, recheck)
+            new = [w for p, w in sorted(want.items()) if p not in self.topo.ports]
+            added = self.topo.add(new)
+            self.add_ports(added)
         return gone, added
 
     # -- the loop ------------------------------------------------------------------
@@ -160,7 +224,8 @@ class Switch:
 
     def install(self, compiled, recheck: bool = False) -> int:
         """Swaps in new tables between batches (call from the loop's thread)."""
-        deleted = self.datapath.install(compiled, recheck=recheck)
+        with self.locked():
+            deleted = self.datapath.install(compiled, recheck=recheck)
         self.generation += 1
         return deleted
 
@@ -175,7 +240,23 @@ class Switch:
     def serve(self, stop: threading.Event, slice_s: float = 0.05,
               on_slice: Optional[Callable[[], None]] = None) -> None:
         """The switch loop: forward for a slice, apply pending swaps, run `on_slice`;
-        until `stop` is set (by on_slice, a signal handler or another thread)."""
+        until `stop` is set (by on_slice, a signal handler or another thread). The
+        other workers run their loops in threads of their own meanwhile."""
+        self._threads = [threading.Thread(target=self._work, args=(k, stop, slice_s), daemon=True,
+                                          name=f"netsem-worker-{k}") for k in range(1, len(self._workers))]
+        for t in self._threads:
+            t.start()
+        try:
+            self._serve(stop, slice_s, on_slice)
+        finally:
+            stop.set()
+            for k in range(1, len(self._workers)):
+                lib.ns_switch_stop(self._workers[k])
+            for t in self._threads:
+                t.join()
+            self._threads = []
+
+    def _serve(self, stop, slice_s, on_slice) -> None:
         while not stop.is_set():
             self.run_for(slice_s)
             with self._lock:
@@ -188,22 +269,32 @@ class Switch:
 
     # -- counters ------------------------------------------------------------------
     def port_stats(self, port: int) -> dict:
-        if lib.ns_switch_port_stats(self._sw, port, self._pstats) != 0:
-            raise KeyError(port)
-        return {f: getattr(self._pstats, f) for f in PORT_FIELDS}
+        """A port's counters, summed over the workers."""
+        out = dict.fromkeys(PORT_FIELDS, 0)
+        for sw in self._workers:
+            if lib.ns_switch_port_stats(sw, port, self._pstats) != 0:
+                raise KeyError(port)
+            for f in PORT_FIELDS:
+                out[f] += getattr(self._pstats, f)
+        return out
 
     def stats(self) -> Stats:
         p = self.datapath.pipeline
         return Stats(t=time.monotonic(),
                      ports={port: self.port_stats(port) for port in self.topo.ports},
-                     switch={name: lib.ns_switch_counter(self._sw, i) for i, name in enumerate(SW_COUNTERS)},
+                     switch={name: sum(lib.ns_switch_counter(sw, i) for sw in self._workers)
+                             for i, name in enumerate(SW_COUNTERS)},
                      reasons={name: lib.ns_pipeline_counter(p, i) for i, name in enumerate(REASONS)},
                      connections=lib.ns_pipeline_connections(p), generation=self.generation)
 
+    def worker_counters(self) -> list[dict]:
+        """Each worker's own switch counters (wakeups, batches...)."""
+        return [{name: lib.ns_switch_counter(sw, i) for i, name in enumerate(SW_COUNTERS)}
+                for sw in self._workers]
+
     def close(self) -> None:
-        if self._sw is not None:
-            sw, self._sw = self._sw, None
-            ffi.gc(sw, None)             # detach the finalizer, then free now
+        workers, self._workers, self._sw = getattr(self, "_workers", []), [], None
+        for sw in reversed(workers):     # the leader (holding the lock's last reference) last
             lib.ns_switch_free(sw)
         self.datapath.close()
 
