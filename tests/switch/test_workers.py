@@ -7,6 +7,7 @@ import socket
 import threading
 
 import pytest
+from pyroute2 import IPRoute
 
 from .conftest import TWO_PODS
 from .test_offload import SVC, VIP, transfer
@@ -56,6 +57,14 @@ def many_connections(run, dst, port, n=120):
     return ok
 
 
+def sent_by(run, key):
+    """Frames the pod's interface sent (the kernel's count)."""
+    pp = run.topo.by_key(key)
+    with IPRoute(netns=pp.netns) as ipr:
+        link = ipr.get_links(ipr.link_lookup(ifname=pp.ifname)[0])[0]
+        return link.get_attr("IFLA_STATS64")["tx_packets"]
+
+
 def test_two_workers_carry_connections_through_a_service(switch_run):
     run = switch_run(SVC, workers=2)
     assert run.sw.workers == 2
@@ -67,6 +76,11 @@ def test_two_workers_carry_connections_through_a_service(switch_run):
     assert all(w["batches"] > 0 for w in per), per
     st = run.sw.stats()
     assert st.reasons["new"] >= 121 and st.switch["rewrite_failed"] == 0
+    # each frame reached one worker: the switch took from a's port what a sent
+    # (but the few a sent before the switch was attached: IPv6 solicitations)
+    run.sync()
+    got, sent = run.sw.port_stats(run.topo.by_key("t/a").port)["rx_packets"], sent_by(run, "t/a")
+    assert sent - 10 <= got <= sent, (got, sent)
 
 
 def test_two_workers_still_police(switch_run):
