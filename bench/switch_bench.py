@@ -217,16 +217,20 @@ class Bench:
             srv.kill()
             srv.wait()
 
-    def latency(self, topo: Topology) -> tuple[float, float]:
-        """UDP request/response through the forwarder: (p50, p99) round trip in µs."""
+    def latency(self, topo: Topology) -> tuple[float, float, float]:
+        """UDP request/response through the forwarder: (p50, p99) round trip in µs,
+        and the switch core's busy time per forwarded packet (two per round trip) at
+        this low rate, where wake-ups, not batches, are the cost."""
         pa, pb = topo.ports[1], topo.ports[2]
         srv = subprocess.Popen([self.tools["udprr"], "server", B, "7"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, preexec_fn=_enter(pb.netns, self.gen_cpu))
         try:
             time.sleep(0.2)
+            c0 = cpu_busy()
             out = run_in(pa.netns, [self.tools["udprr"], "client", B, "7", str(self.seconds)],
                          cpu=self.gen_cpu, timeout=self.seconds + 30).split()
-            return float(out[3]), float(out[5])
+            busy = cpu_busy()[self.sw_cpu] - c0[self.sw_cpu]
+            return float(out[3]), float(out[5]), busy / max(1, 2 * int(out[1])) * 1e6
         finally:
             srv.kill()
             srv.wait()
@@ -305,7 +309,9 @@ class Bench:
                 rows.append({"forwarder": kind, "policies": n, "test": "conn/s", "cps": statistics.median(cps),
                              "reps": cps, **tag})
                 rows.append({"forwarder": kind, "policies": n, "test": "rr", "p50_us": statistics.median(
-                    p for p, _ in lat), "p99_us": statistics.median(q for _, q in lat), "reps": lat, **tag})
+                    x[0] for x in lat), "p99_us": statistics.median(x[1] for x in lat),
+                    "cpu_us_per_packet": statistics.median(x[2] for x in lat) if kind == "switch" else None,
+                    "reps": lat, **tag})
         finally:
             if pid:
                 stop_switch(pid)
@@ -373,7 +379,9 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
         if r["test"] == "rr":
             r["ratio_to_kernel"] = r["p50_us"] / b["p50_us"] if b and b["p50_us"] else None
             print(f"{label(r):<26} {'rr µs':<7} {'p50':>10} {r['p50_us']:>10.1f} {r['ratio_to_kernel'] or 0:>6.2f}"
-                  f"  p99 {r['p99_us']:.1f}" + (f" ({r['p99_us'] / b['p99_us']:.2f})" if b else ""), file=out)
+                  f"  p99 {r['p99_us']:.1f}" + (f" ({r['p99_us'] / b['p99_us']:.2f})" if b else "")
+                  + (f"; switch core {r['cpu_us_per_packet']:.1f} µs/packet" if r.get("cpu_us_per_packet") else ""),
+                  file=out)
             continue
         if r["test"] == "conn/s":
             r["ratio_to_kernel"] = r["cps"] / b["cps"] if b and b["cps"] else None

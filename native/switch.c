@@ -94,6 +94,8 @@ void ns_switch_free(struct ns_switch *sw)
             munmap(pt->ring, pt->ring_len);
         if (!pt->is_tap && pt->fd >= 0)
             close(pt->fd);
+        if (pt->txfd >= 0)
+            close(pt->txfd);
     }
     if (sw->epfd >= 0)
         close(sw->epfd);
@@ -138,6 +140,8 @@ int ns_switch_remove_port(struct ns_switch *sw, uint16_t port)
         munmap(pt->ring, pt->ring_len);
     if (!pt->is_tap && pt->fd >= 0)
         close(pt->fd);
+    if (pt->txfd >= 0)
+        close(pt->txfd);
     sw->slot_of[port] = SW_NO_SLOT;
     if (i != last) {                  /* the last slot moves in: slots stay dense */
         sw->ports[i] = sw->ports[last];
@@ -172,7 +176,7 @@ int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
         return -EINVAL;
     struct sw_port *pt = &sw->ports[sw->nports];
     memset(pt, 0, sizeof(*pt));
-    pt->fd = -1;
+    pt->fd = pt->txfd = -1;
     pt->port = port;
     memcpy(pt->gw_mac, gw_mac, 6);
     if (pod_mac) {

@@ -43,7 +43,8 @@
 #define SW_EP_EVENTS 256       /* epoll events taken per wait */
 
 struct sw_port {
-    int fd;
+    int fd;                /* receives (the RX ring; TAP: both ways) */
+    int txfd;              /* AF_PACKET: sends (a socket of its own); -1 for TAP */
     int is_tap;
     uint16_t port;
     uint8_t gw_mac[6];
