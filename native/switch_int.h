@@ -108,6 +108,7 @@ struct ns_switch {
     int offload;                     /* virtio-net headers on every port */
     uint32_t busy_us;                /* spin this long without frames before sleeping */
     uint64_t last_frame_ns;          /* busy poll: when frames last came */
+    uint32_t busy_rounds;            /* wake-ups that found ports pending */
     uint32_t big_used;               /* super-frame slots taken in this batch */
     uint32_t cursor_small;           /* next small slot */
     /* batch state, allocated once */

@@ -18,6 +18,7 @@
 /* Above this many ports a busy spin asks epoll (one system call) instead of peeking
  * at every ring (one cache miss each). */
 #define SW_PEEK_MAX 64
+#define SW_ASK_EVERY 8
 
 static inline void cpu_relax(void)
 {
@@ -153,9 +154,15 @@ static uint32_t busy_spin(struct ns_switch *sw, int timeout_ms, int *idle)
 int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
 {
     int r;
-    /* ports pending: look for others without sleeping (no port starves the rest) */
-    if (sw->npending && (r = collect(sw, 0)) < 0)
-        return r;
+    /* ports pending: look for others without sleeping (no port starves the rest):
+     * at the rings themselves when there are few (no system call), else epoll every
+     * SW_ASK_EVERY busy wake-ups */
+    if (sw->npending) {
+        if (sw->nports <= SW_PEEK_MAX)
+            peek_all(sw);
+        else if (++sw->busy_rounds % SW_ASK_EVERY == 0 && (r = collect(sw, 0)) < 0)
+            return r;
+    }
     uint32_t n = drain(sw);
     int may_sleep = 1;
     if (n == 0 && sw->busy_us)
