@@ -116,15 +116,16 @@ def run_in(netns: str, argv: list[str], cpu: int | None = None, stdin: str | Non
 
 
 def cpu_busy() -> dict:
-    """cpu index -> busy seconds (all but idle and iowait) from /proc/stat."""
+    """cpu index (and "all": the machine) -> busy seconds (all but idle and iowait)
+    from /proc/stat."""
     out = {}
     hz = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as f:
         for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
+            if line.startswith("cpu ") or (line.startswith("cpu") and line[3].isdigit()):
                 name, *v = line.split()
                 v = [int(x) for x in v]
-                out[int(name[3:])] = (sum(v[:8]) - v[3] - v[4]) / hz
+                out[int(name[3:]) if name[3:] else "all"] = (sum(v[:8]) - v[3] - v[4]) / hz
     return out
 
 
@@ -236,7 +237,8 @@ class Bench:
             srv.wait()
 
     # -- one configuration ---------------------------------------------------------
-    def config(self, kind: str, n: int, ports: int = 2, offloads: bool = False, busy_us: int = 0) -> list[dict]:
+    def config(self, kind: str, n: int, ports: int = 2, offloads: bool = False, busy_us: int = 0,
+               workers: int = 1) -> list[dict]:
         from pipeline.load.build import load_cluster
         from pipeline.dataplane.compiler import compile_cluster
         from pipeline.switch.process import start_switch, stop_switch
@@ -250,7 +252,10 @@ class Bench:
         compiled = compile_cluster(cluster)
         compile_s = time.monotonic() - t
         topo = Topology.build(topology_pods(compiled), static_neighbors=True, offloads=offloads)
-        tag = {"ports": ports, "offloads": offloads, "busy_us": busy_us if kind == "switch" else 0}
+        tag = {"ports": ports, "offloads": offloads, "busy_us": busy_us if kind == "switch" else 0,
+               "workers": workers if kind == "switch" else 1}
+        # several workers run on every core: their CPU is the machine's, less the generator's
+        sw_cpu = self.sw_cpu if workers == 1 else "all"
         # a thousand ports: a smaller ring each (a 64 KiB frame per slot with offloads)
         ring = (1 << 20) if ports > 64 else 0
         assert topo.ports[1].key == "bench/a" and topo.ports[2].key == "bench/b", "pA, pB are ports 1, 2"
@@ -273,9 +278,10 @@ class Bench:
                     if kind == "switch":
                         # a fresh switch per repetition: every rep starts with empty conntrack
                         pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
-                                           counters=counters, busy_poll_us=busy_us, ring_bytes=ring)
+                                           counters=counters, busy_poll_us=busy_us, ring_bytes=ring,
+                                           workers=workers)
                     try:
-                        m = self.measure(topo, flows, self.sw_cpu if kind == "switch" else self.gen_cpu)
+                        m = self.measure(topo, flows, sw_cpu if kind == "switch" else self.gen_cpu)
                     finally:
                         if pid:
                             stop_switch(pid)
@@ -283,7 +289,7 @@ class Bench:
                             with open(counters) as cf:
                                 m["verdicts"] = json.load(cf)["reasons"]
                     if m["received"]:
-                        if kind == "switch":
+                        if kind == "switch" and workers == 1:
                             m["cpu_us_per_packet"] = m["busy_s"] / m["received"] * 1e6
                         else:
                             fwd = m["busy_s"] - self.gen_cost.get(test, 0.0) * m["sent"]
@@ -295,7 +301,7 @@ class Bench:
                 for _ in range(self.reps):
                     if kind == "switch":
                         pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
-                                           busy_poll_us=busy_us, ring_bytes=ring)
+                                           busy_poll_us=busy_us, ring_bytes=ring, workers=workers)
                     try:
                         gbps.append(self.iperf(topo))
                         cps.append(self.conn_rate(topo))
@@ -310,7 +316,8 @@ class Bench:
                              "reps": cps, **tag})
                 rows.append({"forwarder": kind, "policies": n, "test": "rr", "p50_us": statistics.median(
                     x[0] for x in lat), "p99_us": statistics.median(x[1] for x in lat),
-                    "cpu_us_per_packet": statistics.median(x[2] for x in lat) if kind == "switch" else None,
+                    "cpu_us_per_packet": statistics.median(x[2] for x in lat)
+                    if kind == "switch" and workers == 1 else None,
                     "reps": lat, **tag})
         finally:
             if pid:
@@ -360,7 +367,8 @@ def kernel_forwarding(topo: Topology) -> None:
 
 
 def label(r: dict) -> str:
-    extra = (" offl" if r.get("offloads") else "") + (f" busy={r['busy_us']}" if r.get("busy_us") else "")
+    extra = (" offl" if r.get("offloads") else "") + (f" busy={r['busy_us']}" if r.get("busy_us") else "") + \
+        (f" w={r['workers']}" if r.get("workers", 1) > 1 else "")
     if r["forwarder"] == "kernel":
         return "kernel" + extra
     return f"{r['forwarder']} N={r['policies']}" + (f" ports={r['ports']}" if r.get("ports", 2) > 2 else "") + extra
@@ -421,6 +429,9 @@ def main(argv=None) -> int:
     ap.add_argument("--offloads", default="off", help="comma-separated: off (pod offloads off, as the anchors), "
                                                       "on (kernel defaults; the switch carries GSO frames)")
     ap.add_argument("--busy-poll", default="0", help="comma-separated busy-poll budgets (µs) for the switch rows")
+    ap.add_argument("--workers", default="1", help="comma-separated worker counts for the switch rows (N > 1: "
+                                                   "threads on every core; CPU per packet is then the machine's "
+                                                   "busy time less the generator's own, as for the kernel rows)")
     ap.add_argument("--ports", default="2", help="comma-separated switch port counts: pA and pB, plus idle pods "
                                                  "to make up the number (e.g. 2,1000: CPU per packet should not "
                                                  "grow with idle ports)")
@@ -439,13 +450,16 @@ def main(argv=None) -> int:
         ports = [int(x) for x in args.ports.split(",") if x]
         offl = [x == "on" for x in args.offloads.split(",") if x]
         busy = [int(x) for x in args.busy_poll.split(",") if x]
-        configs = [("kernel", 0, 2, o, 0) for o in offl] + \
-            [("iptables", n, 2, o, 0) for n in ns for o in offl if "iptables" in only] + \
-            [("switch", n, p, o, b) for n in ns for p in ports for o in offl for b in busy if "switch" in only]
-        for kind, n, p, o, b in configs:
+        workers = [int(x) for x in args.workers.split(",") if x]
+        configs = [("kernel", 0, 2, o, 0, 1) for o in offl] + \
+            [("iptables", n, 2, o, 0, 1) for n in ns for o in offl if "iptables" in only] + \
+            [("switch", n, p, o, b, w) for n in ns for p in ports for o in offl for b in busy for w in workers
+             if "switch" in only]
+        for kind, n, p, o, b, w in configs:
             t = time.monotonic()
-            rows += bench.config(kind, n, p, o, b)
-            print(f"  {kind} N={n} ports={p} offloads={o} busy={b}: {time.monotonic() - t:.0f} s", file=sys.stderr)
+            rows += bench.config(kind, n, p, o, b, w)
+            print(f"  {kind} N={n} ports={p} offloads={o} busy={b} workers={w}: {time.monotonic() - t:.0f} s",
+                  file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows)
