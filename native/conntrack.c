@@ -66,33 +66,44 @@ void ct_reply_key(const struct ct_entry *e, struct ct_key *r)
 }
 
 /* ---- lookup ---- */
+/* Entry i, met through a reference in direction d, if it answers to key (*dir set). */
+static int entry_matches(const struct ct_entry *e, const struct ct_key *key, int d, int *dir)
+{
+    struct ct_key rk;
+    if (d == CT_DIR_ORIG) {
+        if (memcmp(&e->key, key, sizeof(*key)) != 0)
+            return 0;
+    } else {
+        ct_reply_key(e, &rk);
+        if (memcmp(&rk, key, sizeof(*key)) != 0)
+            return 0;
+        /* a symmetric key (its own reply key) is the original direction */
+        if (memcmp(&e->key, key, sizeof(*key)) == 0)
+            d = CT_DIR_ORIG;
+    }
+    *dir = d;
+    return 1;
+}
+
 static uint32_t find_match(const struct ct_table *ct, const struct ct_key *key, uint32_t h,
                            uint64_t now, int skip_expired, int *dir)
 {
-    const struct hidx *x = &ct->idx;
-    struct ct_key rk;
-    for (uint32_t s = h & x->mask; x->slots[s].ref; s = (s + 1) & x->mask) {
-        if (x->slots[s].hash != h)
-            continue;
-        uint32_t ref = x->slots[s].ref - 1;
-        uint32_t i = ref >> 1;
-        int d = (int)(ref & 1);
-        const struct ct_entry *e = &ct->e[i];
-        if (d == CT_DIR_ORIG) {
-            if (memcmp(&e->key, key, sizeof(*key)) != 0)
+    const struct ct_index *x = &ct->idx;
+    const uint16_t fp = ctx_fp(h);
+    /* at most every bucket once: in a small table every bucket may have overflowed */
+    for (uint32_t bi = h & x->mask, n = 0; n <= x->mask; bi = (bi + 1) & x->mask, n++) {
+        const struct ctx_bucket *b = &x->b[bi];
+        for (int k = 0; k < CTX_SLOTS; k++) {
+            if (!b->ref[k] || (b->tag[k] & CTX_FP) != fp)
                 continue;
-        } else {
-            ct_reply_key(e, &rk);
-            if (memcmp(&rk, key, sizeof(*key)) != 0)
+            uint32_t ref = b->ref[k] - 1, i = ref >> 1;
+            const struct ct_entry *e = &ct->e[i];
+            if (!entry_matches(e, key, (int)(ref & 1), dir) || (skip_expired && e->expiry <= now))
                 continue;
-            /* a symmetric key (its own reply key) is the original direction */
-            if (memcmp(&e->key, key, sizeof(*key)) == 0)
-                d = CT_DIR_ORIG;
+            return i;
         }
-        if (skip_expired && e->expiry <= now)
-            continue;
-        *dir = d;
-        return i;
+        if (!b->overflow)   /* nothing homed here or before lies further on */
+            break;
     }
     return NS_NONE32;
 }
@@ -195,12 +206,8 @@ void ct_delete(struct ct_table *ct, uint32_t i)
     struct ct_entry *e = &ct->e[i];
     struct ct_key rkey;
     ct_reply_key(e, &rkey);
-    uint32_t s = hidx_find(&ct->idx, ct_key_hash(&e->key), (i << 1) + 1);
-    if (s != NS_NONE32)
-        hidx_remove_at(&ct->idx, s);
-    s = hidx_find(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
-    if (s != NS_NONE32)
-        hidx_remove_at(&ct->idx, s);
+    ctx_remove(&ct->idx, ct_key_hash(&e->key), (i << 1) + 1);
+    ctx_remove(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
     fifo_unlink(ct, i);
     ct->state_count[e->state]--;
     ct->n_xlated -= e->nat != 0;
@@ -253,8 +260,8 @@ uint32_t ct_insert(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
         ct->port_count[in_port]++;
     struct ct_key rkey;
     ct_reply_key(e, &rkey);
-    hidx_insert(&ct->idx, h, (i << 1) + 1);
-    hidx_insert(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
+    ctx_insert(&ct->idx, h, (i << 1) + 1, e->nat != 0);
+    ctx_insert(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1, e->nat != 0);
     fifo_append(ct, i);
     ct->state_count[state]++;
     ct->n_used++;

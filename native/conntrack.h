@@ -1,9 +1,9 @@
 /* Connection tracker (docs/pipeline.md "2. Connection tracker"), after OVS's
  * userspace conntrack: one entry per connection holding the original-direction
  * key and, when the service mapper translated the destination, the translated
- * address and port. The slot index holds two nodes per entry, the original key's
- * and the reply key's (the reversed key, with the translated destination as its
- * source), so either direction's packet finds the one entry.
+ * address and port. The index (ct_index.h) holds two references per entry, the
+ * original key's and the reply key's (the reversed key, with the translated
+ * destination as its source), so either direction's packet finds the one entry.
  *
  * Capacity is fixed at creation; entries come from a bump pointer then a free
  * list (nothing is touched until used). One FIFO per timeout value, doubly linked
@@ -16,6 +16,7 @@
 #define NS_CONNTRACK_H
 
 #include "nsint.h"
+#include "ct_index.h"
 #include "events.h"
 
 /* State numbers (public: ns_pipeline_ct_state returns them). Append only. */
@@ -111,7 +112,7 @@ struct ct_table {
     uint32_t bump;           /* entries [bump, cap) never used yet */
     uint32_t free_head;
     struct ct_entry *e;      /* 64-byte aligned */
-    struct hidx idx;         /* ref = (index << 1 | dir) + 1 */
+    struct ct_index idx;     /* ref = (index << 1 | dir) + 1 */
     struct ct_fifo fifo[CT_TCLASS_COUNT];
     uint32_t state_count[CT_STATE_COUNT];
     uint32_t n_xlated;       /* entries with a translation (only they can clash) */
@@ -147,22 +148,30 @@ uint32_t ct_lookup(struct ct_table *ct, const struct ct_key *key, uint32_t h, ui
                    int *dir);
 /* Same, read-only: expired matches are skipped. */
 uint32_t ct_find(const struct ct_table *ct, const struct ct_key *key, uint64_t now, int *dir);
-/* Prefetch hints for a batch: the index slot of a hash, then the entry it names.
+/* Prefetch hints for a batch: the index bucket of a hash, then the entry its
+ * fingerprint names (the translation's line too when the tag says there is one).
  * always_inline: GCC (12) finds a function of loads and prefetches "pure" and deletes
  * calls to it as dead code when it is not inlined early; the entry prefetch was so
  * lost from the packet path. */
 static inline __attribute__((always_inline)) void ct_prefetch_slot(const struct ct_table *ct, uint32_t h)
 {
-    __builtin_prefetch(&ct->idx.slots[h & ct->idx.mask]);
+    __builtin_prefetch(&ct->idx.b[h & ct->idx.mask]);
 }
-static inline __attribute__((always_inline)) void ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
+/* 1 when the home bucket holds the fingerprint (the entry was prefetched), else 0:
+ * the key is likely new. */
+static inline __attribute__((always_inline)) int ct_prefetch_entry(const struct ct_table *ct, uint32_t h)
 {
-    const struct hslot *s = &ct->idx.slots[h & ct->idx.mask];
-    if (s->ref) {
-        const struct ct_entry *e = &ct->e[(s->ref - 1) >> 1];
-        __builtin_prefetch(e);
-        __builtin_prefetch((const char *)e + 64);   /* the translation, if any */
-    }
+    const struct ctx_bucket *b = &ct->idx.b[h & ct->idx.mask];
+    const uint16_t fp = ctx_fp(h);
+    for (int k = 0; k < CTX_SLOTS; k++)
+        if (b->ref[k] && (b->tag[k] & CTX_FP) == fp) {
+            const struct ct_entry *e = &ct->e[(b->ref[k] - 1) >> 1];
+            __builtin_prefetch(e);
+            if (b->tag[k] & CTX_XLATED)
+                __builtin_prefetch((const char *)e + 64);
+            return 1;
+        }
+    return 0;
 }
 /* New entry in `state` (translated as nat says; NULL: not at all), opened from
  * in_port, or NS_NONE32 when full after reclaiming. The caller fills the report

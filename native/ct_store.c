@@ -33,7 +33,7 @@ static int ct_setup(struct ct_table *ct, uint32_t per_port, struct ns_events *ev
     for (int c = 0; c < CT_TCLASS_COUNT; c++)
         ct->fifo[c].head = ct->fifo[c].tail = NS_NONE32;
     ct->per_port = per_port;
-    if (hidx_init(&ct->idx, 2ull * ct->cap) != 0 ||
+    if (ctx_init(&ct->idx, 2ull * ct->cap) != 0 ||
         (per_port && !(ct->port_count = calloc(CT_PORTS, sizeof(*ct->port_count))))) {
         ct_fini(ct);
         return -1;
@@ -64,8 +64,8 @@ static void ct_adopt(struct ct_table *ct, uint32_t i)
     struct ct_entry *e = &ct->e[i];
     struct ct_key rkey;
     ct_reply_key(e, &rkey);
-    hidx_insert(&ct->idx, ct_key_hash(&e->key), (i << 1) + 1);
-    hidx_insert(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1);
+    ctx_insert(&ct->idx, ct_key_hash(&e->key), (i << 1) + 1, e->nat != 0);
+    ctx_insert(&ct->idx, ct_key_hash(&rkey), (i << 1 | 1) + 1, e->nat != 0);
     fifo_append(ct, i);
     e->egress_rule = e->ingress_rule = NS_RULE_NONE;
     e->generation = 0;
@@ -190,12 +190,12 @@ void ct_fini(struct ct_table *ct)
     free(ct->port_count);
     ct->port_count = NULL;
     ct->e = NULL;
-    hidx_fini(&ct->idx);
+    ctx_fini(&ct->idx);
 }
 
 uint64_t ct_bytes(const struct ct_table *ct)
 {
-    return (uint64_t)ct->cap * sizeof(struct ct_entry) + hidx_bytes(&ct->idx) +
+    return (uint64_t)ct->cap * sizeof(struct ct_entry) + ctx_bytes(&ct->idx) +
            (ct->port_count ? CT_PORTS * sizeof(*ct->port_count) : 0);
 }
 

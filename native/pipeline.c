@@ -338,7 +338,7 @@ uint32_t ns_pipeline_run_offload(struct ns_pipeline *p, const uint8_t *buf, cons
     frag_reclaim(&p->frag, now_ns, p->lim.reclaim_per_batch);
     for (uint32_t base = 0; base < n; base += NS_CHUNK) {
         uint32_t m = n - base < NS_CHUNK ? n - base : NS_CHUNK;
-        /* 1. parse, hash the conntrack key, prefetch its index slot */
+        /* 1. parse, hash the conntrack key, prefetch its index bucket */
         for (uint32_t j = 0; j < m; j++) {
             struct ns_pkt *pkt = &p->pkt[j];
             p->parsed[j] = sanity_parse(buf + off[base + j], len[base + j], pkt);
@@ -351,17 +351,14 @@ uint32_t ns_pipeline_run_offload(struct ns_pipeline *p, const uint8_t *buf, cons
                 ct_prefetch_slot(&p->ct, p->hash[j]);
             }
         }
-        /* 2. prefetch the entries the slots name; a packet whose home slot holds no
-         * entry of its hash is likely new: prefetch what the service mapper, route
-         * and policy will read (index slots, then entries, then backends) */
+        /* 2. prefetch the entries the buckets name; a packet whose home bucket holds
+         * no fingerprint of its hash is likely new: prefetch what the service mapper,
+         * route and policy will read (index slots, then entries, then backends) */
         for (uint32_t j = 0; j < m; j++) {
             p->likely_new[j] = 0;
             if (p->parsed[j] != NS_R_CONTINUE)
                 continue;
-            const struct hslot *s = &p->ct.idx.slots[p->hash[j] & p->ct.idx.mask];
-            if (s->ref && s->hash == p->hash[j]) {
-                ct_prefetch_entry(&p->ct, p->hash[j]);
-            } else {
+            if (!ct_prefetch_entry(&p->ct, p->hash[j])) {
                 p->likely_new[j] = 1;
                 service_prefetch_slots(p->tables, p->key[j].zone, &p->pkt[j], &p->svc_h[j]);
             }

@@ -136,6 +136,13 @@ BUGS = [
      "tests/switch/test_workers.py -k busy"),
     ("native/io_packet.c", "if (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT,",
      "if (0 && setsockopt(fd, SOL_PACKET, PACKET_FANOUT,", "tests/switch/test_workers.py -k service"),
+    # The connection index's buckets (issue 12): a fingerprint compare that counts the
+    # "translated" tag bit (translated connections are never found again); an insert
+    # into a full bucket that does not count itself in the overflow (lookups stop
+    # short of it)
+    ("native/conntrack.c", "if (!b->ref[k] || (b->tag[k] & CTX_FP) != fp)", "if (!b->ref[k] || b->tag[k] != fp)",
+     "tests/test_nat_dataplane.py"),
+    ("native/ct_index.h", "        b->overflow++;\n", "", "tests/native/test_conntrack.py -k overflow"),
     # Equivalent but for 32-bit hash collisions (the hash is seeded by the zone);
     # kept so the list says so rather than hiding it.
     ("native/tables.h", "if (e->zone == zone && memcmp", "if (memcmp",

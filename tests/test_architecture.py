@@ -48,3 +48,16 @@ def test_what_c_defines_is_not_written_again_in_python():
         assert not re.search(r"PORT_UNKNOWN\s*=|PORT_UPLINK\s*=|RULE_NONE\s*=|== 0xFFFF\b", text), rel
         # a list of the forwarding reasons (the X-macro's verdict column says which)
         assert not re.search(r'[({\[]\s*"(established|reply|new|related|fragment)"\s*,\s*"(established|reply|new|related|fragment)"', text), rel
+
+
+def test_inline_prefetch_helpers_are_always_inlined():
+    """GCC finds a function of loads and prefetches "pure" and deletes calls to it as
+    dead code unless it was inlined first: the conntrack entry prefetch was so lost
+    from the packet path (issue 12). A header's static inline function that prefetches
+    must be always_inline."""
+    for f in glob.glob(os.path.join(ROOT, "native", "*.h")):
+        text = open(f).read()
+        for m in re.finditer(r"static inline ([^;{]*?)\b(\w+)\([^)]*\)\s*\{", text):
+            body_end = text.find("\n}", m.end())
+            if "__builtin_prefetch" in text[m.end():body_end]:
+                assert "always_inline" in m.group(1), (os.path.relpath(f, ROOT), m.group(2))

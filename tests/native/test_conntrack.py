@@ -244,6 +244,28 @@ def test_capacity_full():
     assert p.connections <= 4
 
 
+def test_index_buckets_overflow():
+    """64 connections: 128 index references in 16 buckets of 10 (the most the index
+    is ever loaded), so buckets overflow into their neighbours; every connection is
+    found both ways, through expiry and reuse (the overflow counts taken back)."""
+    p = Pipe(make_tables(endpoints=ENDPOINTS), connections=64, reclaim=1)
+
+    def frames(base):
+        out = [(E / IP(src=A, dst=B) / UDP(sport=base + s, dport=53), 1) for s in range(64)]
+        back = [(E / IP(src=B, dst=A) / UDP(sport=53, dport=base + s), 2) for s in range(64)]
+        return out, back
+
+    for rnd, base in enumerate((1000, 5000, 9000)):
+        now = rnd * 200 * SEC   # the previous round's connections expired (180 s)
+        out, back = frames(base)
+        assert [r.reason for r in p.run(out, now=now)] == ["new"] * 64
+        assert p.connections == 64
+        assert [r.reason for r in p.run(out, now=now + 1)] == ["established"] * 64
+        assert [r.reason for r in p.run(back, now=now + 2)] == ["reply"] * 64
+        assert p.run([(E / IP(src=A, dst=B) / UDP(sport=base + 64, dport=53), 1)], now=now + 3)[0].reason \
+            == "conntrack_full"
+
+
 def test_reclaim_per_batch():
     p = Pipe(make_tables(endpoints=ENDPOINTS), connections=64, reclaim=3)
     p.run([(E / IP(src=A, dst=B) / UDP(sport=s, dport=53), 1) for s in range(1, 11)], now=0)
@@ -260,6 +282,8 @@ def test_entry_size_and_memory():
     try:
         t = make_tables(limits={"endpoints": 100_000}, seal=False)
         assert lib.ns_pipeline_memory(p) >= 1_048_576 * lib.ns_ct_entry_size()
+        # the index: 16 bytes a connection (64-byte buckets of 10 references, 2 each)
+        assert lib.ns_pipeline_memory(p) <= 1_048_576 * (lib.ns_ct_entry_size() + 16) + 8 * 2**20
         total = lib.ns_pipeline_memory(p) + lib.ns_tables_memory(t)
         assert total <= 256 * 1024 * 1024, total
     finally:
