@@ -238,7 +238,7 @@ class Bench:
 
     # -- one configuration ---------------------------------------------------------
     def config(self, kind: str, n: int, ports: int = 2, offloads: bool = False, busy_us: int = 0,
-               workers: int = 1) -> list[dict]:
+               workers: int = 1, coalesce: int = 0) -> list[dict]:
         from pipeline.load.build import load_cluster
         from pipeline.dataplane.compiler import compile_cluster
         from pipeline.switch.process import start_switch, stop_switch
@@ -253,7 +253,7 @@ class Bench:
         compile_s = time.monotonic() - t
         topo = Topology.build(topology_pods(compiled), static_neighbors=True, offloads=offloads)
         tag = {"ports": ports, "offloads": offloads, "busy_us": busy_us if kind == "switch" else 0,
-               "workers": workers if kind == "switch" else 1}
+               "workers": workers if kind == "switch" else 1, "coalesce_us": coalesce if kind == "switch" else 0}
         # several workers run on every core: their CPU is the machine's, less the generator's
         sw_cpu = self.sw_cpu if workers == 1 else "all"
         # a thousand ports: a smaller ring each (a 64 KiB frame per slot with offloads)
@@ -279,7 +279,7 @@ class Bench:
                         # a fresh switch per repetition: every rep starts with empty conntrack
                         pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
                                            counters=counters, busy_poll_us=busy_us, ring_bytes=ring,
-                                           workers=workers)
+                                           workers=workers, coalesce_us=coalesce)
                     try:
                         m = self.measure(topo, flows, sw_cpu if kind == "switch" else self.gen_cpu)
                     finally:
@@ -301,7 +301,8 @@ class Bench:
                 for _ in range(self.reps):
                     if kind == "switch":
                         pid = start_switch(compiled, topo, cpu=self.sw_cpu, connections=SWITCH_CONNECTIONS,
-                                           busy_poll_us=busy_us, ring_bytes=ring, workers=workers)
+                                           busy_poll_us=busy_us, ring_bytes=ring, workers=workers,
+                                           coalesce_us=coalesce)
                     try:
                         gbps.append(self.iperf(topo))
                         cps.append(self.conn_rate(topo))
@@ -368,7 +369,8 @@ def kernel_forwarding(topo: Topology) -> None:
 
 def label(r: dict) -> str:
     extra = (" offl" if r.get("offloads") else "") + (f" busy={r['busy_us']}" if r.get("busy_us") else "") + \
-        (f" w={r['workers']}" if r.get("workers", 1) > 1 else "")
+        (f" w={r['workers']}" if r.get("workers", 1) > 1 else "") + \
+        (f" co={r['coalesce_us']}" if r.get("coalesce_us") else "")
     if r["forwarder"] == "kernel":
         return "kernel" + extra
     return f"{r['forwarder']} N={r['policies']}" + (f" ports={r['ports']}" if r.get("ports", 2) > 2 else "") + extra
@@ -429,6 +431,8 @@ def main(argv=None) -> int:
     ap.add_argument("--offloads", default="off", help="comma-separated: off (pod offloads off, as the anchors), "
                                                       "on (kernel defaults; the switch carries GSO frames)")
     ap.add_argument("--busy-poll", default="0", help="comma-separated busy-poll budgets (µs) for the switch rows")
+    ap.add_argument("--coalesce", default="0", help="comma-separated interrupt-moderation delays (µs) for the "
+                                                   "switch rows (netsem up --coalesce)")
     ap.add_argument("--workers", default="1", help="comma-separated worker counts for the switch rows (N > 1: "
                                                    "threads on every core; CPU per packet is then the machine's "
                                                    "busy time less the generator's own, as for the kernel rows)")
@@ -451,15 +455,16 @@ def main(argv=None) -> int:
         offl = [x == "on" for x in args.offloads.split(",") if x]
         busy = [int(x) for x in args.busy_poll.split(",") if x]
         workers = [int(x) for x in args.workers.split(",") if x]
-        configs = [("kernel", 0, 2, o, 0, 1) for o in offl] + \
-            [("iptables", n, 2, o, 0, 1) for n in ns for o in offl if "iptables" in only] + \
-            [("switch", n, p, o, b, w) for n in ns for p in ports for o in offl for b in busy for w in workers
-             if "switch" in only]
-        for kind, n, p, o, b, w in configs:
+        coalesce = [int(x) for x in args.coalesce.split(",") if x]
+        configs = [("kernel", 0, 2, o, 0, 1, 0) for o in offl] + \
+            [("iptables", n, 2, o, 0, 1, 0) for n in ns for o in offl if "iptables" in only] + \
+            [("switch", n, p, o, b, w, c) for n in ns for p in ports for o in offl for b in busy for w in workers
+             for c in coalesce if "switch" in only]
+        for kind, n, p, o, b, w, c in configs:
             t = time.monotonic()
-            rows += bench.config(kind, n, p, o, b, w)
-            print(f"  {kind} N={n} ports={p} offloads={o} busy={b} workers={w}: {time.monotonic() - t:.0f} s",
-                  file=sys.stderr)
+            rows += bench.config(kind, n, p, o, b, w, c)
+            print(f"  {kind} N={n} ports={p} offloads={o} busy={b} workers={w} coalesce={c}: "
+                  f"{time.monotonic() - t:.0f} s", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows)

@@ -70,6 +70,10 @@ int ns_switch_set_offload(struct ns_switch *sw, int on);
  * sleeps in epoll_wait only after busy_us microseconds without a frame (the bounded
  * idle back-off); 0 (default) sleeps whenever no port has frames. */
 void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us);
+/* Interrupt moderation (without busy poll): after a batch of at least min_frames
+ * (0: 2), sleep us microseconds (at most 1000; 0: off, the default) so that frames
+ * gather; lone frames never wait. */
+void ns_switch_set_coalesce(struct ns_switch *sw, uint32_t us, uint32_t min_frames);
 /* Workers: more switches over the same pipeline, each run by a thread of its own
  * (before any port is added). ns_switch_set_workers(sw, leader) makes sw one of
  * leader's workers (leader == sw: the first). Every worker opens its own socket on

@@ -109,6 +109,7 @@ struct ns_switch {
     uint32_t busy_us;                /* spin this long without frames before sleeping */
     uint64_t last_frame_ns;          /* busy poll: when frames last came */
     uint32_t busy_rounds;            /* wake-ups that found ports pending */
+    uint32_t coalesce_us, coalesce_min;  /* interrupt moderation (ns_switch_set_coalesce) */
     uint32_t big_used;               /* super-frame slots taken in this batch */
     uint32_t cursor_small;           /* next small slot */
     /* batch state, allocated once */

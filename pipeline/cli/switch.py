@@ -70,6 +70,8 @@ def _run_up(args, run_up) -> int:
     if args.workers > 1 and (args.port_type != "veth" or args.pcap):
         raise UsageError("--workers N > 1 spreads each veth port over N threads (PACKET_FANOUT): "
                          "not with --port-type tap, nor --pcap (one capture ring)")
+    if not 0 <= args.coalesce <= 1000:
+        raise UsageError(f"--coalesce: {args.coalesce} microseconds is not between 0 and 1,000")
     if not 0 <= args.busy_poll <= 10_000_000:
         raise UsageError(f"--busy-poll: {args.busy_poll} microseconds is not between 0 and 10,000,000")
     if not 0 <= args.max_ports <= 65535:
@@ -86,6 +88,7 @@ def _run_up(args, run_up) -> int:
                   max_connections=args.max_connections,
                   max_connections_per_pod=args.max_connections_per_pod, attach=bool(args.attach),
                   offloads=args.offloads == "on", busy_poll_us=args.busy_poll or 0, workers=args.workers,
+                  coalesce_us=args.coalesce,
                   cluster_dns=None if args.cluster_dns == "none" else args.cluster_dns)
 
 
@@ -211,6 +214,11 @@ def add_switch_parsers(sub) -> None:
                     help="spin on the rings instead of sleeping while frames come, and sleep only after "
                          "US microseconds (default 1000) without one: lower latency and more "
                          "connections per second, for a core kept busy (default: off, sleep when idle)")
+    up.add_argument("--coalesce", type=int, default=0, metavar="US",
+                    help="interrupt moderation, as a NIC's rx-usecs: after a batch of two frames or more, "
+                         "let frames gather for US microseconds (at most 1,000) before looking again, so "
+                         "streams cost less CPU per packet; a lone frame never waits (default 0: off; "
+                         "ignored with --busy-poll)")
     up.add_argument("--workers", type=int, default=1, metavar="N",
                     help="switch threads (default 1): each port's frames are spread over them by "
                          "PACKET_FANOUT with the kernel's symmetric flow hash, so a flow stays on one; "

@@ -22,6 +22,7 @@ DROP_REASON_DESC = {
     "bad_ip_version": "INVALID_PACKET_DROPPED", "bad_ip_header_length": "INVALID_PACKET_DROPPED",
     "bad_ip_total_length": "INVALID_PACKET_DROPPED", "bad_ip_checksum": "INVALID_PACKET_DROPPED",
     "truncated_l4": "INVALID_PACKET_DROPPED", "bad_l4_header": "INVALID_PACKET_DROPPED",
+    "bad_offload": "INVALID_PACKET_DROPPED",
     "v4_mapped_address": "INVALID_PACKET_DROPPED",
     "unsupported_ethertype": "UNSUPPORTED_L3_PROTOCOL",
     "bad_ipv6_extension": "INVALID_IPV6_EXTENSION_HEADER",

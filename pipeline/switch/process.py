@@ -16,7 +16,7 @@ from .topology import Topology
 
 def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Optional[str] = None,
                  connections: int = 0, counters: Optional[str] = None, busy_poll_us: int = 0,
-                 ring_bytes: int = 0, workers: int = 1) -> int:
+                 ring_bytes: int = 0, workers: int = 1, coalesce_us: int = 0) -> int:
     """Forks the switch; returns its pid once its ports are open. connections: the
     conntrack capacity (0: the pipeline's default); counters: a file the switch writes
     its packet counters to (per reason, and the switch's own) as JSON when it stops;
@@ -38,7 +38,7 @@ def start_switch(compiled, topo: Topology, cpu: Optional[int] = None, pcap: Opti
                 except OSError:
                     pass
             sw = Switch(compiled, topo, connections=connections, busy_poll_us=busy_poll_us,
-                        ring_bytes=ring_bytes, workers=workers)
+                        ring_bytes=ring_bytes, workers=workers, coalesce_us=coalesce_us)
             rec = Recorder(sw, pcap) if pcap else None
             os.write(w, b"ok")
             os.close(w)

@@ -79,7 +79,7 @@ class Switch:
     def __init__(self, compiled, topo: Topology, batch: int = 256, ring: str = "v2",
                  ring_bytes: int = 0, connections: int = 0, events: int = 0,
                  max_ports: int = 0, per_port: int = 0, ct_file: Optional[str] = None,
-                 attach: bool = False, busy_poll_us: int = 0, workers: int = 1):
+                 attach: bool = False, busy_poll_us: int = 0, workers: int = 1, coalesce_us: int = 0):
         """ct_file: the connection table's shared file (netns.conntrack_path); attach:
         take over the connections a killed switch left in it. Offloads (virtio-net
         headers on every port) follow the topology's. busy_poll_us: spin on the rings,
@@ -117,6 +117,7 @@ class Switch:
                     self.close()
                     raise OSError(-rc, os.strerror(-rc), "ns_switch_" + what)
             lib.ns_switch_set_busy_poll(sw, busy_poll_us)
+            lib.ns_switch_set_coalesce(sw, coalesce_us, 0)
         self._sw = self._workers[0]
         self._go = threading.Event()          # cleared: workers park (ports change)
         self._go.set()

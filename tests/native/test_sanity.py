@@ -28,7 +28,7 @@ def test_reason_table():
         "conntrack_full", "v4_mapped_address", "icmp_error_misdirected", "connection_closed",
         "service_port_unknown", "conntrack_clash", "service_no_backend", "snat_ports_exhausted",
         "pod_address_not_routed", "network_unreachable", "denied_admin_egress", "denied_admin_ingress",
-        "denied_baseline_egress", "denied_baseline_ingress", "conntrack_pod_limit"]
+        "denied_baseline_egress", "denied_baseline_ingress", "conntrack_pod_limit", "bad_offload"]
     assert lib.ns_reason_name(len(REASONS)) == lib.ns_reason_name(-1)
 
 

@@ -44,7 +44,7 @@ class Run:
     """A running switch over a topology built from manifests."""
 
     def __init__(self, text: str, port_type: str = "veth", pcap: str = None, offloads: bool = True,
-                 busy_poll_us: int = 0, workers: int = 1):
+                 busy_poll_us: int = 0, workers: int = 1, coalesce_us: int = 0):
         self.cluster = cluster_from(text)
         self.compiled = compile_cluster(self.cluster)
         self.prefix = "nsm" + secrets.token_hex(3)
@@ -55,7 +55,8 @@ class Run:
         self.sw = None
         self.rec = None
         try:
-            self.sw = Switch(self.compiled, self.topo, busy_poll_us=busy_poll_us, workers=workers)
+            self.sw = Switch(self.compiled, self.topo, busy_poll_us=busy_poll_us, workers=workers,
+                             coalesce_us=coalesce_us)
             if pcap:
                 from pipeline.switch.capture import Recorder
                 self.rec = Recorder(self.sw, pcap)

@@ -1,7 +1,7 @@
 """Workers (issue 12): two switch threads over one pipeline, each port's frames spread
 over them by PACKET_FANOUT. Connections, translations and policy hold whichever worker
 a packet lands on; both workers carry traffic; ports change under running workers;
-and busy polling carries the same traffic."""
+busy polling carries the same traffic; and interrupt moderation batches a stream."""
 
 import socket
 import threading
@@ -119,3 +119,31 @@ def test_busy_poll_carries_the_same(switch_run, workers):
     after = run.sw.stats().switch
     assert after["sleeps"] == before["sleeps"], (before, after)
     assert after["wakeups"] > before["wakeups"] + 40
+
+
+def test_coalescing_gathers_a_stream_into_batches(switch_run):
+    """--coalesce: after a batch of a stream the switch lets frames gather, so a burst
+    of datagrams goes through in a few large batches, all of them delivered."""
+    run = switch_run(TWO_PODS, coalesce_us=500)
+    rx = run.sock("t/b", socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 1 << 25)  # SO_RCVBUFFORCE   # root: past rmem_max
+    rx.bind((run.ip("t/b"), 9000))
+    rx.settimeout(2)
+    tx = run.sock("t/a", socket.AF_INET, socket.SOCK_DGRAM)
+    tx.sendto(b"hello", (run.ip("t/b"), 9000))       # the connection, and neighbours, first
+    assert rx.recv(64) == b"hello"
+    before = run.sw.stats().switch
+    for i in range(3000):
+        tx.sendto(b"%d" % i, (run.ip("t/b"), 9000))
+    got = 0
+    try:
+        while got < 3000:
+            rx.recv(64)
+            got += 1
+    except socket.timeout:
+        pass
+    after = run.sw.stats().switch
+    tx.close()
+    rx.close()
+    assert got == 3000
+    assert after["batches"] - before["batches"] < 3000 / 4, (before, after)
