@@ -1,5 +1,6 @@
 /* AF_PACKET ports: a TPACKET_V2 (or V3) RX ring per port, sendmmsg for TX. */
 #include "switch_int.h"
+#include <linux/filter.h>
 
 /* The port's sending socket: one of its own, bound with protocol 0 so that it
  * receives nothing. Sent on the receiving socket, every frame's buffer, freed in the
@@ -26,6 +27,58 @@ static int open_tx(const struct ns_switch *sw, unsigned ifindex)
     return fd;
 }
 
+/* With offloads, a port's frames go to one of two rings by size (a classic BPF
+ * filter on each socket): MTU-sized ones to the main ring of 2 KiB slots, super-
+ * frames to a ring of 64 KiB slots. One ring of 64 KiB slots would hold 16 times
+ * fewer small frames in the same memory, and a burst of them would overflow it. The
+ * drain merges the two by arrival time, so a flow's order holds. big: this socket
+ * takes the frames longer than SW_SMALL_MAX (else the others). */
+static int size_filter(int fd, int big)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, SW_SMALL_MAX, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, big ? 0xFFFFFFFFu : 0),
+        BPF_STMT(BPF_RET | BPF_K, big ? 0 : 0xFFFFFFFFu),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+/* The super-frame ring (offloads, TPACKET_V2): its own socket, 64 KiB slots. */
+static int open_big(struct ns_switch *sw, struct sw_port *pt, unsigned ifindex, uint16_t port)
+{
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, ver = TPACKET_V2;
+    struct tpacket_req req = {.tp_block_size = 2 * SW_BIG_FRAME, .tp_frame_size = SW_BIG_FRAME,
+                              .tp_block_nr = SW_BIG_RING / (2 * SW_BIG_FRAME),
+                              .tp_frame_nr = SW_BIG_RING / SW_BIG_FRAME};
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+                              .sll_ifindex = (int)ifindex};
+    int fanout = (int)((port & 0x7FFF) | 0x8000) | (PACKET_FANOUT_HASH << 16);
+    void *ring = MAP_FAILED;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof(ver)) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0 || size_filter(fd, 1) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+        goto fail;
+    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+    ring = mmap(NULL, SW_BIG_RING, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ring == MAP_FAILED || bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0 ||
+        (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0))
+        goto fail;
+    pt->big_fd = fd;
+    pt->big_ring = ring;
+    return 0;
+fail:;
+    int e = errno;
+    if (ring != MAP_FAILED)
+        munmap(ring, SW_BIG_RING);
+    close(fd);
+    return -e;
+}
+
 int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
                        const uint8_t *gw_mac, const uint8_t *pod_mac)
 {
@@ -50,9 +103,11 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
 
     size_t ring_len;
     if (ver == TPACKET_V2) {
+        if (sw->offload && size_filter(fd, 0) < 0)
+            goto fail;
         struct tpacket_req req = {0};
-        req.tp_block_size = sw->offload ? 2 * SW_BIG_FRAME : 1u << 16;
-        req.tp_frame_size = sw->offload ? SW_BIG_FRAME : SW_V2_FRAME;
+        req.tp_block_size = 1u << 16;
+        req.tp_frame_size = SW_V2_FRAME;
         req.tp_block_nr = sw->ring_bytes / req.tp_block_size;
         req.tp_frame_nr = req.tp_block_nr * (req.tp_block_size / req.tp_frame_size);
         if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
@@ -88,8 +143,8 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
         close(fd);
         return -e;
     }
-    /* workers: the port's sockets share its fanout group (one id per port) */
-    int fanout = (int)port | (PACKET_FANOUT_HASH << 16);
+    /* workers: the port's sockets share its fanout group (one id per port and ring) */
+    int fanout = (int)(port & 0x7FFF) | (PACKET_FANOUT_HASH << 16);
     if (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0) {
         int e = errno;
         munmap(ring, ring_len);
@@ -102,6 +157,12 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
         close(fd);
         return txfd;
     }
+    if (sw->offload && ver == TPACKET_V2 && (rc = open_big(sw, pt, ifindex, port)) < 0) {
+        munmap(ring, ring_len);
+        close(fd);
+        close(txfd);
+        return rc;
+    }
     pt->fd = fd;
     pt->txfd = txfd;
     pt->ring = ring;
@@ -112,6 +173,7 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
         munmap(ring, ring_len);
         close(fd);
         close(txfd);
+        sw_close_big(pt);
     }
     return rc;
 fail:
@@ -152,17 +214,36 @@ static inline int no_room(const struct ns_switch *sw, uint32_t snaplen)
     return snaplen > NS_SW_FRAME_MAX && sw->big_used >= NS_SW_BIG_SLOTS;
 }
 
+static inline struct tpacket2_hdr *v2_head(uint8_t *ring, uint32_t cur, uint32_t slot_size)
+{
+    struct tpacket2_hdr *h = (struct tpacket2_hdr *)(ring + (size_t)cur * slot_size);
+    return (__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) ? h : NULL;
+}
+
+static inline int v2_before(const struct tpacket2_hdr *a, const struct tpacket2_hdr *b)
+{
+    return a->tp_sec < b->tp_sec || (a->tp_sec == b->tp_sec && a->tp_nsec <= b->tp_nsec);
+}
+
+/* The main ring, merged by arrival time with the super-frame ring if there is one. */
 static uint32_t drain_v2(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
 {
+    const uint32_t big_slots = SW_BIG_RING / SW_BIG_FRAME;
     while (n < sw->batch) {
-        struct tpacket2_hdr *h = (struct tpacket2_hdr *)(pt->ring + (size_t)pt->cur * pt->slot_size);
-        uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
-        if (!(status & TP_STATUS_USER) || NS_UNLIKELY(no_room(sw, h->tp_snaplen)))
+        struct tpacket2_hdr *h = v2_head(pt->ring, pt->cur, pt->slot_size);
+        struct tpacket2_hdr *b = pt->big_ring ? v2_head(pt->big_ring, pt->big_cur, SW_BIG_FRAME) : NULL;
+        const int big = b && (!h || v2_before(b, h));
+        if (big)
+            h = b;
+        if (!h || NS_UNLIKELY(no_room(sw, h->tp_snaplen)))
             break;
         n += take(sw, pt, n, (uint8_t *)h + h->tp_mac, h->tp_snaplen, h->tp_len,
                   (uint64_t)h->tp_sec * 1000000000ull + h->tp_nsec);
         __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-        pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
+        if (big)
+            pt->big_cur = pt->big_cur + 1 == big_slots ? 0 : pt->big_cur + 1;
+        else
+            pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
     }
     return n;
 }
@@ -195,6 +276,21 @@ static uint32_t drain_v3(struct ns_switch *sw, struct sw_port *pt, uint32_t n)
         pt->cur = pt->cur + 1 == pt->nslots ? 0 : pt->cur + 1;
     }
     return n;
+}
+
+void sw_close_big(struct sw_port *pt)
+{
+    if (pt->big_ring)
+        munmap(pt->big_ring, SW_BIG_RING);
+    if (pt->big_fd >= 0)
+        close(pt->big_fd);
+    pt->big_ring = NULL;
+    pt->big_fd = -1;
+}
+
+int sw_big_ready(const struct sw_port *pt)
+{
+    return pt->big_ring && v2_head(pt->big_ring, pt->big_cur, SW_BIG_FRAME) != NULL;
 }
 
 uint32_t sw_drain_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t n)

@@ -96,6 +96,7 @@ void ns_switch_free(struct ns_switch *sw)
             close(pt->fd);
         if (pt->txfd >= 0)
             close(pt->txfd);
+        sw_close_big(pt);
     }
     if (sw->epfd >= 0)
         close(sw->epfd);
@@ -133,6 +134,7 @@ int ns_switch_remove_port(struct ns_switch *sw, uint16_t port)
     struct sw_port *pt = &sw->ports[i];
     if (pt->fd >= 0)
         epoll_ctl(sw->epfd, EPOLL_CTL_DEL, pt->fd, NULL);   /* a TAP fd outlives the port */
+    sw_close_big(pt);
     for (uint32_t k = 0; k < sw->npending; k++)
         if (sw->pending[k] == port)
             sw->pending[k--] = sw->pending[--sw->npending];
@@ -176,7 +178,7 @@ int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
         return -EINVAL;
     struct sw_port *pt = &sw->ports[sw->nports];
     memset(pt, 0, sizeof(*pt));
-    pt->fd = pt->txfd = -1;
+    pt->fd = pt->txfd = pt->big_fd = -1;
     pt->port = port;
     memcpy(pt->gw_mac, gw_mac, 6);
     if (pod_mac) {
@@ -190,8 +192,12 @@ int sw_new_slot(struct ns_switch *sw, uint16_t port, const uint8_t *gw_mac,
 int sw_commit_slot(struct ns_switch *sw, struct sw_port *pt)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = pt->port};
-    if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, pt->fd, &ev) < 0)
-        return -errno;
+    if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, pt->fd, &ev) < 0 ||
+        (pt->big_fd >= 0 && epoll_ctl(sw->epfd, EPOLL_CTL_ADD, pt->big_fd, &ev) < 0)) {
+        int e = errno;
+        epoll_ctl(sw->epfd, EPOLL_CTL_DEL, pt->fd, NULL);
+        return -e;
+    }
     sw->slot_of[pt->port] = (uint16_t)sw->nports;
     sw->nports++;
     sw->pending[sw->npending++] = pt->port;   /* frames may have come before it was watched */
@@ -365,6 +371,9 @@ int ns_switch_port_stats(struct ns_switch *sw, uint16_t port, struct ns_switch_p
         struct tpacket_stats_v3 ts;
         socklen_t l = sizeof(ts);
         if (getsockopt(pt->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &l) == 0)
+            pt->st.ring_drops += ts.tp_drops;
+        l = sizeof(ts);
+        if (pt->big_fd >= 0 && getsockopt(pt->big_fd, SOL_PACKET, PACKET_STATISTICS, &ts, &l) == 0)
             pt->st.ring_drops += ts.tp_drops;
     }
     *out = pt->st;

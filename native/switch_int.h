@@ -41,6 +41,8 @@
 #define SW_BIG_FRAME (1u << 16) /* ring frame and batch slot of a super-frame (offloads on):
                                  * room for a 64 KB GSO frame after the ring's headers */
 #define SW_EP_EVENTS 256       /* epoll events taken per wait */
+#define SW_SMALL_MAX 1600      /* offloads: frames up to this go to the 2 KiB-slot ring */
+#define SW_BIG_RING (4u << 20) /* offloads: the super-frame ring, 64 slots of 64 KiB */
 
 struct sw_port {
     int fd;                /* receives (the RX ring; TAP: both ways) */
@@ -59,6 +61,10 @@ struct sw_port {
     uint32_t cur;          /* next V2 frame / current V3 block */
     uint32_t v3_left;      /* V3: packets left in the current block (0: not opened) */
     uint8_t pending;       /* on the pending list: may hold frames */
+    /* offloads (TPACKET_V2): the super-frame ring, on a socket of its own */
+    int big_fd;
+    uint8_t *big_ring;
+    uint32_t big_cur;
     uint8_t *v3_pkt;       /* V3: next packet in the current block */
     struct ns_switch_port_stats st;
 };
@@ -142,6 +148,8 @@ void sw_act(struct ns_switch *sw, uint32_t n);
  * n); send frames [start, end) of tx_sorted on a port (returns how many went). */
 uint32_t sw_drain_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t n);
 uint32_t sw_send_packet(struct ns_switch *sw, struct sw_port *pt, uint32_t start, uint32_t end);
+void sw_close_big(struct sw_port *pt);
+int sw_big_ready(const struct sw_port *pt);
 /* Where batch frame n of `bytes` goes: its offset in buf, or UINT32_MAX when the
  * batch has no room for it (a super-frame past NS_SW_BIG_SLOTS: it waits). */
 uint32_t sw_slot_for(struct ns_switch *sw, uint32_t n, uint32_t bytes);

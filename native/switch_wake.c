@@ -48,11 +48,16 @@ static void port_error(struct ns_switch *sw, uint16_t port, uint32_t events)
     uint16_t slot = sw->slot_of[port];
     if (slot == SW_NO_SLOT)
         return;
-    int fd = sw->ports[slot].fd, err = 0;
+    int fd = sw->ports[slot].fd, big = sw->ports[slot].big_fd, err = 0;
     socklen_t len = sizeof(err);
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (events & EPOLLHUP)
+    if (big >= 0)              /* the event does not say which of the port's sockets */
+        getsockopt(big, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (events & EPOLLHUP) {
         epoll_ctl(sw->epfd, EPOLL_CTL_DEL, fd, NULL);
+        if (big >= 0)
+            epoll_ctl(sw->epfd, EPOLL_CTL_DEL, big, NULL);
+    }
     sw->counter[NS_SW_C_PORT_ERRORS]++;
 }
 
@@ -85,7 +90,7 @@ static int collect(struct ns_switch *sw, int timeout_ms)
 /* Whether a port's ring has a frame for user space (TAP: can't tell, say yes). */
 static inline int ring_ready(const struct sw_port *pt)
 {
-    if (pt->is_tap || pt->v3_pkt)
+    if (pt->is_tap || pt->v3_pkt || sw_big_ready(pt))
         return 1;
     const uint8_t *slot = pt->ring + (size_t)pt->cur * pt->slot_size;
     uint32_t status = pt->version == NS_SW_RING_V3

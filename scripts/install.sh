@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs netsem and everything it needs on a fresh Debian/Ubuntu machine (as root):
 # a C compiler for the cffi module (and the benchmark's generators), iproute2, iperf3,
-# iptables and nftables for the soft switch and its benchmarks, and the Python
+# iptables and nftables for the soft switch and its benchmarks, libxdp for the AF_XDP
+# experiment (bench/gen/xdpfwd.c), and the Python
 # package with its test extras.
 set -eu
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     need=""
-    for pkg in gcc libc6-dev python3-dev python3-pip iproute2 iperf3 procps iptables nftables clang libclang-rt-14-dev valgrind; do
+    for pkg in gcc libc6-dev python3-dev python3-pip iproute2 iperf3 procps iptables nftables clang libclang-rt-14-dev valgrind libxdp-dev libbpf-dev; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
     done
     if [ -n "$need" ]; then

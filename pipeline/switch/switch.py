@@ -99,9 +99,9 @@ class Switch:
         # Room for pods that come later (netsem up follows its cluster): a bounded
         # table; when full, a new pod is reported and left unwired.
         self.max_ports = max_ports or max(1024, 2 * len(ports))
-        # With offloads a ring frame is 64 KiB (room for a super-frame): more bytes
-        # keep the ring from filling in a burst of small frames.
-        ring_bytes = ring_bytes or ((8 << 20) if topo.offloads else (4 << 20))
+        # The main ring's slots are 2 KiB; with offloads each port has a second
+        # ring of 64 KiB slots (4 MiB) for super-frames.
+        ring_bytes = ring_bytes or (4 << 20)
         self._workers: list = []
         for _ in range(workers):
             sw = lib.ns_switch_new(self.datapath.pipeline, self.max_ports, batch)
