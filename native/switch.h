@@ -71,8 +71,8 @@ int ns_switch_set_offload(struct ns_switch *sw, int on);
  * idle back-off); 0 (default) sleeps whenever no port has frames. */
 void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us);
 /* Interrupt moderation (without busy poll): after a batch of at least min_frames
- * (0: 2), sleep us microseconds (at most 1000; 0: off, the default) so that frames
- * gather; lone frames never wait. */
+ * (0: 8) that did not fill, sleep us microseconds (at most 1000; 0: off, the
+ * default) so that frames gather; a few frames never wait. */
 void ns_switch_set_coalesce(struct ns_switch *sw, uint32_t us, uint32_t min_frames);
 /* Workers: more switches over the same pipeline, each run by a thread of its own
  * (before any port is added). ns_switch_set_workers(sw, leader) makes sw one of

@@ -195,8 +195,9 @@ int ns_switch_poll(struct ns_switch *sw, int timeout_ms, uint64_t now_ns)
     /* Interrupt moderation, as a NIC's rx-usecs: after a batch of a stream (at least
      * coalesce_min frames), let frames gather for coalesce_us before looking again,
      * so the per-wake-up costs (epoll, sendmmsg, the scheduler) are shared by more of
-     * them. A lone frame (a request, a handshake) never waits. */
-    if (sw->coalesce_us && !sw->busy_us && n >= sw->coalesce_min) {
+     * them. A few frames (a request, a handshake's) never wait, and nor does a full
+     * batch: more are waiting already. */
+    if (sw->coalesce_us && !sw->busy_us && n >= sw->coalesce_min && n < sw->batch) {
         struct timespec ts = {0, (long)sw->coalesce_us * 1000};
         nanosleep(&ts, NULL);
     }
@@ -233,7 +234,7 @@ int64_t ns_switch_run(struct ns_switch *sw, uint32_t duration_ms)
 void ns_switch_set_coalesce(struct ns_switch *sw, uint32_t us, uint32_t min_frames)
 {
     sw->coalesce_us = us > 1000 ? 1000 : us;
-    sw->coalesce_min = min_frames ? min_frames : 2;
+    sw->coalesce_min = min_frames ? min_frames : 8;
 }
 
 void ns_switch_set_busy_poll(struct ns_switch *sw, uint32_t busy_us)

@@ -215,10 +215,10 @@ def add_switch_parsers(sub) -> None:
                          "US microseconds (default 1000) without one: lower latency and more "
                          "connections per second, for a core kept busy (default: off, sleep when idle)")
     up.add_argument("--coalesce", type=int, default=0, metavar="US",
-                    help="interrupt moderation, as a NIC's rx-usecs: after a batch of two frames or more, "
-                         "let frames gather for US microseconds (at most 1,000) before looking again, so "
-                         "streams cost less CPU per packet; a lone frame never waits (default 0: off; "
-                         "ignored with --busy-poll)")
+                    help="interrupt moderation, as a NIC's rx-usecs: after a batch of 8 frames or more "
+                         "that did not fill, let frames gather for US microseconds (at most 1,000) before "
+                         "looking again, so streams cost less CPU per packet; fewer frames never wait "
+                         "(default 0: off; ignored with --busy-poll)")
     up.add_argument("--workers", type=int, default=1, metavar="N",
                     help="switch threads (default 1): each port's frames are spread over them by "
                          "PACKET_FANOUT with the kernel's symmetric flow hash, so a flow stays on one; "
