@@ -6,7 +6,7 @@ partial checksum so that the kernel, completing it, writes the right one."""
 import struct
 
 from hypothesis import given, settings, strategies as st
-from scapy.all import IP, TCP, UDP, ICMP, IPv6, Raw, raw
+from scapy.all import IP, TCP, UDP, ICMP, IPv6, IPv6ExtHdrDestOpt, Raw, raw
 
 from pipeline._native import ffi, lib
 
@@ -42,6 +42,10 @@ def test_a_super_frame_is_one_segment_of_its_connection():
     assert run(both, f6, PA, (NEEDS_CSUM, TCPV6, 74, 1428, 54, 16)).reason == "new"
     fu = raw(ether() / IP(src=A, dst=B) / UDP(sport=7, dport=80) / Raw(b"z" * 20000))
     assert run(both, fu, PA, (NEEDS_CSUM, UDP_L4, 42, 1472, 34, 6)).reason == "new"
+    # behind an IPv6 extension header the checksum starts where the TCP header does
+    fx = raw(ether() / IPv6(src=A6, dst=B6) / IPv6ExtHdrDestOpt() / TCP(sport=6, dport=80, flags="S") / Raw(b"w" * 9000))
+    assert run(both, fx, PA, (NEEDS_CSUM, TCPV6, 82, 1420, 62, 16)).reason == "new"
+    assert run(both, fx, PA, (NEEDS_CSUM, TCPV6, 82, 1420, 54, 16)).reason == "bad_offload"
     # a partial checksum alone, and DATA_VALID alone, ask nothing odd
     assert run(both, tcp4(sport=2), PA, (NEEDS_CSUM, 0, 0, 0, 34, 16)).reason == "new"
     assert run(both, tcp4(sport=3), PA, (2, 0, 0, 0, 0, 0)).reason == "new"
