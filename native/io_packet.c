@@ -137,44 +137,34 @@ int ns_switch_add_port(struct ns_switch *sw, uint16_t port, const char *ifname,
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = (int)ifindex;
-    if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-        int e = errno;
-        munmap(ring, ring_len);
-        close(fd);
-        return -e;
-    }
     /* workers: the port's sockets share its fanout group (one id per port and ring) */
-    int fanout = (int)(port & 0x7FFF) | (PACKET_FANOUT_HASH << 16);
-    if (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0) {
-        int e = errno;
-        munmap(ring, ring_len);
-        close(fd);
-        return -e;
+    int fanout = (int)(port & 0x7FFF) | (PACKET_FANOUT_HASH << 16), txfd = -1;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0 ||
+        (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0)) {
+        rc = -errno;
+        goto unmap;
     }
-    int txfd = open_tx(sw, ifindex);
-    if (txfd < 0) {
-        munmap(ring, ring_len);
-        close(fd);
-        return txfd;
+    if ((txfd = open_tx(sw, ifindex)) < 0) {
+        rc = txfd;
+        goto unmap;
     }
-    if (sw->offload && ver == TPACKET_V2 && (rc = open_big(sw, pt, ifindex, port)) < 0) {
-        munmap(ring, ring_len);
-        close(fd);
-        close(txfd);
-        return rc;
-    }
+    if (sw->offload && ver == TPACKET_V2 && (rc = open_big(sw, pt, ifindex, port)) < 0)
+        goto unmap;
     pt->fd = fd;
     pt->txfd = txfd;
     pt->ring = ring;
     pt->ring_len = ring_len;
     pt->version = ver == TPACKET_V3 ? NS_SW_RING_V3 : NS_SW_RING_V2;
-    rc = sw_commit_slot(sw, pt);
-    if (rc) {
-        munmap(ring, ring_len);
-        close(fd);
+    if ((rc = sw_commit_slot(sw, pt)) == 0)
+        return 0;
+    sw_close_big(pt);
+    pt->fd = pt->txfd = -1;
+    pt->ring = NULL;
+unmap:
+    if (txfd >= 0)
         close(txfd);
-        sw_close_big(pt);
-    }
+    munmap(ring, ring_len);
+    close(fd);
     return rc;
 fail:
     rc = -errno;

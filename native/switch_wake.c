@@ -7,8 +7,9 @@
  * dropped from the list when a drain empties it; epoll (level-triggered) reports it
  * again when a frame comes.
  *
- * While ports are pending the switch asks epoll without waiting, so a busy port
- * cannot starve the others. Busy poll (ns_switch_set_busy_poll) spins instead of
+ * While ports are pending the switch still looks for others without waiting, so a
+ * busy port cannot starve them: at the rings themselves when there are few, else
+ * epoll every SW_ASK_EVERY wake-ups. Busy poll (ns_switch_set_busy_poll) spins instead of
  * sleeping: it peeks at the rings directly (no system call) while frames keep
  * coming, and sleeps in epoll_wait only after busy_us without one, like DPDK's and
  * VPP's adaptive polling: the wake-up latency of a sleeping thread (tens of
@@ -120,8 +121,9 @@ static uint32_t drain(struct ns_switch *sw)
         struct sw_port *pt = &sw->ports[sw->slot_of[port]];
         if (n < sw->batch) {
             n = pt->is_tap ? sw_drain_tap(sw, pt, n) : sw_drain_packet(sw, pt, n);
-            if (n < sw->batch && (!pt->is_tap || !sw->offload || sw->big_used < NS_SW_BIG_SLOTS) &&
-                !(sw->offload && !pt->is_tap && ring_ready(pt))) {
+            /* a drain stops at an empty port, a full batch, or (offloads) when the
+             * batch has no super-frame slot left: only the first empties it */
+            if (n < sw->batch && !(sw->offload && sw->big_used >= NS_SW_BIG_SLOTS)) {
                 pt->pending = 0;          /* emptied: epoll says when it has more */
                 continue;
             }

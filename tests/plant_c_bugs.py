@@ -134,8 +134,9 @@ BUGS = [
      "memset(&sw->ol[n], 0, sizeof(struct ns_offload));", "tests/switch/test_offload.py -k veth"),
     ("native/switch_wake.c", "    *idle = now >= idle_end;", "    *idle = 1;",
      "tests/switch/test_workers.py -k busy"),
-    ("native/io_packet.c", "if (sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT,",
-     "if (0 && setsockopt(fd, SOL_PACKET, PACKET_FANOUT,", "tests/switch/test_workers.py -k service"),
+    ("native/io_packet.c", "(sw->shared && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0)) {\n        rc = -errno;",
+     "(0 && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) < 0)) {\n        rc = -errno;",
+     "tests/switch/test_workers.py -k service"),
     # The connection index's buckets (issue 12): a fingerprint compare that counts the
     # "translated" tag bit (translated connections are never found again); an insert
     # into a full bucket that does not count itself in the overflow (lookups stop

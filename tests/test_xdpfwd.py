@@ -12,9 +12,6 @@ CHECKSUM_PARTIAL frame as plain bytes with only the pseudo-header sum in the UDP
 checksum field and no metadata saying so, and the receiving pod's kernel then drops it
 (Udp InCsumErrors). The real switch carries that state in virtio-net headers instead."""
 
-import contextlib
-import ctypes
-import fcntl
 import os
 import secrets
 import socket
@@ -26,8 +23,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "bench", "gen", "xdpfwd.c")
-NETNS_DIR = "/run/netns"
-SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 A_IP, B_IP = "198.18.1.10", "198.18.1.11"
 PORT = 9999
 COUNT = 1000
@@ -39,32 +34,13 @@ if not os.path.exists("/usr/include/xdp/xsk.h"):
 
 from pyroute2 import IPRoute, NetNS, netns  # noqa: E402
 
-
-@contextlib.contextmanager
-def in_netns(name: str):
-    """The calling thread in namespace `name` for the body (sockets made there stay there)."""
-    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        fd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
-        try:
-            netns.setns(fd, flags=0)
-        finally:
-            os.close(fd)
-        yield
-    finally:
-        netns.setns(saved, flags=0)
-        os.close(saved)
+from pipeline.switch.netns import ETHTOOL_STXCSUM, NETNS_DIR, _ethtool_set, in_netns  # noqa: E402
 
 
 def tx_csum_off(ns: str, ifname: str) -> None:
-    """ethtool -K IFNAME tx off, in namespace `ns` (SIOCETHTOOL, struct ethtool_value)."""
-    ev = bytearray(struct.pack("II", ETHTOOL_STXCSUM, 0))
-    buf = (ctypes.c_char * len(ev)).from_buffer(ev)
-    ifr = struct.pack("16sP", ifname.encode(), ctypes.addressof(buf)) + b"\0" * 16
+    """ethtool -K IFNAME tx off, in namespace `ns`."""
     with in_netns(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with s:
-        fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
+        _ethtool_set(ifname, ETHTOOL_STXCSUM, 0)
 
 
 def mac_of(ns: str, ifname: str) -> str:
